@@ -1,0 +1,202 @@
+// The RedHub server framework: build a Redis-protocol server from three
+// handlers, as with the Go RedHub, on one libev event loop per process.
+//
+//   redhub::Handlers h;
+//   h.on_command = [](redhub::Conn& c, const redhub::resp::Command& cmd,
+//                     redhub::resp::Writer& w) {
+//     w.String("PONG");
+//     return redhub::Action::kNone;
+//   };
+//   redhub::Server server(redhub::Options{}, std::move(h));
+//   if (auto err = server.Listen("tcp://127.0.0.1:6379"); !err.empty()) die(err);
+//   server.Run();  // until a handler returns kShutdown, Stop(), SIGINT or SIGTERM
+//
+// Each connection reads into its own buffer, every complete command in it is
+// parsed (arguments are views into that buffer, valid during the handler
+// call only) and handled in order, and the replies of one read are written
+// with one system call. A connection whose unsent replies exceed
+// output_buffer_soft_limit is not read until they drain (backpressure); one
+// that exceeds output_buffer_hard_limit is closed. Handlers run on the loop's
+// thread, one at a time.
+#pragma once
+
+#include <redhub/reply.h>
+#include <redhub/resp.h>
+
+#include <any>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct ev_loop;  // libev's loop; only the worker library includes <ev.h>
+
+namespace redhub {
+
+// What the server does after a handler returns.
+enum class Action : uint8_t {
+  kNone,      // carry on
+  kClose,     // flush the replies written so far, then close this connection
+  kShutdown,  // flush this connection's replies, then stop the server
+};
+
+struct Options {
+  // Bytes asked of each read(2). Larger values read big requests in fewer
+  // calls; a connection's buffer grows past it as a request needs.
+  size_t read_buffer_cap = 64 * 1024;
+  // TCP keepalive: idle time before the first probe (0 disables), probe
+  // count and interval (0 keeps the system's value).
+  std::chrono::seconds tcp_keepalive{300};
+  int tcp_keep_count = 0;
+  std::chrono::seconds tcp_keep_interval{0};
+  bool tcp_nodelay = true;
+  // SO_RCVBUF / SO_SNDBUF of accepted sockets; 0 keeps the system's value.
+  int socket_recv_buffer = 0;
+  int socket_send_buffer = 0;
+  int listen_backlog = 511;
+  // Interval of the on_tick handler until it returns its own delay; 0 and
+  // no on_tick handler: no ticker.
+  std::chrono::milliseconds tick_interval{0};
+  // Connections beyond this get "-ERR max number of clients reached".
+  size_t max_clients = 10000;
+  // A connection whose unparsed input exceeds this is closed (Redis's
+  // client-query-buffer-limit).
+  size_t max_query_buffer = 1024ull * 1024 * 1024;
+  // Largest bulk argument accepted (Redis's proto-max-bulk-len).
+  size_t max_bulk_len = 512ull * 1024 * 1024;
+  // Unsent replies above the soft limit pause reading from the connection;
+  // above the hard limit the connection is closed and counted.
+  size_t output_buffer_soft_limit = 8 * 1024 * 1024;
+  size_t output_buffer_hard_limit = 256 * 1024 * 1024;
+  // Close connections idle for this long; 0 never does (Redis's timeout).
+  std::chrono::seconds idle_timeout{0};
+  // Worker processes of the prefork daemon; a Server is always one loop.
+  int workers = 1;
+  // Stop gracefully on SIGINT and SIGTERM.
+  bool handle_signals = true;
+};
+
+// One client connection, as handlers see it.
+class Conn {
+ public:
+  uint64_t id() const { return id_; }
+  // "ip:port", "[ipv6]:port" or "/path:0" for unix sockets.
+  const std::string& remote_addr() const { return remote_addr_; }
+  const std::string& local_addr() const { return local_addr_; }
+  int fd() const { return fd_; }
+
+  // The reply protocol: 2 (RESP2, the default) or 3 (RESP3, after HELLO 3).
+  int protocol() const { return protocol_; }
+  void set_protocol(int protocol);
+
+  // CLIENT SETNAME / GETNAME.
+  const std::string& name() const { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+
+  // Seconds since the connection was accepted and since its last command.
+  int64_t age_seconds() const;
+  int64_t idle_seconds() const;
+
+  // Closes the connection once the replies written so far are sent; commands
+  // already received after the current one are not run.
+  void Close();
+
+  // Per-connection state of the application's own type:
+  //   c.context().emplace<Session>(...);  auto* s = c.context_as<Session>();
+  std::any& context() { return context_; }
+  template <class T>
+  T* context_as() {
+    return std::any_cast<T>(&context_);
+  }
+
+ protected:
+  Conn() = default;
+  ~Conn() = default;
+
+  uint64_t id_ = 0;
+  int fd_ = -1;
+  int protocol_ = 2;
+  bool close_requested_ = false;
+  double created_at_ = 0;  // ev_now() timestamps
+  double last_active_ = 0;
+  struct ::ev_loop* loop_ = nullptr;
+  resp::Writer* writer_ = nullptr;
+  std::string remote_addr_;
+  std::string local_addr_;
+  std::string name_;
+  std::any context_;
+};
+
+struct Tick {
+  std::chrono::milliseconds delay{0};  // until the next tick; 0 stops the ticker
+  Action action = Action::kNone;       // kShutdown stops the server
+};
+
+struct Handlers {
+  // A connection was accepted. Anything written is sent before any reply.
+  std::function<Action(Conn&, resp::Writer&)> on_open;
+  // A connection is closing. reason is "" for a clean close or says why
+  // (e.g. "protocol error", "output buffer limit", "peer closed").
+  std::function<Action(Conn&, std::string_view reason)> on_close;
+  // One parsed command. Write exactly one reply per command to the writer.
+  std::function<Action(Conn&, const resp::Command&, resp::Writer&)> on_command;
+  // Called every Tick::delay while it returns a non-zero delay.
+  std::function<Tick()> on_tick;
+};
+
+// Counters of one event loop, since it started.
+struct ServerStats {
+  uint64_t connections_received = 0;
+  uint64_t rejected_connections = 0;  // over max_clients
+  uint64_t commands_processed = 0;
+  uint64_t net_input_bytes = 0;
+  uint64_t net_output_bytes = 0;
+  uint64_t protocol_errors = 0;
+  uint64_t output_limit_disconnects = 0;
+  uint64_t query_limit_disconnects = 0;
+  uint64_t idle_disconnects = 0;
+  uint64_t connected_clients = 0;
+  uint64_t blocked_reading = 0;  // connections paused by backpressure now
+};
+
+namespace worker {
+class EventLoop;
+}
+
+class Server {
+ public:
+  Server(Options options, Handlers handlers);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Listens on "tcp://host:port", "host:port", "[v6]:port" or
+  // "unix:///path". Port 0 picks a free port (see port()). Returns "" or a
+  // message naming the failed system call and errno.
+  std::string Listen(std::string_view address);
+  // The port of the first TCP listener, after Listen().
+  uint16_t port() const { return port_; }
+
+  // Runs the event loop until shutdown. Returns 0, or 1 if it could not run.
+  int Run();
+  // Asks Run() to return; safe from any thread and from signal handlers.
+  void Stop();
+
+  ServerStats stats() const;
+
+ private:
+  Options options_;
+  std::unique_ptr<worker::EventLoop> loop_;
+  std::vector<int> listen_fds_;
+  uint16_t port_ = 0;
+};
+
+// Listen on one address and run until shutdown, like the Go ListenAndServe.
+// Returns "" after a clean shutdown, else the error.
+std::string ListenAndServe(std::string_view address, const Options& options, Handlers handlers);
+
+}  // namespace redhub

@@ -1,0 +1,533 @@
+#include "commands.h"
+
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+
+#include "event_loop.h"
+#include "glob.h"
+
+namespace redhub::worker {
+namespace {
+
+// Redis 7.0's replies, so clients and tests that match on them keep working.
+void WrongArity(resp::Writer& w, std::string_view name) {
+  w.Error("ERR wrong number of arguments for '" + std::string(name) + "' command");
+}
+
+void UnknownCommand(resp::Writer& w, std::span<const std::string_view> args) {
+  std::string msg = "ERR unknown command '";
+  msg.append(args[0].substr(0, 128));
+  msg += "', with args beginning with: ";
+  for (size_t i = 1; i < args.size() && msg.size() < 256; i++) {
+    msg += '\'';
+    msg.append(args[i].substr(0, 128));
+    msg += "' ";
+  }
+  w.Error(msg);
+}
+
+void UnknownSubcommand(resp::Writer& w, std::string_view sub, std::string_view cmd) {
+  w.Error("ERR unknown subcommand '" + std::string(sub.substr(0, 128)) + "'. Try " +
+          std::string(cmd) + " HELP.");
+}
+
+bool EqualsNoCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+bool ParseLong(std::string_view s, int64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  char buf[24];
+  memcpy(buf, s.data(), s.size());
+  buf[s.size()] = '\0';
+  char* end;
+  errno = 0;
+  long long v = strtoll(buf, &end, 10);
+  if (errno != 0 || *end != '\0' || isspace(static_cast<unsigned char>(buf[0]))) return false;
+  *out = v;
+  return true;
+}
+
+// ---- connection ----
+
+Action CmdPing(CommandContext& ctx) {
+  if (ctx.args.size() > 2) {
+    WrongArity(ctx.w, "ping");
+  } else if (ctx.args.size() == 2) {
+    ctx.w.Bulk(ctx.args[1]);
+  } else {
+    ctx.w.String("PONG");
+  }
+  return Action::kNone;
+}
+
+Action CmdEcho(CommandContext& ctx) {
+  ctx.w.Bulk(ctx.args[1]);
+  return Action::kNone;
+}
+
+Action CmdQuit(CommandContext& ctx) {
+  ctx.w.OK();
+  return Action::kClose;
+}
+
+Action CmdSelect(CommandContext& ctx) {
+  int64_t db;
+  if (!ParseLong(ctx.args[1], &db)) {
+    ctx.w.Error("ERR value is not an integer or out of range");
+  } else if (db != 0) {
+    ctx.w.Error("ERR DB index is out of range");
+  } else {
+    ctx.w.OK();
+  }
+  return Action::kNone;
+}
+
+void WriteHello(CommandContext& ctx) {
+  ctx.w.Map(7);
+  ctx.w.Bulk("server");
+  ctx.w.Bulk("redhub");
+  ctx.w.Bulk("version");
+  ctx.w.Bulk(ctx.service.info().version);
+  ctx.w.Bulk("proto");
+  ctx.w.Int(ctx.conn.protocol());
+  ctx.w.Bulk("id");
+  ctx.w.Int(static_cast<int64_t>(ctx.conn.id()));
+  ctx.w.Bulk("mode");
+  ctx.w.Bulk("standalone");
+  ctx.w.Bulk("role");
+  ctx.w.Bulk("master");
+  ctx.w.Bulk("modules");
+  ctx.w.Array(0);
+}
+
+Action CmdHello(CommandContext& ctx) {
+  int64_t proto = ctx.conn.protocol();
+  size_t i = 1;
+  if (ctx.args.size() >= 2) {
+    if (!ParseLong(ctx.args[1], &proto)) {
+      ctx.w.Error("ERR Protocol version is not an integer or out of range");
+      return Action::kNone;
+    }
+    if (proto < 2 || proto > 3) {
+      ctx.w.Error("NOPROTO unsupported protocol version");
+      return Action::kNone;
+    }
+    i = 2;
+  }
+  std::string name;
+  bool set_name = false;
+  for (; i < ctx.args.size(); i++) {
+    bool more = i + 1 < ctx.args.size();
+    if (EqualsNoCase(ctx.args[i], "AUTH") && i + 2 < ctx.args.size()) {
+      // No ACL users yet: only the default user with no password exists.
+      ctx.w.Error("WRONGPASS invalid username-password pair or user is disabled.");
+      return Action::kNone;
+    } else if (EqualsNoCase(ctx.args[i], "SETNAME") && more) {
+      name = std::string(ctx.args[++i]);
+      set_name = true;
+    } else {
+      ctx.w.Error("ERR Syntax error in HELLO option '" + std::string(ctx.args[i]) + "'");
+      return Action::kNone;
+    }
+  }
+  if (set_name) ctx.conn.set_name(name);
+  ctx.conn.set_protocol(static_cast<int>(proto));
+  WriteHello(ctx);
+  return Action::kNone;
+}
+
+void WriteClientInfo(std::string& out, const Connection& c, const CommandService& svc,
+                     std::string_view current_cmd) {
+  out += "id=" + std::to_string(c.id());
+  out += " addr=" + c.remote_addr();
+  out += " laddr=" + c.local_addr();
+  out += " fd=" + std::to_string(c.fd());
+  out += " name=" + c.name();
+  out += " age=" + std::to_string(c.age_seconds());
+  out += " idle=" + std::to_string(c.idle_seconds());
+  out += " flags=N db=0 sub=0 psub=0 ssub=0 multi=-1";
+  out += " qbuf=" + std::to_string(c.in.size());
+  out += " qbuf-free=" + std::to_string(c.in.capacity() - c.in.size());
+  out += " obl=0 oll=0 omem=" + std::to_string(c.pending_output());
+  out += " tot-mem=" + std::to_string(c.buffer_bytes() + sizeof(Connection));
+  out += " events=r";
+  if (c.pending_output() > 0) out += 'w';
+  out += " cmd=" + std::string(current_cmd);
+  out += " user=default redir=-1 resp=" + std::to_string(c.protocol());
+  out += " worker=" + std::to_string(svc.info().worker_slot);
+  out += " pid=" + std::to_string(getpid());
+  out += '\n';
+}
+
+Action CmdClient(CommandContext& ctx) {
+  std::string_view sub = ctx.args[1];
+  auto& conn = static_cast<Connection&>(ctx.conn);
+  if (EqualsNoCase(sub, "ID") && ctx.args.size() == 2) {
+    ctx.w.Int(static_cast<int64_t>(conn.id()));
+  } else if (EqualsNoCase(sub, "GETNAME") && ctx.args.size() == 2) {
+    if (conn.name().empty()) {
+      ctx.w.Null();
+    } else {
+      ctx.w.Bulk(conn.name());
+    }
+  } else if (EqualsNoCase(sub, "SETNAME") && ctx.args.size() == 3) {
+    std::string_view name = ctx.args[2];
+    for (char ch : name) {
+      if (ch < '!' || ch > '~') {
+        ctx.w.Error("ERR Client names cannot contain spaces, newlines or special characters.");
+        return Action::kNone;
+      }
+    }
+    conn.set_name(std::string(name));
+    ctx.w.OK();
+  } else if (EqualsNoCase(sub, "INFO") && ctx.args.size() == 2) {
+    std::string line;
+    WriteClientInfo(line, conn, ctx.service, "client|info");
+    ctx.w.Verbatim("txt", line);
+  } else if (EqualsNoCase(sub, "LIST") && ctx.args.size() == 2) {
+    std::string text;
+    ctx.service.loop()->ForEachConnection([&](const Connection& c) {
+      WriteClientInfo(text, c, ctx.service, &c == &conn ? "client|list" : "NULL");
+    });
+    ctx.w.Verbatim("txt", text);
+  } else if (EqualsNoCase(sub, "ID") || EqualsNoCase(sub, "GETNAME") ||
+             EqualsNoCase(sub, "SETNAME") || EqualsNoCase(sub, "INFO") ||
+             EqualsNoCase(sub, "LIST")) {
+    std::string name = "client|" + std::string(sub);
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    WrongArity(ctx.w, name);
+  } else {
+    UnknownSubcommand(ctx.w, sub, "CLIENT");
+  }
+  return Action::kNone;
+}
+
+// ---- keys (process-local until the shared store lands) ----
+
+Action CmdSet(CommandContext& ctx) {
+  if (ctx.args.size() != 3) {
+    ctx.w.Error("ERR syntax error");
+    return Action::kNone;
+  }
+  ctx.service.store().insert_or_assign(std::string(ctx.args[1]), std::string(ctx.args[2]));
+  ctx.w.OK();
+  return Action::kNone;
+}
+
+Action CmdGet(CommandContext& ctx) {
+  auto& store = ctx.service.store();
+  auto it = store.find(std::string(ctx.args[1]));
+  if (it == store.end()) {
+    ctx.service.keyspace_misses++;
+    ctx.w.Null();
+  } else {
+    ctx.service.keyspace_hits++;
+    ctx.w.Bulk(it->second);
+  }
+  return Action::kNone;
+}
+
+Action CmdDel(CommandContext& ctx) {
+  int64_t n = 0;
+  for (size_t i = 1; i < ctx.args.size(); i++) {
+    n += static_cast<int64_t>(ctx.service.store().erase(std::string(ctx.args[i])));
+  }
+  ctx.w.Int(n);
+  return Action::kNone;
+}
+
+Action CmdExists(CommandContext& ctx) {
+  int64_t n = 0;
+  for (size_t i = 1; i < ctx.args.size(); i++) {
+    n += static_cast<int64_t>(ctx.service.store().count(std::string(ctx.args[i])));
+  }
+  ctx.w.Int(n);
+  return Action::kNone;
+}
+
+Action CmdDbsize(CommandContext& ctx) {
+  ctx.w.Int(static_cast<int64_t>(ctx.service.store().size()));
+  return Action::kNone;
+}
+
+Action CmdFlush(CommandContext& ctx) {
+  for (size_t i = 1; i < ctx.args.size(); i++) {
+    if (!EqualsNoCase(ctx.args[i], "SYNC") && !EqualsNoCase(ctx.args[i], "ASYNC")) {
+      ctx.w.Error("ERR syntax error");
+      return Action::kNone;
+    }
+  }
+  ctx.service.store().clear();
+  ctx.w.OK();
+  return Action::kNone;
+}
+
+// ---- server ----
+
+Action CmdTime(CommandContext& ctx) {
+  struct timeval tv;
+  gettimeofday(&tv, nullptr);
+  ctx.w.Array(2);
+  ctx.w.BulkInt(tv.tv_sec);
+  ctx.w.BulkInt(tv.tv_usec);
+  return Action::kNone;
+}
+
+void WriteCommandInfo(resp::Writer& w, const CommandSpec& spec) {
+  w.Array(10);
+  w.Bulk(spec.name);
+  w.Int(spec.arity);
+  std::vector<const char*> flags;
+  if (spec.flags & kWrite) flags.push_back("write");
+  if (spec.flags & kReadOnly) flags.push_back("readonly");
+  if (spec.flags & kFast) flags.push_back("fast");
+  if (spec.flags & kLoading) flags.push_back("loading");
+  w.Set(static_cast<int64_t>(flags.size()));
+  for (const char* f : flags) w.String(f);
+  w.Int(spec.first_key);
+  w.Int(spec.last_key);
+  w.Int(spec.key_step);
+  w.Set(0);    // ACL categories
+  w.Set(0);    // tips
+  w.Array(0);  // key specs
+  w.Array(0);  // subcommands
+}
+
+Action CmdCommand(CommandContext& ctx) {
+  const auto& table = CommandService::Table();
+  if (ctx.args.size() == 1) {
+    ctx.w.Array(static_cast<int64_t>(table.size()));
+    for (const auto& spec : table) WriteCommandInfo(ctx.w, spec);
+    return Action::kNone;
+  }
+  std::string_view sub = ctx.args[1];
+  if (EqualsNoCase(sub, "COUNT") && ctx.args.size() == 2) {
+    ctx.w.Int(static_cast<int64_t>(table.size()));
+  } else if (EqualsNoCase(sub, "INFO")) {
+    if (ctx.args.size() == 2) {
+      ctx.w.Array(static_cast<int64_t>(table.size()));
+      for (const auto& spec : table) WriteCommandInfo(ctx.w, spec);
+    } else {
+      ctx.w.Array(static_cast<int64_t>(ctx.args.size() - 2));
+      for (size_t i = 2; i < ctx.args.size(); i++) {
+        const CommandSpec* spec = CommandService::Lookup(ctx.args[i]);
+        if (spec == nullptr) {
+          ctx.w.NullArray();
+        } else {
+          WriteCommandInfo(ctx.w, *spec);
+        }
+      }
+    }
+  } else if (EqualsNoCase(sub, "DOCS")) {
+    // No documentation is shipped; clients such as redis-cli then simply
+    // show no hints.
+    ctx.w.Map(0);
+  } else {
+    UnknownSubcommand(ctx.w, sub, "COMMAND");
+  }
+  return Action::kNone;
+}
+
+// CONFIG GET answers with the settings Redis clients and tools ask about.
+Action CmdConfig(CommandContext& ctx) {
+  std::string_view sub = ctx.args[1];
+  if (!EqualsNoCase(sub, "GET")) {
+    UnknownSubcommand(ctx.w, sub, "CONFIG");
+    return Action::kNone;
+  }
+  if (ctx.args.size() < 3) {
+    WrongArity(ctx.w, "config|get");
+    return Action::kNone;
+  }
+  const Options& o = ctx.service.loop()->options();
+  const std::pair<std::string, std::string> params[] = {
+      {"bind", ctx.service.info().bind},
+      {"port", std::to_string(ctx.service.info().port)},
+      {"maxclients", std::to_string(o.max_clients)},
+      {"timeout", std::to_string(o.idle_timeout.count())},
+      {"tcp-keepalive", std::to_string(o.tcp_keepalive.count())},
+      {"proto-max-bulk-len", std::to_string(o.max_bulk_len)},
+      {"client-query-buffer-limit", std::to_string(o.max_query_buffer)},
+      {"client-output-buffer-limit", "normal " + std::to_string(o.output_buffer_hard_limit) + " " +
+                                         std::to_string(o.output_buffer_soft_limit) + " 0"},
+      {"databases", "1"},
+      {"save", ""},
+      {"appendonly", "no"},
+      {"maxmemory", "0"},
+      {"maxmemory-policy", "noeviction"},
+  };
+  std::vector<const std::pair<std::string, std::string>*> found;
+  for (const auto& p : params) {
+    for (size_t i = 2; i < ctx.args.size(); i++) {
+      if (GlobMatch(ctx.args[i], p.first, true)) {
+        found.push_back(&p);
+        break;
+      }
+    }
+  }
+  ctx.w.Map(static_cast<int64_t>(found.size()));
+  for (const auto* p : found) {
+    ctx.w.Bulk(p->first);
+    ctx.w.Bulk(p->second);
+  }
+  return Action::kNone;
+}
+
+Action CmdInfo(CommandContext& ctx) {
+  auto wants = [&](std::string_view section) {
+    if (ctx.args.size() == 1) return true;
+    for (size_t i = 1; i < ctx.args.size(); i++) {
+      if (EqualsNoCase(ctx.args[i], section) || EqualsNoCase(ctx.args[i], "all") ||
+          EqualsNoCase(ctx.args[i], "everything") || EqualsNoCase(ctx.args[i], "default")) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const ServerStats s = ctx.service.loop()->stats();
+  const ServiceInfo& info = ctx.service.info();
+  double now = ev_now(ctx.service.loop()->loop());
+  std::string text;
+  auto line = [&](std::string_view k, const std::string& v) {
+    text.append(k);
+    text += ':';
+    text += v;
+    text += "\r\n";
+  };
+  if (wants("server")) {
+    text += "# Server\r\n";
+    line("redis_version", "7.0.0");
+    line("redhub_version", info.version);
+    line("redis_mode", "standalone");
+    line("os", "Linux");
+    line("arch_bits", std::to_string(sizeof(void*) * 8));
+    line("multiplexing_api", "epoll");
+    line("process_id", std::to_string(getpid()));
+    line("worker_slot", std::to_string(info.worker_slot));
+    line("tcp_port", std::to_string(info.port));
+    line("uptime_in_seconds", std::to_string(static_cast<int64_t>(now - ctx.service.started_at)));
+    line("uptime_in_days",
+         std::to_string(static_cast<int64_t>(now - ctx.service.started_at) / 86400));
+    line("executable", info.executable);
+    line("config_file", info.config_file);
+    text += "\r\n";
+  }
+  if (wants("clients")) {
+    text += "# Clients\r\n";
+    line("connected_clients", std::to_string(s.connected_clients));
+    line("maxclients", std::to_string(ctx.service.loop()->options().max_clients));
+    line("client_buffers_bytes", std::to_string(ctx.service.loop()->client_buffer_bytes()));
+    line("blocked_clients", "0");
+    line("clients_paused_by_backpressure", std::to_string(s.blocked_reading));
+    text += "\r\n";
+  }
+  if (wants("stats")) {
+    text += "# Stats\r\n";
+    line("total_connections_received", std::to_string(s.connections_received));
+    line("total_commands_processed", std::to_string(s.commands_processed));
+    line("total_net_input_bytes", std::to_string(s.net_input_bytes));
+    line("total_net_output_bytes", std::to_string(s.net_output_bytes));
+    line("rejected_connections", std::to_string(s.rejected_connections));
+    line("keyspace_hits", std::to_string(ctx.service.keyspace_hits));
+    line("keyspace_misses", std::to_string(ctx.service.keyspace_misses));
+    line("total_error_replies", std::to_string(s.protocol_errors));
+    line("client_query_buffer_limit_disconnections", std::to_string(s.query_limit_disconnects));
+    line("client_output_buffer_limit_disconnections", std::to_string(s.output_limit_disconnects));
+    line("protocol_errors", std::to_string(s.protocol_errors));
+    line("idle_timeout_disconnections", std::to_string(s.idle_disconnects));
+    text += "\r\n";
+  }
+  if (wants("keyspace")) {
+    text += "# Keyspace\r\n";
+    if (!ctx.service.store().empty()) {
+      line("db0", "keys=" + std::to_string(ctx.service.store().size()) + ",expires=0,avg_ttl=0");
+    }
+    text += "\r\n";
+  }
+  if (text.size() >= 2) text.resize(text.size() - 2);  // no blank line at the end
+  ctx.w.Verbatim("txt", text);
+  return Action::kNone;
+}
+
+const std::vector<CommandSpec> kTable = {
+    // name, arity, flags, first key, last key, step, handler
+    {"client", -2, kLoading, 0, 0, 0, CmdClient},
+    {"command", -1, kLoading, 0, 0, 0, CmdCommand},
+    {"config", -2, kLoading, 0, 0, 0, CmdConfig},
+    {"dbsize", 1, kReadOnly | kFast, 0, 0, 0, CmdDbsize},
+    {"del", -2, kWrite, 1, -1, 1, CmdDel},
+    {"echo", 2, kFast, 0, 0, 0, CmdEcho},
+    {"exists", -2, kReadOnly | kFast, 1, -1, 1, CmdExists},
+    {"flushall", -1, kWrite, 0, 0, 0, CmdFlush},
+    {"flushdb", -1, kWrite, 0, 0, 0, CmdFlush},
+    {"get", 2, kReadOnly | kFast, 1, 1, 1, CmdGet},
+    {"hello", -1, kFast | kLoading, 0, 0, 0, CmdHello},
+    {"info", -1, kLoading, 0, 0, 0, CmdInfo},
+    {"ping", -1, kFast, 0, 0, 0, CmdPing},
+    {"quit", -1, kFast | kLoading, 0, 0, 0, CmdQuit},
+    {"select", 2, kFast | kLoading, 0, 0, 0, CmdSelect},
+    {"set", -3, kWrite, 1, 1, 1, CmdSet},
+    {"time", 1, kFast | kLoading, 0, 0, 0, CmdTime},
+};
+
+struct NameHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+const std::unordered_map<std::string, const CommandSpec*, NameHash, std::equal_to<>>& Index() {
+  static const auto* index = [] {
+    auto* m = new std::unordered_map<std::string, const CommandSpec*, NameHash, std::equal_to<>>;
+    for (const auto& spec : kTable) m->emplace(spec.name, &spec);
+    return m;
+  }();
+  return *index;
+}
+
+}  // namespace
+
+CommandService::CommandService(ServiceInfo info) : info_(std::move(info)) {}
+
+const std::vector<CommandSpec>& CommandService::Table() { return kTable; }
+
+const CommandSpec* CommandService::Lookup(std::string_view name) {
+  // Lower-case into a stack buffer: no allocation per command.
+  char lower[32];
+  if (name.size() >= sizeof(lower)) return nullptr;
+  for (size_t i = 0; i < name.size(); i++) {
+    lower[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+  }
+  const auto& index = Index();
+  auto it = index.find(std::string_view(lower, name.size()));
+  return it == index.end() ? nullptr : it->second;
+}
+
+Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writer& w) {
+  const CommandSpec* spec = Lookup(cmd.args[0]);
+  if (spec == nullptr) {
+    UnknownCommand(w, cmd.args);
+    return Action::kNone;
+  }
+  int argc = static_cast<int>(cmd.args.size());
+  if ((spec->arity > 0 && argc != spec->arity) || (spec->arity < 0 && argc < -spec->arity)) {
+    WrongArity(w, spec->name);
+    return Action::kNone;
+  }
+  CommandContext ctx{conn, cmd.args, w, *this};
+  return spec->handler(ctx);
+}
+
+Handlers CommandService::MakeHandlers() {
+  Handlers h;
+  h.on_command = [this](Conn& conn, const resp::Command& cmd, resp::Writer& w) {
+    return Dispatch(conn, cmd, w);
+  };
+  return h;
+}
+
+}  // namespace redhub::worker

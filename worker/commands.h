@@ -1,0 +1,81 @@
+// The daemon's commands, as data: one CommandSpec row per command (name,
+// arity, flags, key positions, handler), looked up case-insensitively
+// without copying the name. Adding a command is one row and one function.
+#pragma once
+
+#include <redhub/server.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace redhub::worker {
+
+class EventLoop;
+class CommandService;
+
+struct CommandContext {
+  Conn& conn;
+  std::span<const std::string_view> args;
+  resp::Writer& w;
+  CommandService& service;
+};
+
+enum CommandFlag : uint32_t {
+  kWrite = 1 << 0,
+  kReadOnly = 1 << 1,
+  kFast = 1 << 2,
+  kLoading = 1 << 3,  // allowed while the store loads
+  kNoScript = 1 << 4,
+};
+
+struct CommandSpec {
+  const char* name;  // lower case, as Redis names commands
+  int arity;         // Redis's convention: -N means at least N arguments
+  uint32_t flags;
+  int first_key, last_key, key_step;
+  Action (*handler)(CommandContext& ctx);
+};
+
+// Identity and settings the commands report (INFO, HELLO, CONFIG GET).
+struct ServiceInfo {
+  std::string version = "0.1.0";
+  std::string bind;
+  uint16_t port = 0;
+  int worker_slot = 0;
+  std::string config_file;
+  std::string executable;
+};
+
+// Runs the command table for one worker's event loop. Data lives in a
+// process-local map for now; the shared-memory store replaces it.
+class CommandService {
+ public:
+  explicit CommandService(ServiceInfo info);
+
+  // The handlers to give the event loop.
+  Handlers MakeHandlers();
+  void set_loop(EventLoop* loop) { loop_ = loop; }
+  EventLoop* loop() const { return loop_; }
+  const ServiceInfo& info() const { return info_; }
+
+  // nullptr for an unknown command.
+  static const CommandSpec* Lookup(std::string_view name);
+  static const std::vector<CommandSpec>& Table();
+
+  Action Dispatch(Conn& conn, const resp::Command& cmd, resp::Writer& w);
+
+  std::unordered_map<std::string, std::string>& store() { return store_; }
+  uint64_t keyspace_hits = 0;
+  uint64_t keyspace_misses = 0;
+  double started_at = 0;
+
+ private:
+  ServiceInfo info_;
+  EventLoop* loop_ = nullptr;
+  std::unordered_map<std::string, std::string> store_;
+};
+
+}  // namespace redhub::worker

@@ -1,0 +1,433 @@
+#include "event_loop.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include "log.h"
+#include "net.h"
+
+namespace redhub::worker {
+namespace {
+
+constexpr int kMaxAcceptsPerEvent = 64;
+// Buffers bigger than this are given back once a connection is idle.
+constexpr size_t kIdleBufferKeep = 64 * 1024;
+constexpr char kMaxClientsError[] = "-ERR max number of clients reached\r\n";
+
+}  // namespace
+
+Connection::Connection(EventLoop* owner_loop, int fd, uint64_t id)
+    : owner(owner_loop), writer(out) {
+  fd_ = fd;
+  id_ = id;
+  writer_ = &writer;
+  loop_ = owner_loop->loop();
+  created_at_ = last_active_ = ev_now(loop_);
+  resp::ParserLimits limits;
+  limits.max_bulk_len = owner_loop->options().max_bulk_len;
+  parser.set_limits(limits);
+}
+
+Connection::~Connection() = default;
+
+EventLoop::EventLoop(const Options& options, Handlers handlers)
+    : options_(options), handlers_(std::move(handlers)) {
+  // A loop of its own, never libev's default loop: the default loop takes
+  // over SIGCHLD, which belongs to the master.
+  loop_ = ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) | EVFLAG_NOENV);
+  if (loop_ == nullptr) loop_ = ev_loop_new(EVFLAG_AUTO);
+  ev_set_userdata(loop_, this);
+
+  ev_timer_init(&cron_, OnCron, 1.0, 1.0);
+  ev_timer_start(loop_, &cron_);
+  ev_unref(loop_);  // housekeeping alone does not keep the loop alive
+
+  ev_async_init(&stop_async_, OnStopRequest);
+  ev_async_start(loop_, &stop_async_);
+  ev_unref(loop_);
+
+  ev_timer_init(&drain_timer_, OnDrainTimeout, 0, 0);
+  ev_timer_init(&ticker_, OnTick, 0, 0);
+  if (handlers_.on_tick) {
+    ev_timer_set(&ticker_, options_.tick_interval.count() / 1000.0, 0);
+    ev_timer_start(loop_, &ticker_);
+  }
+  if (options_.handle_signals) {
+    ev_signal_init(&sigint_, OnSignal, SIGINT);
+    ev_signal_init(&sigterm_, OnSignal, SIGTERM);
+    ev_signal_start(loop_, &sigint_);
+    ev_signal_start(loop_, &sigterm_);
+    ev_unref(loop_);
+    ev_unref(loop_);
+  }
+}
+
+EventLoop::~EventLoop() {
+  while (head_ != nullptr) Close(head_, "server shutdown");
+  for (ev_io* w : listeners_) delete w;
+  ev_loop_destroy(loop_);
+}
+
+void EventLoop::set_options(const Options& options) {
+  options_ = options;
+  resp::ParserLimits limits;
+  limits.max_bulk_len = options_.max_bulk_len;
+  for (Connection* c = head_; c != nullptr; c = c->next) c->parser.set_limits(limits);
+}
+
+void EventLoop::AddListener(int fd) {
+  auto* w = new ev_io;
+  ev_io_init(w, OnAccept, fd, EV_READ);
+  w->data = this;
+  listeners_.push_back(w);
+  if (!draining_) ev_io_start(loop_, w);
+}
+
+int EventLoop::Run() {
+  ev_run(loop_, 0);
+  Shutdown();
+  return 0;
+}
+
+void EventLoop::Stop() { ev_async_send(loop_, &stop_async_); }
+
+ServerStats EventLoop::stats() const {
+  ServerStats s = stats_;
+  s.blocked_reading = 0;
+  for (Connection* c = head_; c != nullptr; c = c->next) s.blocked_reading += c->paused;
+  return s;
+}
+
+size_t EventLoop::client_buffer_bytes() const {
+  size_t n = 0;
+  for (Connection* c = head_; c != nullptr; c = c->next) n += c->buffer_bytes();
+  return n;
+}
+
+void EventLoop::OnAccept(struct ev_loop*, ev_io* w, int) {
+  static_cast<EventLoop*>(w->data)->Accept(w->fd);
+}
+
+void EventLoop::Accept(int listen_fd) {
+  for (int i = 0; i < kMaxAcceptsPerEvent; i++) {
+    sockaddr_storage addr;
+    socklen_t addrlen = sizeof(addr);
+    int fd = accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &addrlen,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        // EMFILE and friends: the connection stays queued; the next event
+        // retries, and the cron's log line tells the operator.
+        LOG_WARNING("accept4(fd %d) failed: %s", listen_fd, strerror(errno));
+      }
+      return;
+    }
+    stats_.connections_received++;
+    if (stats_.connected_clients >= options_.max_clients) {
+      // Redis's wording, then close; the write is best effort on a socket
+      // whose buffer is empty.
+      ssize_t ignored = send(fd, kMaxClientsError, sizeof(kMaxClientsError) - 1, MSG_NOSIGNAL);
+      (void)ignored;
+      close(fd);
+      stats_.rejected_connections++;
+      continue;
+    }
+    SetupSocket(fd);
+    auto* c = new Connection(this, fd, ++next_id_);
+    c->remote_addr_ = FormatAddress(reinterpret_cast<sockaddr*>(&addr), addrlen);
+    sockaddr_storage local;
+    socklen_t local_len = sizeof(local);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) == 0) {
+      c->local_addr_ = FormatAddress(reinterpret_cast<sockaddr*>(&local), local_len);
+    }
+    ev_io_init(&c->read_watcher, OnReadable, fd, EV_READ);
+    ev_io_init(&c->write_watcher, OnWritable, fd, EV_WRITE);
+    c->read_watcher.data = c->write_watcher.data = c;
+    c->next = head_;
+    if (head_ != nullptr) head_->prev = c;
+    head_ = c;
+    stats_.connected_clients++;
+    ev_io_start(loop_, &c->read_watcher);
+
+    Action action = Action::kNone;
+    if (handlers_.on_open) {
+      c->in_handler = true;
+      action = handlers_.on_open(*c, c->writer);
+      c->in_handler = false;
+    }
+    if (action == Action::kShutdown) {
+      Flush(c);
+      Stop();
+      return;
+    }
+    if (action == Action::kClose || c->close_requested_) c->close_after = true;
+    if (c->pending_output() > 0 || c->close_after) Flush(c);
+  }
+}
+
+void EventLoop::SetupSocket(int fd) {
+  int one = 1;
+  sockaddr_storage addr;
+  socklen_t len = sizeof(addr);
+  bool tcp = getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 &&
+             (addr.ss_family == AF_INET || addr.ss_family == AF_INET6);
+  if (tcp) {
+    if (options_.tcp_nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
+      LOG_VERBOSE("setsockopt(TCP_NODELAY) failed: %s", strerror(errno));
+    }
+    if (options_.tcp_keepalive.count() > 0) {
+      int idle = static_cast<int>(options_.tcp_keepalive.count());
+      setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+      // Redis's default: probe every third of the idle time.
+      int interval = options_.tcp_keep_interval.count() > 0
+                         ? static_cast<int>(options_.tcp_keep_interval.count())
+                         : (idle / 3 > 0 ? idle / 3 : 1);
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+      int count = options_.tcp_keep_count > 0 ? options_.tcp_keep_count : 3;
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
+    }
+  }
+  if (options_.socket_recv_buffer > 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &options_.socket_recv_buffer,
+                 sizeof(options_.socket_recv_buffer)) < 0) {
+    LOG_VERBOSE("setsockopt(SO_RCVBUF, %d) failed: %s", options_.socket_recv_buffer,
+                strerror(errno));
+  }
+  if (options_.socket_send_buffer > 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &options_.socket_send_buffer,
+                 sizeof(options_.socket_send_buffer)) < 0) {
+    LOG_VERBOSE("setsockopt(SO_SNDBUF, %d) failed: %s", options_.socket_send_buffer,
+                strerror(errno));
+  }
+}
+
+void EventLoop::OnReadable(struct ev_loop*, ev_io* w, int) {
+  auto* c = static_cast<Connection*>(w->data);
+  c->owner->Read(c);
+}
+
+void EventLoop::Read(Connection* c) {
+  if (!c->in.Reserve(options_.read_buffer_cap)) {
+    Close(c, "out of memory");
+    return;
+  }
+  ssize_t n = recv(c->fd_, c->in.tail(), c->in.tail_room(), 0);
+  if (n <= 0) {
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    Close(c, n == 0 ? "" : "read error");
+    return;
+  }
+  c->in.Commit(n);
+  stats_.net_input_bytes += n;
+  c->last_active_ = ev_now(loop_);
+  if (!Process(c)) return;
+  if (c->in.size() > options_.max_query_buffer) {
+    LOG_WARNING("Closing client id=%llu addr=%s that reached max query buffer length (%zu bytes)",
+                static_cast<unsigned long long>(c->id_), c->remote_addr_.c_str(), c->in.size());
+    stats_.query_limit_disconnects++;
+    Close(c, "query buffer limit");
+    return;
+  }
+  if (c->pending_output() > 0 || c->close_after) Flush(c);
+}
+
+bool EventLoop::Process(Connection* c) {
+  resp::Command cmd;
+  size_t used;
+  while (!c->close_after) {
+    resp::ParseStatus st = c->parser.Parse(c->in.data(), c->in.size(), &cmd, &used);
+    if (st == resp::ParseStatus::kNeedMore) break;
+    if (st == resp::ParseStatus::kError) {
+      // Redis replies with the error and closes: after a protocol error the
+      // stream cannot be resynchronised.
+      stats_.protocol_errors++;
+      c->writer.Error(c->parser.Error());
+      LOG_VERBOSE("Protocol error (%s) from client id=%llu addr=%s", c->parser.Error().c_str(),
+                  static_cast<unsigned long long>(c->id_), c->remote_addr_.c_str());
+      c->in.Consume(c->in.size());
+      c->close_after = true;
+      c->close_reason_ = "protocol error";
+      break;
+    }
+    Action action = Action::kNone;
+    if (handlers_.on_command) {
+      c->in_handler = true;
+      action = handlers_.on_command(*c, cmd, c->writer);
+      c->in_handler = false;
+    } else {
+      c->writer.Error("ERR no command handler");
+    }
+    c->in.Consume(used);
+    c->commands++;
+    stats_.commands_processed++;
+    if (action == Action::kShutdown) Stop();
+    if (action != Action::kNone || c->close_requested_) {
+      // Commands after QUIT in the same packet are not run.
+      c->close_after = true;
+      c->in.Consume(c->in.size());
+      c->parser.Reset();
+    }
+    if (c->pending_output() > options_.output_buffer_hard_limit) {
+      LOG_WARNING(
+          "Client id=%llu addr=%s closed for overcoming of output buffer limits (%zu bytes)",
+          static_cast<unsigned long long>(c->id_), c->remote_addr_.c_str(), c->pending_output());
+      stats_.output_limit_disconnects++;
+      Close(c, "output buffer limit");
+      return false;
+    }
+  }
+  // Backpressure: while the client has not taken its replies, read no more
+  // of its requests. What was already read has run; nothing more is read
+  // until Flush() brings the output under the soft limit.
+  if (!c->paused && c->pending_output() > options_.output_buffer_soft_limit) {
+    c->paused = true;
+    ev_io_stop(loop_, &c->read_watcher);
+  }
+  if (draining_ && DrainedAt(c)) c->close_after = true;
+  return true;
+}
+
+bool EventLoop::Flush(Connection* c) {
+  while (c->pending_output() > 0) {
+    ssize_t n = send(c->fd_, c->out.data() + c->out_sent, c->pending_output(), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      Close(c, "write error");
+      return false;
+    }
+    c->out_sent += n;
+    stats_.net_output_bytes += n;
+  }
+  if (c->pending_output() > 0) {
+    if (!ev_is_active(&c->write_watcher)) ev_io_start(loop_, &c->write_watcher);
+    return true;
+  }
+  c->out.clear();
+  c->out_sent = 0;
+  if (ev_is_active(&c->write_watcher)) ev_io_stop(loop_, &c->write_watcher);
+  if (c->close_after) {
+    Close(c, c->close_reason_);
+    return false;
+  }
+  if (c->out.capacity() > kIdleBufferKeep) std::string().swap(c->out);
+  if (c->paused) {
+    // Replies drained: run what was read meanwhile, then read again.
+    c->paused = false;
+    ev_io_start(loop_, &c->read_watcher);
+    if (c->in.size() > 0) {
+      if (!Process(c)) return false;
+      if (c->pending_output() > 0 || c->close_after) return Flush(c);
+    }
+  }
+  return true;
+}
+
+void EventLoop::OnWritable(struct ev_loop*, ev_io* w, int) {
+  auto* c = static_cast<Connection*>(w->data);
+  c->owner->Flush(c);
+}
+
+void EventLoop::Close(Connection* c, std::string_view reason) {
+  if (handlers_.on_close) {
+    Action action = handlers_.on_close(*c, reason);
+    if (action == Action::kShutdown) Stop();
+  }
+  ev_io_stop(loop_, &c->read_watcher);
+  ev_io_stop(loop_, &c->write_watcher);
+  if (close(c->fd_) < 0) LOG_VERBOSE("close(%d) failed: %s", c->fd_, strerror(errno));
+  if (c->prev != nullptr) c->prev->next = c->next;
+  if (c->next != nullptr) c->next->prev = c->prev;
+  if (head_ == c) head_ = c->next;
+  stats_.connected_clients--;
+  delete c;
+  if (draining_ && head_ == nullptr) ev_break(loop_, EVBREAK_ALL);
+}
+
+void EventLoop::OnCron(struct ev_loop* loop, ev_timer* w, int) {
+  auto* self = static_cast<EventLoop*>(ev_userdata(loop));
+  double now = ev_now(loop);
+  double idle_limit = static_cast<double>(self->options_.idle_timeout.count());
+  for (Connection* c = self->head_; c != nullptr;) {
+    Connection* next = c->next;
+    if (idle_limit > 0 && !c->paused && c->pending_output() == 0 &&
+        now - c->last_active_ > idle_limit) {
+      self->stats_.idle_disconnects++;
+      LOG_VERBOSE("Closing idle client id=%llu", static_cast<unsigned long long>(c->id_));
+      self->Close(c, "idle timeout");
+    } else {
+      c->in.ShrinkIfIdle(kIdleBufferKeep);
+    }
+    c = next;
+  }
+}
+
+void EventLoop::OnTick(struct ev_loop* loop, ev_timer* w, int) {
+  auto* self = static_cast<EventLoop*>(ev_userdata(loop));
+  Tick t = self->handlers_.on_tick();
+  if (t.action == Action::kShutdown) self->Stop();
+  if (t.delay.count() > 0) {
+    ev_timer_set(w, t.delay.count() / 1000.0, 0);
+    ev_timer_start(loop, w);
+  }
+}
+
+void EventLoop::OnStopRequest(struct ev_loop* loop, ev_async*, int) {
+  static_cast<EventLoop*>(ev_userdata(loop))->StartDraining();
+}
+
+void EventLoop::OnSignal(struct ev_loop* loop, ev_signal* w, int) {
+  LOG_NOTICE("Received %s, shutting down gracefully", strsignal(w->signum));
+  static_cast<EventLoop*>(ev_userdata(loop))->StartDraining();
+}
+
+bool EventLoop::DrainedAt(Connection* c) const {
+  // A request boundary: nothing read that is not yet answered. Closing with
+  // unread input would make the kernel send a reset and lose replies.
+  return c->in.size() == 0 && c->parser.Pending() == 0;
+}
+
+void EventLoop::StartDraining() {
+  if (draining_) return;
+  draining_ = true;
+  for (ev_io* w : listeners_) ev_io_stop(loop_, w);
+  if (ev_is_active(&ticker_)) ev_timer_stop(loop_, &ticker_);
+  for (Connection* c = head_; c != nullptr;) {
+    Connection* next = c->next;
+    if (DrainedAt(c)) {
+      c->close_after = true;
+      Flush(c);  // closes it once its replies are out
+    }
+    c = next;
+  }
+  if (head_ == nullptr) {
+    ev_break(loop_, EVBREAK_ALL);
+    return;
+  }
+  ev_timer_set(&drain_timer_, drain_timeout_, 0);
+  ev_timer_start(loop_, &drain_timer_);
+}
+
+void EventLoop::OnDrainTimeout(struct ev_loop* loop, ev_timer*, int) {
+  auto* self = static_cast<EventLoop*>(ev_userdata(loop));
+  LOG_WARNING("Drain timeout: closing %llu remaining connections",
+              static_cast<unsigned long long>(self->stats_.connected_clients));
+  ev_break(loop, EVBREAK_ALL);
+}
+
+void EventLoop::Shutdown() {
+  while (head_ != nullptr) Close(head_, "server shutdown");
+  if (ev_is_active(&drain_timer_)) ev_timer_stop(loop_, &drain_timer_);
+}
+
+}  // namespace redhub::worker

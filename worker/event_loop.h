@@ -1,0 +1,128 @@
+// One worker's event loop: accepts on the listening sockets it is given,
+// reads, parses, runs handlers and writes replies, all on one libev loop.
+//
+// The loop owns its connections and nothing else: listening sockets belong to
+// whoever created them (the prefork master keeps them open for its whole
+// life), so closing or destroying a loop never closes a listener.
+//
+// A request's path, in one place (Process):
+//   read -> InputBuffer -> Parser -> on_command -> Writer -> output -> send
+#pragma once
+
+#include <ev.h>
+#include <redhub/server.h>
+
+#include <string>
+#include <vector>
+
+#include "buffer.h"
+
+namespace redhub::worker {
+
+class EventLoop;
+
+class Connection : public Conn {
+ public:
+  Connection(EventLoop* owner, int fd, uint64_t id);
+  ~Connection();
+
+  size_t pending_output() const { return out.size() - out_sent; }
+  size_t buffer_bytes() const { return in.capacity() + out.capacity(); }
+  const std::string& close_reason() const { return close_reason_; }
+
+  EventLoop* owner;
+  ev_io read_watcher;
+  ev_io write_watcher;
+  InputBuffer in;
+  std::string out;  // replies not yet sent start at out_sent
+  size_t out_sent = 0;
+  resp::Parser parser;
+  resp::Writer writer;
+  bool paused = false;       // reading stopped by backpressure
+  bool close_after = false;  // close once the output is flushed
+  bool in_handler = false;   // a handler of this connection is running
+  uint64_t commands = 0;
+  Connection* prev = nullptr;  // the loop's list of connections
+  Connection* next = nullptr;
+
+ private:
+  friend class EventLoop;
+  std::string close_reason_;
+};
+
+class EventLoop {
+ public:
+  EventLoop(const Options& options, Handlers handlers);
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // Starts accepting on a listening socket; the loop never closes it.
+  void AddListener(int fd);
+  // Runs until Stop() or a kShutdown action; returns 0.
+  int Run();
+  // Stops accepting, lets every connection finish the commands it has sent
+  // and receive their replies, closes each at a request boundary, and returns
+  // from Run() when none is left or after drain_timeout. Safe from any thread
+  // and from a signal handler.
+  void Stop();
+  // Connection ids are id_base + 1, + 2, ...; the prefork daemon gives each
+  // worker its own base so ids are unique across processes.
+  void set_id_base(uint64_t base) { next_id_ = base; }
+  void set_drain_timeout(double seconds) { drain_timeout_ = seconds; }
+  void set_options(const Options& options);
+  const Options& options() const { return options_; }
+
+  ServerStats stats() const;
+  // Bytes held by all connections' input and output buffers.
+  size_t client_buffer_bytes() const;
+
+  template <class F>
+  void ForEachConnection(F&& f) const {
+    for (Connection* c = head_; c != nullptr; c = c->next) f(*c);
+  }
+
+  struct ev_loop* loop() const {
+    return loop_;
+  }
+
+ private:
+  static void OnAccept(struct ev_loop* loop, ev_io* w, int events);
+  static void OnReadable(struct ev_loop* loop, ev_io* w, int events);
+  static void OnWritable(struct ev_loop* loop, ev_io* w, int events);
+  static void OnCron(struct ev_loop* loop, ev_timer* w, int events);
+  static void OnTick(struct ev_loop* loop, ev_timer* w, int events);
+  static void OnStopRequest(struct ev_loop* loop, ev_async* w, int events);
+  static void OnSignal(struct ev_loop* loop, ev_signal* w, int events);
+  static void OnDrainTimeout(struct ev_loop* loop, ev_timer* w, int events);
+
+  void Accept(int listen_fd);
+  void SetupSocket(int fd);
+  void Read(Connection* c);
+  // Runs every complete command in c's input. Returns false if c was closed.
+  bool Process(Connection* c);
+  // Sends what it can of c's output. Returns false if c was closed.
+  bool Flush(Connection* c);
+  void Close(Connection* c, std::string_view reason);
+  void StartDraining();
+  bool DrainedAt(Connection* c) const;
+  void Shutdown();
+
+  Options options_;
+  Handlers handlers_;
+  struct ev_loop* loop_;
+  std::vector<ev_io*> listeners_;
+  ev_timer cron_;
+  ev_timer ticker_;
+  ev_timer drain_timer_;
+  ev_async stop_async_;
+  ev_signal sigint_;
+  ev_signal sigterm_;
+  Connection* head_ = nullptr;
+  uint64_t next_id_ = 0;
+  bool draining_ = false;
+  double drain_timeout_ = 30;
+  ServerStats stats_;
+};
+
+}  // namespace redhub::worker
