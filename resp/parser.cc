@@ -47,9 +47,15 @@ const char* FindByte(const char* from, const char* end, char c) {
   return static_cast<const char*>(memchr(from, c, end - from));
 }
 
+// isspace(): what sdssplitargs skips between arguments and requires after a
+// closing quote.
 bool IsBlank(char c) {
   return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\v' || c == '\f';
 }
+
+// What ends an unquoted argument in sdssplitargs: a narrower set than
+// isspace(), so "a\vb" stays one argument as in Redis.
+bool EndsUnquoted(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -122,7 +128,7 @@ bool SplitArgs(std::string_view line, std::string* storage, std::vector<std::str
           storage->push_back(*p);
         }
       } else {
-        if (p == end || IsBlank(*p)) break;
+        if (p == end || EndsUnquoted(*p)) break;
         if (*p == '"') {
           in_double = true;
         } else if (*p == '\'') {
@@ -237,7 +243,9 @@ ParseStatus Parser::Parse(const char* data, size_t len, Command* cmd, size_t* co
           break;
         }
         if (*p != '$') {
-          return Fail(std::string("ERR Protocol error: expected '$', got '") + *p + "'");
+          // Redis turns CR and LF into spaces so that an error stays one line.
+          char got = (*p == '\r' || *p == '\n') ? ' ' : *p;
+          return Fail(std::string("ERR Protocol error: expected '$', got '") + got + "'");
         }
         if (!ParseInt64(p + 1, cr - p - 1, &n) || n < 0 ||
             static_cast<uint64_t>(n) > limits_.max_bulk_len) {

@@ -86,12 +86,42 @@ void AppendBulkUint(std::string& out, uint64_t n) {
 std::string FormatDouble(double d) {
   if (std::isnan(d)) return "nan";
   if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
-  // Fixed notation like Go's FormatFloat(f, 'f', -1, 64): the shortest digits
-  // that read back as the same double, never an exponent. 1e308 needs 309
-  // digits plus sign and fraction.
-  char buf[400];
-  char* end = std::to_chars(buf, buf + sizeof(buf), d, std::chars_format::fixed).ptr;
-  return std::string(buf, end - buf);
+  // Like Go's FormatFloat(f, 'f', -1, 64): the shortest digits that read back
+  // as the same double, laid out in fixed notation with no exponent. The
+  // shortest digits come from to_chars' scientific form; fixed to_chars
+  // would print the exact binary value (1e23 as 99999999999999991611392).
+  char sci[64];
+  char* sci_end = std::to_chars(sci, sci + sizeof(sci), d, std::chars_format::scientific).ptr;
+  std::string_view text(sci, sci_end - sci);
+  std::string out;
+  if (text.front() == '-') {
+    out.push_back('-');
+    text.remove_prefix(1);
+  }
+  size_t e = text.find('e');
+  std::string digits;
+  for (char c : text.substr(0, e)) {
+    if (c != '.') digits.push_back(c);
+  }
+  int exp = 0;
+  std::string_view exp_text = text.substr(e + 1);
+  if (exp_text.front() == '+') exp_text.remove_prefix(1);
+  std::from_chars(exp_text.data(), exp_text.data() + exp_text.size(), exp);
+  // The value is 0.digits * 10^(exp+1): point_at digits lie before the point.
+  int point_at = exp + 1;
+  if (point_at <= 0) {
+    out += "0.";
+    out.append(static_cast<size_t>(-point_at), '0');
+    out += digits;
+  } else if (static_cast<size_t>(point_at) >= digits.size()) {
+    out += digits;
+    out.append(point_at - digits.size(), '0');
+  } else {
+    out.append(digits, 0, point_at);
+    out.push_back('.');
+    out.append(digits, point_at, std::string::npos);
+  }
+  return out;
 }
 
 void AppendBulkFloat(std::string& out, double f) { AppendBulk(out, FormatDouble(f)); }

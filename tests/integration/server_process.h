@@ -1,0 +1,247 @@
+// Support for the integration tests: start the real binaries (redhubd,
+// memory_kv) as child processes on free ports, run external clients
+// (redis-cli, redis-benchmark, python) with a deadline, and talk to servers
+// over raw sockets where every wait is bounded.
+//
+//   auto server = StartRedhubd({"--maxclients", "2"});
+//   ASSERT_NE(server, nullptr);
+//   Socket s = Socket::Connect(server->port());
+//   ASSERT_TRUE(s.SendAll("PING\r\n"));
+//   EXPECT_EQ(s.RecvN(7), "+PONG\r\n");
+//
+// Nothing here sleeps in place of a condition: waits poll(2) a socket or
+// re-check a condition every 10 ms until a deadline.
+#pragma once
+
+#include <hiredis/hiredis.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace redhub::integration {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+// The bound on every single wait unless a test says otherwise.
+inline constexpr milliseconds kTimeout{5000};
+
+// ---- external programs ----
+
+struct RunResult {
+  bool started = false;    // the program could be executed
+  bool timed_out = false;  // killed at the deadline
+  int exit_code = -1;      // if it exited
+  int term_signal = 0;     // if a signal ended it
+  std::string out;         // everything it wrote to stdout
+  std::string err;         // and to stderr
+
+  bool ok() const { return started && !timed_out && term_signal == 0 && exit_code == 0; }
+  // The status and both outputs, for assertion messages.
+  std::string Describe() const;
+};
+
+// Runs argv[0] (a path, or a name looked up in PATH) with stdin from
+// /dev/null, collects its output and waits for it to end; kills it at the
+// timeout.
+RunResult RunCommand(const std::vector<std::string>& argv, milliseconds timeout);
+
+// ---- raw sockets ----
+
+// A port on 127.0.0.1 that was free a moment ago (bind to port 0, read the
+// port, close). Another process can take it before the caller does; starting
+// a server retries on a bind failure. Returns 0 on failure.
+uint16_t PickFreePort();
+
+// A non-blocking TCP connection to 127.0.0.1 whose every operation has a
+// deadline.
+class Socket {
+ public:
+  Socket() = default;
+  explicit Socket(int fd) : fd_(fd) {}
+  ~Socket() { Close(); }
+  Socket(Socket&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  Socket& operator=(Socket&& other) noexcept;
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+
+  // Connects to 127.0.0.1:port. On failure the socket is not valid() and
+  // *error (if given) says why.
+  static Socket Connect(uint16_t port, milliseconds timeout = kTimeout,
+                        std::string* error = nullptr);
+
+  bool valid() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  void Close();
+
+  // Sends all of data. Returns false on an error (errno in *err) or at the
+  // timeout (*err = ETIMEDOUT).
+  bool SendAll(std::string_view data, milliseconds timeout = kTimeout, int* err = nullptr);
+  // Sends as much as the socket takes without waiting. Returns bytes sent,
+  // 0 if the socket is full, -1 on an error (errno in *err).
+  ssize_t SendSome(std::string_view data, int* err = nullptr);
+
+  // One recv(2) that waits at most timeout. Returns the bytes read (> 0),
+  // 0 at EOF, -1 on an error (errno in *err; ECONNRESET counts as an error)
+  // or -2 at the timeout.
+  ssize_t RecvOnce(char* buf, size_t cap, milliseconds timeout, int* err = nullptr);
+  // Reads until n bytes have come, or EOF, an error or the deadline; returns
+  // what came (shorter than n in the latter cases).
+  std::string RecvN(size_t n, milliseconds timeout = kTimeout);
+  // Reads until what came ends with suffix, or EOF, an error or the deadline.
+  std::string RecvUntil(std::string_view suffix, milliseconds timeout = kTimeout);
+  // Reads until the peer closes the connection (EOF, or a reset). Appends what
+  // came to *data. Returns true if it closed before the deadline.
+  bool WaitForClose(milliseconds timeout = kTimeout, std::string* data = nullptr);
+
+ private:
+  int fd_ = -1;
+};
+
+// ---- RESP over hiredis ----
+
+struct ReplyDeleter {
+  void operator()(redisReply* r) const {
+    if (r != nullptr) freeReplyObject(r);
+  }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+struct ContextDeleter {
+  void operator()(redisContext* c) const {
+    if (c != nullptr) redisFree(c);
+  }
+};
+using Context = std::unique_ptr<redisContext, ContextDeleter>;
+
+// hiredis's reply parser over bytes from anywhere (a raw Socket, mostly).
+class ReplyReader {
+ public:
+  ReplyReader();
+  ~ReplyReader();
+  ReplyReader(const ReplyReader&) = delete;
+  ReplyReader& operator=(const ReplyReader&) = delete;
+
+  void Feed(std::string_view data);
+  // The next complete reply, or null if more bytes are needed or the bytes
+  // are not RESP (then error() is true).
+  Reply Next();
+  bool error() const;
+  // Bytes fed and not yet part of a returned reply.
+  size_t buffered() const;
+  // Next(), reading from s as needed; null at EOF, an error or the timeout.
+  Reply Read(Socket& s, milliseconds timeout = kTimeout);
+
+ private:
+  redisReader* reader_;
+};
+
+// Sends one command on s and reads its reply.
+Reply SocketCommand(Socket& s, const std::vector<std::string>& argv,
+                    milliseconds timeout = kTimeout);
+
+// A blocking hiredis connection with send and receive timeouts; null (and
+// *error set) if it could not connect.
+Context ConnectHiredis(uint16_t port, milliseconds timeout = kTimeout,
+                       std::string* error = nullptr);
+
+// Runs one command; null on an I/O error or timeout.
+Reply Command(redisContext* c, const std::vector<std::string>& argv);
+
+// The reply as text for assertion messages: "+OK", "-ERR ...", "$3 abc"...
+std::string DescribeReply(const redisReply* r);
+
+// One field of an INFO reply ("field:value" lines), if present.
+std::optional<std::string> InfoField(std::string_view info, std::string_view field);
+// INFO <section> over c, then the field as an integer; nullopt if the
+// command failed or the field is missing or not a number.
+std::optional<int64_t> InfoInt(redisContext* c, std::string_view section, std::string_view field);
+
+// Re-checks cond every 10 ms until it holds (true) or the timeout (false).
+bool WaitUntil(const std::function<bool()>& cond, milliseconds timeout = kTimeout);
+
+// ---- server processes ----
+
+// A server run as a child process with stdout and stderr in a temporary log
+// file. The destructor stops it (and fails the test if it had exited by
+// itself or does not exit with status 0 on SIGTERM, unless the test called
+// Stop() or Signal()), prints the log if the current test has failed, and
+// removes the file.
+class ServerProcess {
+ public:
+  explicit ServerProcess(std::string name) : name_(std::move(name)) {}
+  ~ServerProcess();
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  // Forks and execs binary with args. The port is set separately: by the
+  // caller who chose it, or from the server's own announcement.
+  bool Start(const std::string& binary, const std::vector<std::string>& args);
+  void set_port(uint16_t port) { port_ = port; }
+
+  // Connects and PINGs every 10 ms until "+PONG" comes back, then QUITs and
+  // waits for the server to close, so that the probe connection is gone
+  // before any test counts clients. False if the process exits or the
+  // timeout passes first.
+  bool WaitReady(milliseconds timeout = kTimeout);
+  // Waits for a log line containing needle; returns that line.
+  std::optional<std::string> WaitForLogLine(std::string_view needle,
+                                            milliseconds timeout = kTimeout);
+
+  // Sends sig to the process. False if it has already been reaped.
+  bool Signal(int sig);
+  // Waits for the process to end; true (and the waitpid status in *status)
+  // if it did within the timeout.
+  bool WaitExit(milliseconds timeout, int* status);
+  // SIGTERM, a bounded wait, then SIGKILL (a test failure). Returns the
+  // waitpid status, or -1 if the process was never started.
+  int Stop(milliseconds timeout = kTimeout);
+  // Still running (not exited, or exited and not yet reaped by us)?
+  bool Running();
+
+  pid_t pid() const { return pid_; }
+  uint16_t port() const { return port_; }
+  const std::string& name() const { return name_; }
+  std::string Log() const;
+
+ private:
+  void Reap(int status);
+
+  std::string name_;
+  std::string log_path_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int exit_status_ = 0;
+  bool stopped_ = false;    // Stop() was called
+  bool signalled_ = false;  // Signal() was called
+  uint16_t port_ = 0;
+};
+
+// redhubd on a free port of 127.0.0.1 with extra flags, ready to serve (and
+// checked to be our process: INFO's process_id is its pid). Retries on a
+// bind failure, up to 3 starts. Null (after an ADD_FAILURE with the log) if
+// it does not come up.
+std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extra_args = {});
+// memory_kv on port 0, with the port read from its "listening on" line.
+std::unique_ptr<ServerProcess> StartMemoryKv();
+
+// The servers most tests run against.
+enum class ServerKind { kRedhubd, kMemoryKv };
+std::unique_ptr<ServerProcess> StartServer(ServerKind kind);
+// "redhubd" / "memory_kv", for parameterised test names.
+std::string KindName(ServerKind kind);
+// For GoogleTest's messages.
+inline void PrintTo(ServerKind kind, std::ostream* os) { *os << KindName(kind); }
+
+// The RESP multibulk encoding of one command (redisFormatCommandArgv).
+std::string FormatCommand(const std::vector<std::string>& argv);
+
+}  // namespace redhub::integration
