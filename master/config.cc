@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
@@ -57,8 +59,30 @@ CLI::Option* AddMemory(CLI::App& app, const std::string& name, uint64_t* target,
 
 }  // namespace
 
+bool SameExceptLive(const Config& a, const Config& b) {
+  const Options& x = a.server;
+  const Options& y = b.server;
+  return x.read_buffer_cap == y.read_buffer_cap && x.tcp_nodelay == y.tcp_nodelay &&
+         x.socket_recv_buffer == y.socket_recv_buffer &&
+         x.socket_send_buffer == y.socket_send_buffer && x.listen_backlog == y.listen_backlog &&
+         a.log_file == b.log_file && a.worker_timeout == b.worker_timeout &&
+         a.drain_timeout == b.drain_timeout;
+}
+
+std::string RestartOnlyChange(const Config& a, const Config& b) {
+  if (a.bind != b.bind) return "bind";
+  if (a.port != b.port) return "port";
+  if (a.unix_socket != b.unix_socket) return "unixsocket";
+  if (a.workers != b.workers) return "workers";
+  if (a.daemonize != b.daemonize) return "daemonize";
+  if (a.pid_file != b.pid_file) return "pidfile";
+  return "";
+}
+
 int ParseArgs(int argc, char** argv, Config* config) {
   CLI::App app{"redhubd: a Redis-protocol server"};
+  app.set_config("--config", "", "Read options from this file (TOML or INI: port = 6380)");
+  app.allow_config_extras(false);
   app.set_version_flag("--version", std::string("redhubd ") + "0.1.0");
   Options& o = config->server;
 
@@ -68,9 +92,21 @@ int ParseArgs(int argc, char** argv, Config* config) {
   app.add_option("--port", config->port, "TCP port; 0 listens on no TCP port")
       ->capture_default_str();
   app.add_option("--unixsocket", config->unix_socket, "Also listen on this unix socket path");
-  app.add_option("--workers", config->workers, "Worker processes")
-      ->check(CLI::Range(1, 1))
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  config->workers = cpus > 0 ? static_cast<int>(cpus) : 1;
+  app.add_option("--workers", config->workers, "Worker processes (default: online CPUs)")
+      ->check(CLI::Range(1, 1024))
       ->capture_default_str();
+  app.add_option("--worker-timeout", config->worker_timeout,
+                 "Kill a worker silent for this many seconds")
+      ->check(CLI::Range(1.0, 3600.0))
+      ->capture_default_str();
+  app.add_option("--drain-timeout", config->drain_timeout,
+                 "Seconds a stopping or retiring worker may take to finish its clients")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  app.add_option("--pidfile", config->pid_file, "Write the master's pid here");
+  app.add_flag("--daemonize", config->daemonize, "Detach from the terminal");
   app.add_option("--loglevel", config->log_level, "debug, verbose, notice or warning")
       ->check(CLI::IsMember({"debug", "verbose", "notice", "warning"}))
       ->capture_default_str();
@@ -104,6 +140,7 @@ int ParseArgs(int argc, char** argv, Config* config) {
 
   try {
     app.parse(argc, argv);
+    config->config_file = app.get_config_ptr()->as<std::string>();
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? -1 : app.exit(e);
   }

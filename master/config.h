@@ -14,15 +14,25 @@ struct Config {
   std::vector<std::string> bind = {"127.0.0.1"};
   uint16_t port = 6379;
   std::string unix_socket;
-  int workers = 1;
+  int workers = 1;  // ParseArgs defaults it to the online CPUs
   std::string log_level = "notice";
   std::string log_file;
-  Options server;  // the framework's limits and socket options
+  std::string config_file;
+  std::string pid_file;
+  bool daemonize = false;
+  double worker_timeout = 10;  // seconds without a heartbeat before SIGKILL
+  double drain_timeout = 30;   // seconds a stopping or retiring worker may take
+  Options server;              // the framework's limits and socket options
 };
 
 // Parses argv. Returns 0 to go on; otherwise the process exit code, after
 // CLI11 printed help, the version or the error.
 int ParseArgs(int argc, char** argv, Config* config);
+
+// Settings that a running worker takes without being replaced.
+bool SameExceptLive(const Config& a, const Config& b);
+// Settings that only a restart can change (listening sockets, slot count).
+std::string RestartOnlyChange(const Config& a, const Config& b);
 
 // Redis's memory units: "100", "100b", "1k", "1kb", "5mb", "2gb" (k = 1000,
 // kb = 1024, case-insensitive). Returns false if text is not one.

@@ -1,75 +1,89 @@
 // redhubd: start-up in dependency order, tear-down in reverse.
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include <csignal>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
-#include "commands.h"
 #include "config.h"
-#include "event_loop.h"
 #include "log.h"
-#include "net.h"
+#include "proctitle.h"
+#include "supervisor.h"
+
+namespace {
+
+// Detaches from the terminal: fork (the parent exits), new session, stdio to
+// /dev/null (logs go to --logfile).
+bool Daemonize() {
+  pid_t pid = fork();
+  if (pid < 0) {
+    fprintf(stderr, "redhubd: fork() failed: %s\n", strerror(errno));
+    return false;
+  }
+  if (pid > 0) _exit(0);
+  if (setsid() < 0) {
+    fprintf(stderr, "redhubd: setsid() failed: %s\n", strerror(errno));
+    return false;
+  }
+  int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (fd >= 0) {
+    dup2(fd, STDIN_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    if (fd > STDERR_FILENO) close(fd);
+  }
+  return true;
+}
+
+bool WritePidFile(const std::string& path) {
+  FILE* f = fopen(path.c_str(), "w");
+  if (f == nullptr) {
+    LOG_WARNING("fopen(\"%s\") for the pid file failed: %s", path.c_str(), strerror(errno));
+    return false;
+  }
+  fprintf(f, "%d\n", static_cast<int>(getpid()));
+  fclose(f);
+  return true;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace redhub;
+  std::vector<std::string> args = InitProcTitle(argc, argv);
   master::Config config;
   if (int rc = master::ParseArgs(argc, argv, &config); rc != 0) return rc < 0 ? 0 : rc;
 
   log::Level level;
   log::ParseLevel(config.log_level, &level);
   log::SetLevel(level);
+  log::SetRole('M');
   if (std::string err = log::Open(config.log_file); !err.empty()) {
     fprintf(stderr, "redhubd: %s\n", err.c_str());
     return 1;
   }
-
-  std::vector<int> listeners;
-  std::vector<std::string> addresses;
-  for (const std::string& host : config.bind) {
-    if (config.port != 0) addresses.push_back("tcp://" + host + ":" + std::to_string(config.port));
+  bool upgraded = getenv("REDHUB_INHERIT") != nullptr;
+  if (config.daemonize && !upgraded) {
+    if (config.log_file.empty()) {
+      fprintf(stderr, "redhubd: --daemonize needs --logfile (stderr goes to /dev/null)\n");
+      return 2;
+    }
+    if (!Daemonize()) return 1;
   }
-  if (!config.unix_socket.empty()) addresses.push_back("unix://" + config.unix_socket);
-  if (addresses.empty()) {
-    LOG_WARNING("Nothing to listen on: give --port or --unixsocket");
+
+  master::Supervisor supervisor(config, args);
+  if (std::string err = supervisor.Init(); !err.empty()) {
+    LOG_WARNING("Cannot start: %s", err.c_str());
     return 1;
   }
-  uint16_t port = 0;
-  for (const std::string& a : addresses) {
-    worker::Address addr;
-    std::string err = worker::ParseAddress(a, &addr);
-    int fd = -1;
-    if (err.empty()) {
-      worker::ListenOptions lo;
-      lo.backlog = config.server.listen_backlog;
-      fd = worker::Listen(addr, lo, &err);
-    }
-    if (fd < 0) {
-      LOG_WARNING("Could not listen on %s: %s", a.c_str(), err.c_str());
-      return 1;
-    }
-    if (port == 0) port = worker::BoundPort(fd);
-    listeners.push_back(fd);
-  }
-
-  worker::ServiceInfo info;
-  info.bind = config.bind.empty() ? "" : config.bind.front();
-  info.port = port;
-  char exe[4096];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (n > 0) info.executable.assign(exe, n);
-  worker::CommandService service(info);
-  worker::EventLoop loop(config.server, service.MakeHandlers());
-  service.set_loop(&loop);
-  service.started_at = ev_now(loop.loop());
-  for (int fd : listeners) loop.AddListener(fd);
-
-  LOG_NOTICE("redhubd %s ready to accept connections on %s (port %u), pid %d", info.version.c_str(),
-             addresses.front().c_str(), port, static_cast<int>(getpid()));
-  loop.Run();
-  LOG_NOTICE("redhubd is now ready to exit, bye bye...");
-  for (int fd : listeners) close(fd);
+  if (!config.pid_file.empty() && !WritePidFile(config.pid_file)) return 1;
+  int rc = supervisor.Run();
+  if (!config.pid_file.empty()) unlink(config.pid_file.c_str());
   if (!config.unix_socket.empty()) unlink(config.unix_socket.c_str());
-  return 0;
+  return rc;
 }

@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "channel.h"
 #include "log.h"
 #include "net.h"
 
@@ -55,6 +56,8 @@ EventLoop::EventLoop(const Options& options, Handlers handlers)
   ev_unref(loop_);
 
   ev_timer_init(&drain_timer_, OnDrainTimeout, 0, 0);
+  ev_io_init(&handoff_out_, OnHandoffReply, -1, EV_READ);
+  ev_io_init(&handoff_in_, OnHandoffIncoming, -1, EV_READ);
   ev_timer_init(&ticker_, OnTick, 0, 0);
   if (handlers_.on_tick) {
     ev_timer_set(&ticker_, options_.tick_interval.count() / 1000.0, 0);
@@ -73,6 +76,8 @@ EventLoop::EventLoop(const Options& options, Handlers handlers)
 EventLoop::~EventLoop() {
   while (head_ != nullptr) Close(head_, "server shutdown");
   for (ev_io* w : listeners_) delete w;
+  if (handoff_out_.fd >= 0) close(handoff_out_.fd);
+  if (handoff_in_.fd >= 0) close(handoff_in_.fd);
   ev_loop_destroy(loop_);
 }
 
@@ -142,22 +147,7 @@ void EventLoop::Accept(int listen_fd) {
       continue;
     }
     SetupSocket(fd);
-    auto* c = new Connection(this, fd, ++next_id_);
-    c->remote_addr_ = FormatAddress(reinterpret_cast<sockaddr*>(&addr), addrlen);
-    sockaddr_storage local;
-    socklen_t local_len = sizeof(local);
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) == 0) {
-      c->local_addr_ = FormatAddress(reinterpret_cast<sockaddr*>(&local), local_len);
-    }
-    ev_io_init(&c->read_watcher, OnReadable, fd, EV_READ);
-    ev_io_init(&c->write_watcher, OnWritable, fd, EV_WRITE);
-    c->read_watcher.data = c->write_watcher.data = c;
-    c->next = head_;
-    if (head_ != nullptr) head_->prev = c;
-    head_ = c;
-    stats_.connected_clients++;
-    ev_io_start(loop_, &c->read_watcher);
-
+    Connection* c = Register(fd, ++next_id_);
     Action action = Action::kNone;
     if (handlers_.on_open) {
       c->in_handler = true;
@@ -172,6 +162,37 @@ void EventLoop::Accept(int listen_fd) {
     if (action == Action::kClose || c->close_requested_) c->close_after = true;
     if (c->pending_output() > 0 || c->close_after) Flush(c);
   }
+}
+
+Connection* EventLoop::Register(int fd, uint64_t id) {
+  auto* c = new Connection(this, fd, id);
+  sockaddr_storage addr;
+  socklen_t len = sizeof(addr);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    c->remote_addr_ = FormatAddress(reinterpret_cast<sockaddr*>(&addr), len);
+  }
+  len = sizeof(addr);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    c->local_addr_ = FormatAddress(reinterpret_cast<sockaddr*>(&addr), len);
+  }
+  ev_io_init(&c->read_watcher, OnReadable, fd, EV_READ);
+  ev_io_init(&c->write_watcher, OnWritable, fd, EV_WRITE);
+  c->read_watcher.data = c->write_watcher.data = c;
+  c->next = head_;
+  if (head_ != nullptr) head_->prev = c;
+  head_ = c;
+  stats_.connected_clients++;
+  ev_io_start(loop_, &c->read_watcher);
+  return c;
+}
+
+void EventLoop::Unlink(Connection* c) {
+  ev_io_stop(loop_, &c->read_watcher);
+  ev_io_stop(loop_, &c->write_watcher);
+  if (c->prev != nullptr) c->prev->next = c->next;
+  if (c->next != nullptr) c->next->prev = c->prev;
+  if (head_ == c) head_ = c->next;
+  stats_.connected_clients--;
 }
 
 void EventLoop::SetupSocket(int fd) {
@@ -238,7 +259,11 @@ void EventLoop::Read(Connection* c) {
     Close(c, "query buffer limit");
     return;
   }
-  if (c->pending_output() > 0 || c->close_after) Flush(c);
+  if (c->pending_output() > 0 || c->close_after) {
+    Flush(c);
+  } else if (retiring_) {
+    MaybeHandOff(c);
+  }
 }
 
 bool EventLoop::Process(Connection* c) {
@@ -297,6 +322,204 @@ bool EventLoop::Process(Connection* c) {
   return true;
 }
 
+void EventLoop::MaybeHandOff(Connection* c) {
+  if (!retiring_ || draining_ || c->handing_off || c->close_after || c->paused ||
+      c->pending_output() > 0 || !DrainedAt(c) || handoff_out_.fd < 0) {
+    return;
+  }
+  FieldWriter f;
+  f.PutU64(0, 1);  // format version
+  f.PutU64(1, c->id_);
+  f.PutU64(2, static_cast<uint64_t>(c->protocol_));
+  f.Put(3, c->name_);
+  f.PutU64(4, static_cast<uint64_t>(ev_now(loop_) - c->created_at_));
+  f.PutU64(5, c->commands);
+  f.PutU64(6, 0);                                          // selected db
+  f.Put(7, std::string_view(c->in.data(), c->in.size()));  // unparsed bytes
+  int err = SendMessage(handoff_out_.fd, MessageType::kConnection, f.data(), c->fd_);
+  if (err == EAGAIN) return;  // the successor is busy; the cron retries
+  if (err != 0) {
+    LOG_WARNING("sendmsg(handoff, client id=%llu) failed: %s; serving it until the drain timeout",
+                static_cast<unsigned long long>(c->id_), strerror(err));
+    ev_io_stop(loop_, &handoff_out_);
+    close(handoff_out_.fd);
+    handoff_out_.fd = -1;
+    return;
+  }
+  // The kernel holds a reference to the socket now; stop touching it until
+  // the successor answers. Bytes the client sends meanwhile wait in the
+  // socket for whoever serves it next.
+  c->handing_off = true;
+  ev_io_stop(loop_, &c->read_watcher);
+  ev_io_stop(loop_, &c->write_watcher);
+}
+
+void EventLoop::HandOffAll() {
+  for (Connection* c = head_; c != nullptr;) {
+    Connection* next = c->next;
+    MaybeHandOff(c);
+    c = next;
+  }
+}
+
+void EventLoop::ResumeServing(Connection* c) {
+  c->handing_off = false;
+  if (!c->paused) ev_io_start(loop_, &c->read_watcher);
+  if (c->pending_output() > 0) ev_io_start(loop_, &c->write_watcher);
+}
+
+void EventLoop::StopAccepting() {
+  for (ev_io* w : listeners_) ev_io_stop(loop_, w);
+}
+
+void EventLoop::Retire(int handoff_fd) {
+  if (retiring_ || draining_) {
+    close(handoff_fd);
+    return;
+  }
+  retiring_ = true;
+  StopAccepting();
+  if (ev_is_active(&ticker_)) ev_timer_stop(loop_, &ticker_);
+  ev_io_init(&handoff_out_, OnHandoffReply, handoff_fd, EV_READ);
+  ev_io_start(loop_, &handoff_out_);
+  HandOffAll();
+  CheckRetired();
+  ev_timer_set(&drain_timer_, drain_timeout_, 0);
+  ev_timer_start(loop_, &drain_timer_);
+}
+
+void EventLoop::CheckRetired() {
+  if (retiring_ && head_ == nullptr) ev_break(loop_, EVBREAK_ALL);
+}
+
+void EventLoop::OnHandoffReply(struct ev_loop* loop, ev_io* w, int) {
+  auto* self = static_cast<EventLoop*>(ev_userdata(loop));
+  while (true) {
+    Message m;
+    int err = ReceiveMessage(w->fd, &m);
+    if (err == EAGAIN) return;
+    if (err != 0) {
+      // The successor is gone: whatever it had not adopted is ours again.
+      LOG_WARNING("Handoff channel closed (%s); serving remaining clients until the drain timeout",
+                  err < 0 ? "end of stream" : strerror(err));
+      ev_io_stop(loop, w);
+      close(w->fd);
+      w->fd = -1;
+      for (Connection* c = self->head_; c != nullptr; c = c->next) {
+        if (c->handing_off) self->ResumeServing(c);
+      }
+      return;
+    }
+    if (m.fd >= 0) close(m.fd);
+    uint64_t id = FieldReader::U64(m.payload);
+    Connection* c = self->head_;
+    while (c != nullptr && !(c->handing_off && c->id_ == id)) c = c->next;
+    if (c == nullptr) continue;
+    if (m.type == MessageType::kAdopted) {
+      // The successor has its own descriptor for the socket: closing ours
+      // does not close the connection.
+      self->Unlink(c);
+      close(c->fd_);
+      delete c;
+      self->CheckRetired();
+    } else {
+      LOG_WARNING("Successor refused client id=%llu; serving it until the drain timeout",
+                  static_cast<unsigned long long>(id));
+      self->ResumeServing(c);
+    }
+  }
+}
+
+void EventLoop::AdoptFrom(int handoff_fd) {
+  ev_io_init(&handoff_in_, OnHandoffIncoming, handoff_fd, EV_READ);
+  ev_io_start(loop_, &handoff_in_);
+  ev_unref(loop_);  // an open handoff channel alone does not keep Run() going
+}
+
+void EventLoop::OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int) {
+  auto* self = static_cast<EventLoop*>(ev_userdata(loop));
+  while (true) {
+    Message m;
+    int err = ReceiveMessage(w->fd, &m);
+    if (err == EAGAIN) return;
+    if (err != 0) {
+      // The predecessor finished (or died): nothing more will arrive.
+      ev_ref(loop);
+      ev_io_stop(loop, w);
+      close(w->fd);
+      w->fd = -1;
+      return;
+    }
+    if (m.type != MessageType::kConnection || m.fd < 0) {
+      if (m.fd >= 0) close(m.fd);
+      continue;
+    }
+    FieldReader r(m.payload);
+    uint16_t tag;
+    std::string_view v;
+    uint64_t id = 0, version = 0, protocol = 2, age = 0, commands = 0;
+    std::string name;
+    std::string_view unparsed;
+    while (r.Next(&tag, &v)) {
+      switch (tag) {
+        case 0:
+          version = FieldReader::U64(v);
+          break;
+        case 1:
+          id = FieldReader::U64(v);
+          break;
+        case 2:
+          protocol = FieldReader::U64(v);
+          break;
+        case 3:
+          name = std::string(v);
+          break;
+        case 4:
+          age = FieldReader::U64(v);
+          break;
+        case 5:
+          commands = FieldReader::U64(v);
+          break;
+        case 7:
+          unparsed = v;
+          break;
+        default:
+          break;  // a field from a newer binary
+      }
+    }
+    char answer[8];
+    for (int i = 0; i < 8; i++) answer[i] = static_cast<char>(id >> (8 * i));
+    if (!r.ok() || version == 0 || self->draining_ || self->retiring_) {
+      close(m.fd);
+      SendMessage(w->fd, MessageType::kRefused, std::string_view(answer, 8));
+      continue;
+    }
+    Connection* c = self->Register(m.fd, id);
+    c->set_protocol(protocol == 3 ? 3 : 2);
+    c->name_ = std::move(name);
+    c->created_at_ = ev_now(loop) - static_cast<double>(age);
+    c->commands = commands;
+    if (!unparsed.empty() && c->in.Reserve(unparsed.size())) {
+      memcpy(c->in.tail(), unparsed.data(), unparsed.size());
+      c->in.Commit(unparsed.size());
+    }
+    self->stats_.connections_adopted++;
+    int sent = SendMessage(w->fd, MessageType::kAdopted, std::string_view(answer, 8));
+    if (sent != 0) {
+      // The predecessor cannot learn that we took it; it will keep serving
+      // its copy, so we must not serve ours.
+      LOG_WARNING("sendmsg(handoff answer) failed: %s", strerror(sent));
+      self->Unlink(c);
+      close(c->fd_);
+      delete c;
+      continue;
+    }
+    if (c->in.size() > 0 && self->Process(c) && (c->pending_output() > 0 || c->close_after)) {
+      self->Flush(c);
+    }
+  }
+}
+
 bool EventLoop::Flush(Connection* c) {
   while (c->pending_output() > 0) {
     ssize_t n = send(c->fd_, c->out.data() + c->out_sent, c->pending_output(), MSG_NOSIGNAL);
@@ -330,6 +553,7 @@ bool EventLoop::Flush(Connection* c) {
       if (c->pending_output() > 0 || c->close_after) return Flush(c);
     }
   }
+  if (retiring_) MaybeHandOff(c);
   return true;
 }
 
@@ -343,23 +567,23 @@ void EventLoop::Close(Connection* c, std::string_view reason) {
     Action action = handlers_.on_close(*c, reason);
     if (action == Action::kShutdown) Stop();
   }
-  ev_io_stop(loop_, &c->read_watcher);
-  ev_io_stop(loop_, &c->write_watcher);
+  Unlink(c);
   if (close(c->fd_) < 0) LOG_VERBOSE("close(%d) failed: %s", c->fd_, strerror(errno));
-  if (c->prev != nullptr) c->prev->next = c->next;
-  if (c->next != nullptr) c->next->prev = c->prev;
-  if (head_ == c) head_ = c->next;
-  stats_.connected_clients--;
   delete c;
-  if (draining_ && head_ == nullptr) ev_break(loop_, EVBREAK_ALL);
+  if ((draining_ || retiring_) && head_ == nullptr) ev_break(loop_, EVBREAK_ALL);
 }
 
 void EventLoop::OnCron(struct ev_loop* loop, ev_timer* w, int) {
   auto* self = static_cast<EventLoop*>(ev_userdata(loop));
   double now = ev_now(loop);
   double idle_limit = static_cast<double>(self->options_.idle_timeout.count());
+  if (self->retiring_) self->HandOffAll();
   for (Connection* c = self->head_; c != nullptr;) {
     Connection* next = c->next;
+    if (c->handing_off) {
+      c = next;
+      continue;
+    }
     if (idle_limit > 0 && !c->paused && c->pending_output() == 0 &&
         now - c->last_active_ > idle_limit) {
       self->stats_.idle_disconnects++;
@@ -400,6 +624,9 @@ bool EventLoop::DrainedAt(Connection* c) const {
 void EventLoop::StartDraining() {
   if (draining_) return;
   draining_ = true;
+  for (Connection* c = head_; c != nullptr; c = c->next) {
+    if (c->handing_off) ResumeServing(c);  // answers from the successor no longer matter
+  }
   for (ev_io* w : listeners_) ev_io_stop(loop_, w);
   if (ev_is_active(&ticker_)) ev_timer_stop(loop_, &ticker_);
   for (Connection* c = head_; c != nullptr;) {
@@ -414,12 +641,22 @@ void EventLoop::StartDraining() {
     ev_break(loop_, EVBREAK_ALL);
     return;
   }
+  if (ev_is_active(&drain_timer_)) ev_timer_stop(loop_, &drain_timer_);
   ev_timer_set(&drain_timer_, drain_timeout_, 0);
   ev_timer_start(loop_, &drain_timer_);
 }
 
 void EventLoop::OnDrainTimeout(struct ev_loop* loop, ev_timer*, int) {
   auto* self = static_cast<EventLoop*>(ev_userdata(loop));
+  if (self->retiring_ && !self->draining_) {
+    // Handoff took too long: close what is left at request boundaries,
+    // with one more drain period as the last word.
+    LOG_WARNING("Handoff timeout: closing %llu remaining connections at request boundaries",
+                static_cast<unsigned long long>(self->stats_.connected_clients));
+    self->retiring_ = false;
+    self->StartDraining();
+    return;
+  }
   LOG_WARNING("Drain timeout: closing %llu remaining connections",
               static_cast<unsigned long long>(self->stats_.connected_clients));
   ev_break(loop, EVBREAK_ALL);

@@ -41,6 +41,7 @@ class Connection : public Conn {
   bool paused = false;       // reading stopped by backpressure
   bool close_after = false;  // close once the output is flushed
   bool in_handler = false;   // a handler of this connection is running
+  bool handing_off = false;  // sent to the successor, waiting for its answer
   uint64_t commands = 0;
   Connection* prev = nullptr;  // the loop's list of connections
   Connection* next = nullptr;
@@ -69,6 +70,20 @@ class EventLoop {
   // Connection ids are id_base + 1, + 2, ...; the prefork daemon gives each
   // worker its own base so ids are unique across processes.
   void set_id_base(uint64_t base) { next_id_ = base; }
+
+  // Stops accepting new connections; listeners stay open (they are not ours).
+  void StopAccepting();
+  // Retirement on reload or upgrade: stop accepting, then hand every
+  // connection, at its next request boundary (every received command
+  // answered and flushed), to the successor over handoff_fd, which this loop
+  // now owns. Run() returns when no connection is left. A connection the
+  // successor refuses, or all of them if the successor goes away, is served
+  // here until the drain timeout and then closed at a request boundary.
+  void Retire(int handoff_fd);
+  // The successor's side: adopt connections arriving on handoff_fd, which
+  // this loop now owns.
+  void AdoptFrom(int handoff_fd);
+  bool retiring() const { return retiring_; }
   void set_drain_timeout(double seconds) { drain_timeout_ = seconds; }
   void set_options(const Options& options);
   const Options& options() const { return options_; }
@@ -95,6 +110,8 @@ class EventLoop {
   static void OnStopRequest(struct ev_loop* loop, ev_async* w, int events);
   static void OnSignal(struct ev_loop* loop, ev_signal* w, int events);
   static void OnDrainTimeout(struct ev_loop* loop, ev_timer* w, int events);
+  static void OnHandoffReply(struct ev_loop* loop, ev_io* w, int events);
+  static void OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int events);
 
   void Accept(int listen_fd);
   void SetupSocket(int fd);
@@ -107,6 +124,13 @@ class EventLoop {
   void StartDraining();
   bool DrainedAt(Connection* c) const;
   void Shutdown();
+  Connection* Register(int fd, uint64_t id);
+  void Unlink(Connection* c);
+  // Hands c to the successor if it is at a request boundary.
+  void MaybeHandOff(Connection* c);
+  void HandOffAll();
+  void ResumeServing(Connection* c);
+  void CheckRetired();
 
   Options options_;
   Handlers handlers_;
@@ -121,6 +145,9 @@ class EventLoop {
   Connection* head_ = nullptr;
   uint64_t next_id_ = 0;
   bool draining_ = false;
+  bool retiring_ = false;
+  ev_io handoff_out_;  // retiring: answers from the successor
+  ev_io handoff_in_;   // successor: connections from the retiring worker
   double drain_timeout_ = 30;
   ServerStats stats_;
 };

@@ -159,6 +159,7 @@ struct ServerStats {
   uint64_t output_limit_disconnects = 0;
   uint64_t query_limit_disconnects = 0;
   uint64_t idle_disconnects = 0;
+  uint64_t connections_adopted = 0;  // taken over from a retiring worker
   uint64_t connected_clients = 0;
   uint64_t blocked_reading = 0;  // connections paused by backpressure now
 };

@@ -1,0 +1,110 @@
+// The master process: owns the listening sockets (one SO_REUSEPORT socket
+// per worker slot and address, open for the master's whole life, because
+// closing a reuseport listener resets every connection queued on it), forks
+// and supervises one worker per slot, and acts on signals (nginx's
+// conventions):
+//   SIGTERM, SIGINT, SIGQUIT  graceful stop
+//   SIGHUP                    reload: live settings are published; other
+//                             changes replace workers slot by slot, their
+//                             connections moving to the new workers
+//   SIGUSR2                   binary upgrade: re-execute in place (same PID)
+//                             with the sockets and workers inherited, then
+//                             replace the workers as in a reload
+//   SIGUSR1                   reopen the log file
+// It is single-threaded (libev's default loop with ev_signal and ev_child),
+// never serves clients and never takes store locks, so it can always fork.
+#pragma once
+
+#include <ev.h>
+
+#include <deque>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config.h"
+
+namespace redhub::master {
+
+class Supervisor {
+ public:
+  // argv is the original command line, re-read on SIGHUP and re-executed on
+  // SIGUSR2.
+  Supervisor(Config config, std::vector<std::string> argv);
+  ~Supervisor();
+
+  // Creates the listening sockets, or takes them and the running workers
+  // over from the previous binary after an upgrade. Returns "" or the error.
+  std::string Init();
+  // Runs until a graceful stop completes. Returns the exit code.
+  int Run();
+
+  // The TCP port actually bound (for --port 0).
+  uint16_t port() const { return port_; }
+
+ private:
+  struct Worker {
+    Supervisor* owner = nullptr;
+    int slot = 0;
+    pid_t pid = 0;
+    uint64_t seq = 0;
+    int control_fd = -1;
+    int handoff_fd = -1;  // our end for the predecessor, until this one is ready
+    ev_io control;
+    ev_child child;
+    double started_at = 0;
+    double last_heartbeat = 0;
+    bool ready = false;
+    bool retiring = false;
+  };
+  struct Slot {
+    int index = 0;
+    std::vector<int> fds;
+    Worker* current = nullptr;
+    Worker* pending = nullptr;  // spawned, not ready yet
+    int quick_crashes = 0;      // consecutive short-lived workers, for backoff
+    ev_timer respawn;
+    Supervisor* owner = nullptr;
+  };
+
+  static void OnSignal(struct ev_loop* loop, ev_signal* w, int events);
+  static void OnChild(struct ev_loop* loop, ev_child* w, int events);
+  static void OnControl(struct ev_loop* loop, ev_io* w, int events);
+  static void OnRespawn(struct ev_loop* loop, ev_timer* w, int events);
+  static void OnWatchdog(struct ev_loop* loop, ev_timer* w, int events);
+  static void OnStopTimeout(struct ev_loop* loop, ev_timer* w, int events);
+
+  std::string CreateListeners();
+  std::string Inherit(const char* state);
+  Worker* Spawn(Slot& slot, bool hand_over);
+  void WorkerReady(Worker* w);
+  void WorkerExited(Worker* w, int status);
+  void ScheduleRespawn(Slot& slot, double delay);
+  void RollNext();
+  void Reload();
+  void Upgrade();
+  void Stop();
+  void SetCloexec(bool on);
+  void PublishLiveConfig();
+  std::string DescribeAddresses() const;
+
+  Config config_;
+  std::vector<std::string> argv_;
+  std::string executable_;
+  struct ev_loop* loop_;
+  std::vector<Slot> slots_;
+  std::list<std::unique_ptr<Worker>> workers_;
+  std::vector<int> shared_fds_;  // listeners every slot serves (unix socket)
+  std::deque<int> roll_queue_;   // slots waiting to be replaced
+  uint64_t seq_ = 0;
+  uint16_t port_ = 0;
+  bool stopping_ = false;
+  bool announced_ready_ = false;
+  bool upgraded_ = false;
+  ev_signal signals_[6];
+  ev_timer watchdog_;
+  ev_timer stop_timer_;
+};
+
+}  // namespace redhub::master

@@ -1,0 +1,178 @@
+#include "worker_process.h"
+
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include "channel.h"
+#include "event_loop.h"
+#include "log.h"
+#include "proctitle.h"
+
+namespace redhub::worker {
+namespace {
+
+enum LiveTag : uint16_t {
+  kMaxClients = 1,
+  kIdleTimeout,
+  kQueryLimit,
+  kBulkLimit,
+  kSoftLimit,
+  kHardLimit,
+  kKeepalive,
+  kLogLevel,
+};
+
+struct WorkerState {
+  const WorkerSpec* spec;
+  EventLoop* loop;
+  ev_io control;
+  ev_timer heartbeat;
+};
+
+void OnControl(struct ev_loop* loop, ev_io* w, int) {
+  auto* st = static_cast<WorkerState*>(w->data);
+  while (true) {
+    Message m;
+    int err = ReceiveMessage(w->fd, &m);
+    if (err == EAGAIN) return;
+    if (err != 0) {
+      // The master is gone (PR_SET_PDEATHSIG normally got here first).
+      LOG_WARNING("Control channel to the master closed; shutting down");
+      ev_io_stop(loop, w);
+      st->loop->Stop();
+      return;
+    }
+    switch (m.type) {
+      case MessageType::kRetire:
+        if (m.fd < 0) break;
+        LOG_NOTICE("Retiring: handing connections to the new worker of slot %d", st->spec->slot);
+        SetProcTitle("redhubd: worker " + std::to_string(st->spec->slot) + " (retiring)");
+        st->loop->Retire(m.fd);
+        m.fd = -1;
+        break;
+      case MessageType::kConfig: {
+        Options o = st->loop->options();
+        int level = static_cast<int>(log::GetLevel());
+        DecodeLiveConfig(m.payload, &o, &level);
+        st->loop->set_options(o);
+        log::SetLevel(static_cast<log::Level>(level));
+        LOG_VERBOSE("Live settings updated");
+        break;
+      }
+      default:
+        break;
+    }
+    if (m.fd >= 0) close(m.fd);
+  }
+}
+
+void OnHeartbeat(struct ev_loop*, ev_timer* w, int) {
+  auto* st = static_cast<WorkerState*>(w->data);
+  SendMessage(st->control.fd, MessageType::kHeartbeat, {});
+}
+
+}  // namespace
+
+std::string EncodeLiveConfig(const Options& o, int log_level) {
+  FieldWriter f;
+  f.PutU64(kMaxClients, o.max_clients);
+  f.PutU64(kIdleTimeout, static_cast<uint64_t>(o.idle_timeout.count()));
+  f.PutU64(kQueryLimit, o.max_query_buffer);
+  f.PutU64(kBulkLimit, o.max_bulk_len);
+  f.PutU64(kSoftLimit, o.output_buffer_soft_limit);
+  f.PutU64(kHardLimit, o.output_buffer_hard_limit);
+  f.PutU64(kKeepalive, static_cast<uint64_t>(o.tcp_keepalive.count()));
+  f.PutU64(kLogLevel, static_cast<uint64_t>(log_level));
+  return std::move(f.data());
+}
+
+void DecodeLiveConfig(std::string_view payload, Options* o, int* log_level) {
+  FieldReader r(payload);
+  uint16_t tag;
+  std::string_view v;
+  while (r.Next(&tag, &v)) {
+    uint64_t n = FieldReader::U64(v);
+    switch (tag) {
+      case kMaxClients:
+        o->max_clients = n;
+        break;
+      case kIdleTimeout:
+        o->idle_timeout = std::chrono::seconds(n);
+        break;
+      case kQueryLimit:
+        o->max_query_buffer = n;
+        break;
+      case kBulkLimit:
+        o->max_bulk_len = n;
+        break;
+      case kSoftLimit:
+        o->output_buffer_soft_limit = n;
+        break;
+      case kHardLimit:
+        o->output_buffer_hard_limit = n;
+        break;
+      case kKeepalive:
+        o->tcp_keepalive = std::chrono::seconds(n);
+        break;
+      case kLogLevel:
+        *log_level = static_cast<int>(n);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+int RunWorker(const WorkerSpec& spec) {
+  // Never outlive the master: a worker without it would serve a slot no one
+  // supervises. Checking getppid() closes the race with a master that died
+  // before prctl.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  log::SetRole('W');
+  SetProcTitle("redhubd: worker " + std::to_string(spec.slot));
+  for (int fd : spec.close_fds) close(fd);
+
+  // The master's signal handlers and mask came with fork(); the worker
+  // answers only SIGTERM/SIGINT (graceful stop) itself.
+  sigset_t all;
+  sigemptyset(&all);
+  sigprocmask(SIG_SETMASK, &all, nullptr);
+  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT}) signal(sig, SIG_DFL);
+  for (int sig : {SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE}) signal(sig, SIG_IGN);
+
+  Options options = spec.options;
+  options.handle_signals = true;
+  ServiceInfo info = spec.info;
+  info.worker_slot = spec.slot;
+  CommandService service(info);
+  EventLoop loop(options, service.MakeHandlers());
+  service.set_loop(&loop);
+  service.started_at = ev_now(loop.loop());
+  loop.set_id_base(spec.seq << 32);
+  loop.set_drain_timeout(spec.drain_timeout);
+  for (int fd : spec.listen_fds) loop.AddListener(fd);
+  if (spec.adopt_fd >= 0) loop.AdoptFrom(spec.adopt_fd);
+
+  WorkerState st{&spec, &loop, {}, {}};
+  ev_io_init(&st.control, OnControl, spec.control_fd, EV_READ);
+  st.control.data = &st;
+  ev_io_start(loop.loop(), &st.control);
+  ev_unref(loop.loop());
+  ev_timer_init(&st.heartbeat, OnHeartbeat, spec.heartbeat_interval, spec.heartbeat_interval);
+  st.heartbeat.data = &st;
+  ev_timer_start(loop.loop(), &st.heartbeat);
+  ev_unref(loop.loop());
+
+  if (getppid() != spec.master_pid) return 1;  // the master died before PR_SET_PDEATHSIG
+  SendMessage(spec.control_fd, MessageType::kReady, {});
+  LOG_VERBOSE("Worker %d ready", spec.slot);
+  loop.Run();
+  LOG_VERBOSE("Worker %d exiting", spec.slot);
+  return 0;
+}
+
+}  // namespace redhub::worker

@@ -1,0 +1,36 @@
+// A worker process of the prefork daemon: one event loop serving the
+// listening sockets of its slot, a control channel to the master, and,
+// when it replaces a predecessor, the channel its connections arrive on.
+#pragma once
+
+#include <redhub/server.h>
+
+#include <string>
+#include <vector>
+
+#include "commands.h"
+
+namespace redhub::worker {
+
+struct WorkerSpec {
+  int slot = 0;
+  int master_pid = 0;
+  uint64_t seq = 0;             // spawn sequence number, unique per daemon
+  std::vector<int> listen_fds;  // this slot's sockets, owned by the master
+  std::vector<int> close_fds;   // inherited descriptors the worker must not keep
+  int control_fd = -1;          // to the master
+  int adopt_fd = -1;            // connections from the predecessor, or -1
+  Options options;
+  ServiceInfo info;
+  double drain_timeout = 30;
+  double heartbeat_interval = 1;
+};
+
+// Runs in the child after fork(); returns the process exit code.
+int RunWorker(const WorkerSpec& spec);
+
+// The settings a running worker can take without a restart.
+std::string EncodeLiveConfig(const Options& options, int log_level);
+void DecodeLiveConfig(std::string_view payload, Options* options, int* log_level);
+
+}  // namespace redhub::worker
