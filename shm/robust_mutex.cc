@@ -1,0 +1,67 @@
+#include "robust_mutex.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+namespace redhub::shm {
+
+void Fatal(const char* format, ...) {
+  va_list ap;
+  va_start(ap, format);
+  fprintf(stderr, "redhub shm: fatal: ");
+  vfprintf(stderr, format, ap);
+  fprintf(stderr, "\n");
+  va_end(ap);
+  abort();
+}
+
+void InitRobustMutex(pthread_mutex_t* mu) {
+  pthread_mutexattr_t attr;
+  int rc = pthread_mutexattr_init(&attr);
+  if (rc == 0) rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  if (rc == 0) rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  if (rc == 0) rc = pthread_mutex_init(mu, &attr);
+  if (rc != 0) Fatal("pthread_mutex_init(PROCESS_SHARED, ROBUST) failed: %s", strerror(rc));
+  pthread_mutexattr_destroy(&attr);
+}
+
+static LockResult Classify(int rc, const char* call, const char* what, unsigned index) {
+  switch (rc) {
+    case 0:
+      return LockResult::kLocked;
+    case EOWNERDEAD:
+      return LockResult::kOwnerDied;
+    case EBUSY:
+      return LockResult::kBusy;
+    case ENOTRECOVERABLE:
+      Fatal(
+          "%s(%s %u) failed: the mutex is not recoverable (a holder unlocked it without "
+          "repairing after a death); the segment must be recreated",
+          call, what, index);
+    default:
+      Fatal("%s(%s %u) failed: %s", call, what, index, strerror(rc));
+  }
+}
+
+LockResult LockRobust(pthread_mutex_t* mu, const char* what, unsigned index) {
+  return Classify(pthread_mutex_lock(mu), "pthread_mutex_lock", what, index);
+}
+
+LockResult TryLockRobust(pthread_mutex_t* mu, const char* what, unsigned index) {
+  return Classify(pthread_mutex_trylock(mu), "pthread_mutex_trylock", what, index);
+}
+
+void MarkConsistent(pthread_mutex_t* mu) {
+  int rc = pthread_mutex_consistent(mu);
+  if (rc != 0) Fatal("pthread_mutex_consistent failed: %s", strerror(rc));
+}
+
+void UnlockRobust(pthread_mutex_t* mu) {
+  int rc = pthread_mutex_unlock(mu);
+  if (rc != 0) Fatal("pthread_mutex_unlock failed: %s", strerror(rc));
+}
+
+}  // namespace redhub::shm

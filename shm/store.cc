@@ -1,0 +1,704 @@
+#include "store.h"
+
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+
+#include "core.h"
+#include "page_pool.h"
+#include "robust_mutex.h"
+#include "segment.h"
+#include "stripe.h"
+
+namespace redhub::shm {
+namespace {
+
+constexpr auto kRelaxed = std::memory_order_relaxed;
+
+uint32_t LruClock(int64_t now_ms) { return static_cast<uint32_t>(now_ms / 1000) & kLruClockMax; }
+
+// Per-thread sampling randomness, reseeded in a forked child so that workers
+// do not all pick the same victims.
+uint64_t& Rng() {
+  thread_local uint64_t state = 0;
+  thread_local pid_t owner = 0;
+  if (owner != getpid()) {
+    owner = getpid();
+    state = (static_cast<uint64_t>(owner) << 32) ^ static_cast<uint64_t>(Store::NowMs()) ^
+            reinterpret_cast<uintptr_t>(&state);
+    state |= 1;
+  }
+  return state;
+}
+
+bool Expired(int64_t expire_ms, int64_t now_ms) { return expire_ms != 0 && expire_ms <= now_ms; }
+
+}  // namespace
+
+struct Store::Impl {
+  explicit Impl(std::unique_ptr<Segment> s) : segment(std::move(s)), core(*segment), pool(&core) {
+    core.pool = &pool;
+  }
+
+  // Lock order: ascending stripe index; see Store::LockKeys.
+  void LockStripe(uint32_t s) {
+    if (LockRobust(&core.stripes[s].mu, "stripe", s) == LockResult::kOwnerDied) RepairStripe(s);
+  }
+  // Never blocks, so it may be used while holding other stripes in any order.
+  bool TryLockStripe(uint32_t s) {
+    LockResult r = TryLockRobust(&core.stripes[s].mu, "stripe", s);
+    if (r == LockResult::kBusy) return false;
+    if (r == LockResult::kOwnerDied) RepairStripe(s);
+    return true;
+  }
+  void UnlockStripe(uint32_t s) { UnlockRobust(&core.stripes[s].mu); }
+
+  void RepairStripe(uint32_t s) {
+    std::string summary;
+    try {
+      Stripe(core, s).Repair(&summary);
+    } catch (const std::exception& e) {
+      // Dying keeps the lock marked owner-dead: the next locker repairs.
+      // Carrying on would leave it held by a live process, for good.
+      Fatal("repairing stripe %u failed: %s", s, e.what());
+    }
+    core.header->repairs.fetch_add(1, kRelaxed);
+    MarkConsistent(&core.stripes[s].mu);
+    core.Report(summary);
+  }
+
+  void DeleteExpired(Stripe& stripe, const Slot& slot) {
+    stripe.Unlink(slot);
+    stripe.FreeChunk(slot.entry);
+    core.header->expired.fetch_add(1, kRelaxed);
+    stripe.MaybeResize();
+  }
+
+  // Holds one stripe for a whole-store operation. RAII so that a callback
+  // that throws (a ScanFn, an allocation) can never leave a stripe locked by
+  // a live process: that, unlike a death, nothing would ever repair.
+  class Guard {
+   public:
+    Guard(Impl& impl, uint32_t s) : impl_(impl), s_(s) { impl_.LockStripe(s); }
+    ~Guard() { impl_.UnlockStripe(s_); }
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+
+   private:
+    Impl& impl_;
+    uint32_t s_;
+  };
+
+  Status MakeRoom(Txn& txn, Stripe& own, uint64_t charge);
+  bool EvictOne(Txn& txn, Stripe& own, Policy policy);
+
+  std::unique_ptr<Segment> segment;
+  Core core;
+  PagePool pool;
+};
+
+// ---------------------------------------------------------------------------
+// Creation and attachment
+
+Store::Store(std::string name, std::unique_ptr<Impl> impl)
+    : name_(std::move(name)), impl_(std::move(impl)) {}
+
+Store::~Store() = default;
+
+std::unique_ptr<Store> Store::Create(const StoreOptions& o, std::string* error) {
+  if (o.name.empty()) {
+    *error = "the store needs a shared memory name";
+    return nullptr;
+  }
+  uint64_t data = o.data_bytes;
+  if (data == 0) {
+    if (o.maxmemory == 0) {
+      *error = "set the store's size (data_bytes) or maxmemory";
+      return nullptr;
+    }
+    data = o.maxmemory + o.maxmemory / 8 + uint64_t{o.stripes} * 16 * o.page_size;
+  }
+  if (o.page_size == 0) {
+    *error = "page_size must not be 0";
+    return nullptr;
+  }
+  Geometry g;
+  if (!ComputeGeometry(o.stripes, o.page_size, (data + o.page_size - 1) / o.page_size, &g, error)) {
+    return nullptr;
+  }
+  if (o.maxmemory > g.pages * g.page_size) {
+    *error = "maxmemory (" + std::to_string(o.maxmemory) +
+             ") is larger than the store's data area (" + std::to_string(g.pages * g.page_size) +
+             " bytes)";
+    return nullptr;
+  }
+  bool existed = false;
+  auto segment = Segment::Create(o.name, g, o.if_exists == IfExists::kReplace, &existed, error);
+  if (!segment && existed && o.if_exists == IfExists::kReuse) {
+    auto store = OpenExisting(o.name, error);
+    if (store) {
+      store->SetMaxmemory(o.maxmemory);
+      store->SetPolicy(o.policy);
+    }
+    return store;
+  }
+  if (!segment) return nullptr;
+
+  SegmentHeader* h = segment->header();
+  h->layout_version = kLayoutVersion;
+  h->header_bytes = sizeof(SegmentHeader);
+  h->stripe_header_bytes = sizeof(StripeHeader);
+  h->page_meta_bytes = sizeof(PageMeta);
+  h->stripes = g.stripes;
+  h->page_size = g.page_size;
+  h->pages = g.pages;
+  h->total_bytes = g.total_bytes;
+  h->stripes_offset = g.stripes_offset;
+  h->owner_offset = g.owner_offset;
+  h->meta_offset = g.meta_offset;
+  h->pool_offset = g.pool_offset;
+  std::random_device entropy;
+  h->hash_seed = (uint64_t{entropy()} << 32) ^ entropy() ^ static_cast<uint64_t>(NowMs());
+  h->created_ms = NowMs();
+  h->maxmemory.store(o.maxmemory, kRelaxed);
+  h->policy.store(static_cast<uint32_t>(o.policy), kRelaxed);
+
+  auto impl = std::make_unique<Impl>(std::move(segment));
+  for (uint32_t s = 0; s < g.stripes; s++) InitRobustMutex(&impl->core.stripes[s].mu);
+  impl->pool.Format();
+  impl->core.seed = h->hash_seed;
+  // Last: a segment whose creator died before this line is refused by Attach
+  // ("never initialised") instead of being waited on forever.
+  h->magic.store(kMagic, std::memory_order_release);
+  return std::unique_ptr<Store>(new Store(o.name, std::move(impl)));
+}
+
+std::unique_ptr<Store> Store::Open(const std::string& name, bool resync, std::string* error) {
+  auto segment = Segment::Open(name, error);
+  if (!segment) return nullptr;
+  auto store = std::unique_ptr<Store>(new Store(name, std::make_unique<Impl>(std::move(segment))));
+  if (resync) store->ResyncCounters();
+  return store;
+}
+
+std::unique_ptr<Store> Store::OpenExisting(const std::string& name, std::string* error) {
+  return Open(name, /*resync=*/true, error);
+}
+
+std::unique_ptr<Store> Store::Attach(const std::string& name, std::string* error) {
+  return Open(name, /*resync=*/false, error);
+}
+
+bool Store::Remove(const std::string& name) {
+  std::string path = name[0] == '/' ? name : "/" + name;
+  return shm_unlink(path.c_str()) == 0;
+}
+
+int64_t Store::NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+}
+
+void Store::SetMaxmemory(uint64_t bytes) { impl_->core.header->maxmemory.store(bytes, kRelaxed); }
+
+void Store::SetPolicy(Policy policy) {
+  impl_->core.header->policy.store(static_cast<uint32_t>(policy), kRelaxed);
+}
+
+uint32_t Store::StripeOf(std::string_view key) const {
+  return impl_->core.StripeOfHash(impl_->core.Hash(key));
+}
+
+void Store::SetEventSink(std::function<void(std::string_view)> sink) {
+  impl_->core.sink = std::move(sink);
+}
+
+// ---------------------------------------------------------------------------
+// Locking
+
+Store::Txn Store::Lock(std::string_view key) {
+  uint32_t s = StripeOf(key);
+  impl_->LockStripe(s);
+  Txn txn(this, NowMs());
+  txn.inline_[0] = s;
+  txn.count_ = 1;
+  return txn;
+}
+
+Store::Txn Store::LockKeys(std::span<const std::string_view> keys) {
+  std::vector<uint32_t> stripes;
+  stripes.reserve(keys.size());
+  for (std::string_view key : keys) stripes.push_back(StripeOf(key));
+  std::sort(stripes.begin(), stripes.end());
+  stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
+  // Ascending order: two Txns can never wait for each other in a cycle.
+  for (uint32_t s : stripes) impl_->LockStripe(s);
+  Txn txn(this, NowMs());
+  txn.count_ = static_cast<uint32_t>(stripes.size());
+  if (txn.count_ <= Txn::kInline) {
+    std::copy(stripes.begin(), stripes.end(), txn.inline_);
+  } else {
+    txn.many_ = std::move(stripes);
+  }
+  return txn;
+}
+
+Store::Txn::Txn(Store* store, int64_t now_ms)
+    : store_(store), now_ms_(now_ms), lru_(LruClock(now_ms)) {}
+
+Store::Txn::Txn(Txn&& other) noexcept { *this = std::move(other); }
+
+Store::Txn& Store::Txn::operator=(Txn&& other) noexcept {
+  if (this != &other) {
+    Unlock();
+    store_ = other.store_;
+    now_ms_ = other.now_ms_;
+    lru_ = other.lru_;
+    count_ = other.count_;
+    std::copy(std::begin(other.inline_), std::end(other.inline_), inline_);
+    many_ = std::move(other.many_);
+    deferred_ = std::move(other.deferred_);
+    other.store_ = nullptr;
+    other.count_ = 0;
+  }
+  return *this;
+}
+
+Store::Txn::~Txn() { Unlock(); }
+
+void Store::Txn::Unlock() {
+  if (store_ == nullptr) return;
+  Impl& im = *store_->impl_;
+  for (uint64_t chunk : deferred_) {
+    uint32_t s = im.core.owner[im.core.PageOf(chunk)].load(kRelaxed) - 1;
+    Stripe(im.core, s).FreeChunk(chunk);
+  }
+  deferred_.clear();
+  const uint32_t* s = stripes();
+  for (uint32_t i = count_; i-- > 0;) im.UnlockStripe(s[i]);
+  store_ = nullptr;
+  count_ = 0;
+  many_.clear();
+}
+
+bool Store::Txn::Holds(uint32_t stripe) const {
+  const uint32_t* s = stripes();
+  return std::binary_search(s, s + count_, stripe);
+}
+
+// ---------------------------------------------------------------------------
+// Operations
+
+static void CheckHeld(bool held, uint32_t stripe) {
+  if (!held) Fatal("a key of stripe %u was used through a Txn that does not hold it", stripe);
+}
+
+std::optional<EntryView> Store::Txn::FindImpl(std::string_view key, bool touch) {
+  CheckHeld(store_ != nullptr, 0);
+  Impl& im = *store_->impl_;
+  uint64_t hash = im.core.Hash(key);
+  uint32_t s = im.core.StripeOfHash(hash);
+  CheckHeld(Holds(s), s);
+  Stripe stripe(im.core, s);
+  Slot slot;
+  if (!stripe.Lookup(key, hash, &slot)) return std::nullopt;
+  EntryHeader* e = im.core.Entry(slot.entry);
+  int64_t expire = e->expire_ms.load(kRelaxed);
+  if (Expired(expire, now_ms_)) {
+    im.DeleteExpired(stripe, slot);
+    return std::nullopt;
+  }
+  uint64_t link = e->link.load(kRelaxed);
+  uint32_t idle = (lru_ - LinkLru(link)) & kLruClockMax;
+  if (touch && LinkLru(link) != lru_) e->link.store(MakeLink(LinkOffset(link), lru_), kRelaxed);
+  return EntryView{std::string_view(e->value(), e->value_len), expire, idle};
+}
+
+std::optional<EntryView> Store::Txn::Find(std::string_view key) { return FindImpl(key, true); }
+std::optional<EntryView> Store::Txn::Peek(std::string_view key) { return FindImpl(key, false); }
+
+bool Store::Txn::Touch(std::string_view key) { return FindImpl(key, true).has_value(); }
+
+Status Store::Txn::Put(std::string_view key, std::string_view value, int64_t expire_ms) {
+  return PutImpl(
+      key, value.size(), expire_ms,
+      [](void* ctx, char* dst) {
+        auto* v = static_cast<std::string_view*>(ctx);
+        if (!v->empty()) memcpy(dst, v->data(), v->size());
+      },
+      &value);
+}
+
+// The write path: make room, write the new entry completely in a fresh chunk,
+// publish it with one store (in place of the old entry, or at its bucket's
+// head), and only then free the old one. A death before the publish leaves an
+// unreachable chunk; after it, the new value; either way a repair reclaims
+// whatever is unreachable.
+Status Store::Txn::PutImpl(std::string_view key, size_t value_len, int64_t expire_ms,
+                           void (*fill)(void*, char*), void* ctx) {
+  CheckHeld(store_ != nullptr, 0);
+  Impl& im = *store_->impl_;
+  if (key.size() > UINT32_MAX || value_len > UINT32_MAX) return Status::kTooLarge;
+  uint64_t hash = im.core.Hash(key);
+  uint32_t s = im.core.StripeOfHash(hash);
+  CheckHeld(Holds(s), s);
+  Stripe stripe(im.core, s);
+  uint64_t bytes = uint64_t{kEntryHeaderBytes} + key.size() + value_len;
+  uint64_t charge = stripe.ChargeFor(bytes);
+  if (charge > im.core.g.pages * im.core.g.page_size) return Status::kTooLarge;
+
+  stripe.RehashStep(1);
+  if (Status status = im.MakeRoom(*this, stripe, charge); status != Status::kOk) return status;
+  uint64_t chunk = stripe.AllocChunk(bytes);
+  if (chunk == 0) return Status::kOom;
+  EntryHeader* e = im.core.Entry(chunk);
+  e->key_len = static_cast<uint32_t>(key.size());
+  e->value_len = static_cast<uint32_t>(value_len);
+  if (!key.empty()) memcpy(e->key(), key.data(), key.size());
+  try {
+    fill(ctx, e->value());
+  } catch (...) {  // nothing is published yet: give the chunk back
+    stripe.Charge(-static_cast<int64_t>(charge));
+    stripe.FreeChunk(chunk);
+    throw;
+  }
+
+  Slot old;
+  if (stripe.Lookup(key, hash, &old)) {
+    EntryHeader* o = im.core.Entry(old.entry);
+    int64_t old_expire = o->expire_ms.load(kRelaxed);
+    bool old_expired = Expired(old_expire, now_ms_);
+    if (old_expired) im.core.header->expired.fetch_add(1, kRelaxed);
+    int64_t expire = expire_ms != kKeepTtl ? expire_ms : old_expired ? 0 : old_expire;
+    e->expire_ms.store(expire, kRelaxed);
+    e->link.store(MakeLink(LinkOffset(o->link.load(kRelaxed)), lru_), kRelaxed);
+    MaybeCrash(CrashPoint::kBeforePublish);
+    Stripe::Publish(old.link, chunk);
+    MaybeCrash(CrashPoint::kAfterPublish);
+    stripe.AddCounts(0, (expire != 0) - (old_expire != 0));
+    stripe.Charge(-static_cast<int64_t>(stripe.EntryCharge(old.entry)));
+    stripe.FreeChunk(old.entry);
+  } else {
+    int64_t expire = expire_ms == kKeepTtl ? 0 : expire_ms;
+    e->expire_ms.store(expire, kRelaxed);
+    std::atomic<uint64_t>* slot = stripe.InsertSlot(hash);
+    if (slot == nullptr) {  // the stripe's first table needs a page and there is none
+      stripe.Charge(-static_cast<int64_t>(charge));
+      stripe.FreeChunk(chunk);
+      return Status::kOom;
+    }
+    e->link.store(MakeLink(LinkOffset(slot->load(kRelaxed)), lru_), kRelaxed);
+    MaybeCrash(CrashPoint::kBeforePublish);
+    Stripe::Publish(slot, chunk);
+    MaybeCrash(CrashPoint::kAfterPublish);
+    stripe.AddCounts(1, expire != 0);
+  }
+  stripe.MaybeResize();
+  return Status::kOk;
+}
+
+bool Store::Txn::Erase(std::string_view key) {
+  CheckHeld(store_ != nullptr, 0);
+  Impl& im = *store_->impl_;
+  uint64_t hash = im.core.Hash(key);
+  uint32_t s = im.core.StripeOfHash(hash);
+  CheckHeld(Holds(s), s);
+  Stripe stripe(im.core, s);
+  stripe.RehashStep(1);
+  Slot slot;
+  if (!stripe.Lookup(key, hash, &slot)) return false;
+  bool expired = Expired(im.core.Entry(slot.entry)->expire_ms.load(kRelaxed), now_ms_);
+  stripe.Unlink(slot);
+  MaybeCrash(CrashPoint::kAfterUnlink);
+  stripe.FreeChunk(slot.entry);
+  if (expired) im.core.header->expired.fetch_add(1, kRelaxed);
+  stripe.MaybeResize();
+  return !expired;
+}
+
+bool Store::Txn::SetExpire(std::string_view key, int64_t expire_ms) {
+  CheckHeld(store_ != nullptr, 0);
+  Impl& im = *store_->impl_;
+  uint64_t hash = im.core.Hash(key);
+  uint32_t s = im.core.StripeOfHash(hash);
+  CheckHeld(Holds(s), s);
+  Stripe stripe(im.core, s);
+  Slot slot;
+  if (!stripe.Lookup(key, hash, &slot)) return false;
+  EntryHeader* e = im.core.Entry(slot.entry);
+  int64_t old = e->expire_ms.load(kRelaxed);
+  if (Expired(old, now_ms_)) {
+    im.DeleteExpired(stripe, slot);
+    return false;
+  }
+  if (expire_ms == kKeepTtl) return true;
+  e->expire_ms.store(expire_ms, kRelaxed);  // one aligned store: never torn
+  stripe.AddCounts(0, (expire_ms != 0) - (old != 0));
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Memory limit
+
+Status Store::Impl::MakeRoom(Txn& txn, Stripe& own, uint64_t charge) {
+  const SegmentHeader* h = core.header;
+  uint64_t max = h->maxmemory.load(kRelaxed);
+  if (max == 0) return Status::kOk;
+  auto policy = static_cast<Policy>(h->policy.load(kRelaxed));
+  while (static_cast<int64_t>(h->used_bytes.load(kRelaxed)) + static_cast<int64_t>(charge) >
+         static_cast<int64_t>(max)) {
+    if (policy == Policy::kNoEviction || !EvictOne(txn, own, policy)) return Status::kOom;
+  }
+  return Status::kOk;
+}
+
+// Approximate, like Redis: the best of ~5 samples from the writer's stripe
+// and ~5 from one other stripe (try-locked, so the lock order does not
+// matter). An entry of a stripe the Txn holds is unlinked now but freed when
+// the Txn ends, so views the caller already has stay valid.
+bool Store::Impl::EvictOne(Txn& txn, Stripe& own, Policy policy) {
+  constexpr int kSamples = 5;
+  uint64_t& rng = Rng();
+  Candidate best;
+  own.Sample(policy, kSamples, txn.lru_, rng, &best);
+  uint32_t best_stripe = own.index();
+  uint32_t other = kNoPage;
+  const uint32_t stripes = core.g.stripes;
+  bool volatile_only = policy == Policy::kVolatileLru || policy == Policy::kVolatileTtl;
+  auto has_candidates = [&](uint32_t s) {
+    return (volatile_only ? core.stripes[s].expires : core.stripes[s].keys).load(kRelaxed) != 0;
+  };
+  // One random other stripe when the writer's has candidates; else random
+  // ones, then every stripe in turn, until one has.
+  const uint32_t start = static_cast<uint32_t>(NextRandom(rng) % stripes);
+  const uint32_t tries = best.found ? 1 : 16 + stripes;
+  for (uint32_t i = 0; i < tries && stripes > 1; i++) {
+    uint32_t s = i < 16 || best.found ? static_cast<uint32_t>(NextRandom(rng) % stripes)
+                                      : (start + i) % stripes;
+    if (txn.Holds(s) || !has_candidates(s) || !TryLockStripe(s)) continue;
+    Candidate c;
+    if (Stripe(core, s).Sample(policy, kSamples, txn.lru_, rng, &c) &&
+        (!best.found || c.score > best.score)) {
+      best = c;
+      best_stripe = s;
+      other = s;
+      break;
+    }
+    UnlockStripe(s);
+  }
+  if (!best.found) return false;
+  Stripe victim(core, best_stripe);
+  victim.Unlink(best.slot);
+  MaybeCrash(CrashPoint::kEvict);
+  core.header->evicted.fetch_add(1, kRelaxed);
+  if (txn.Holds(best_stripe)) {
+    txn.deferred_.push_back(best.slot.entry);
+  } else {
+    victim.FreeChunk(best.slot.entry);
+    victim.MaybeResize();
+  }
+  if (other != kNoPage) UnlockStripe(other);
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Whole-store operations
+
+uint64_t Store::Scan(uint64_t cursor, size_t count, const ScanFn& fn) {
+  Impl& im = *impl_;
+  const uint32_t stripes = im.core.g.stripes;
+  uint64_t s = cursor >> 32;
+  uint32_t v = static_cast<uint32_t>(cursor);
+  if (count == 0) count = 10;
+  size_t emitted = 0;
+  int64_t now = NowMs();
+  while (s < stripes) {
+    if (v == 0 && im.core.stripes[s].keys.load(std::memory_order_acquire) == 0) {
+      s++;
+      continue;
+    }
+    Impl::Guard guard(im, static_cast<uint32_t>(s));
+    Stripe stripe(im.core, static_cast<uint32_t>(s));
+    do {
+      v = stripe.ScanStep(v, [&](std::atomic<uint64_t>* link) {
+        for (uint64_t e = LinkOffset(link->load(kRelaxed)); e != 0;) {
+          EntryHeader* entry = im.core.Entry(e);
+          int64_t expire = entry->expire_ms.load(kRelaxed);
+          if (!Expired(expire, now)) {
+            EntryView view{std::string_view(entry->value(), entry->value_len), expire, 0};
+            fn(std::string_view(entry->key(), entry->key_len), view);
+            emitted++;
+          }
+          e = LinkOffset(entry->link.load(kRelaxed));
+        }
+      });
+    } while (v != 0 && emitted < count);
+    if (v != 0) return s << 32 | v;
+    s++;
+    if (emitted >= count) return s < stripes ? s << 32 : 0;
+  }
+  return 0;
+}
+
+void Store::Flush() {
+  Impl& im = *impl_;
+  for (uint32_t s = 0; s < im.core.g.stripes; s++) {
+    if (im.core.stripes[s].keys.load(kRelaxed) == 0 &&
+        im.core.stripes[s].tables[0].load(kRelaxed) == 0) {
+      continue;
+    }
+    Impl::Guard guard(im, s);
+    Stripe(im.core, s).Clear();
+  }
+}
+
+std::optional<std::string> Store::RandomKey() {
+  Impl& im = *impl_;
+  uint64_t& rng = Rng();
+  const uint32_t stripes = im.core.g.stripes;
+  auto try_stripe = [&](uint32_t s) -> std::optional<std::string> {
+    if (im.core.stripes[s].keys.load(kRelaxed) == 0) return std::nullopt;
+    Impl::Guard guard(im, s);
+    Stripe stripe(im.core, s);
+    int64_t now = NowMs();
+    std::optional<std::string> key;
+    Slot slot;
+    for (int i = 0; i < 16 && !key && stripe.RandomEntry(rng, &slot); i++) {
+      EntryHeader* e = im.core.Entry(slot.entry);
+      if (Expired(e->expire_ms.load(kRelaxed), now)) {
+        im.DeleteExpired(stripe, slot);
+      } else {
+        key.emplace(e->key(), e->key_len);
+      }
+    }
+    return key;
+  };
+  for (int i = 0; i < 64; i++) {
+    if (auto key = try_stripe(static_cast<uint32_t>(NextRandom(rng) % stripes))) return key;
+  }
+  uint32_t start = static_cast<uint32_t>(NextRandom(rng) % stripes);
+  for (uint32_t i = 0; i < stripes; i++) {
+    if (auto key = try_stripe((start + i) % stripes)) return key;
+  }
+  return std::nullopt;
+}
+
+// Like Redis's activeExpireCycle, but over stripes: a shared cursor walks the
+// whole keyspace (stripe, reverse-binary bucket cursor), skipping stripes with
+// no key that has an expire time, and try-locks so that it never waits.
+size_t Store::ExpireCycle(int64_t now_ms, std::chrono::microseconds budget) {
+  Impl& im = *impl_;
+  auto deadline = std::chrono::steady_clock::now() + budget;
+  SegmentHeader* h = im.core.header;
+  if (h->resync_needed.load(kRelaxed) != 0) ResyncCounters();
+  const uint32_t stripes = im.core.g.stripes;
+  uint64_t cursor = h->expire_cursor.load(kRelaxed);
+  uint32_t s = static_cast<uint32_t>(cursor >> 32);
+  uint32_t v = static_cast<uint32_t>(cursor);
+  if (s >= stripes) s = v = 0;
+  size_t removed = 0;
+  for (uint32_t visited = 0; visited <= stripes; visited++) {
+    StripeHeader& sh = im.core.stripes[s];
+    bool work = sh.expires.load(kRelaxed) != 0 || sh.tables[1].load(kRelaxed) != 0;
+    if (work && im.TryLockStripe(s)) {
+      Stripe stripe(im.core, s);
+      stripe.RehashStep(1000);  // like Redis's cron rehash: writes alone may be too few
+      int steps = 0;
+      while (sh.expires.load(kRelaxed) != 0) {
+        v = stripe.ScanStep(v, [&](std::atomic<uint64_t>* link) {
+          for (uint64_t e = LinkOffset(link->load(kRelaxed)); e != 0;
+               e = LinkOffset(link->load(kRelaxed))) {
+            EntryHeader* entry = im.core.Entry(e);
+            if (Expired(entry->expire_ms.load(kRelaxed), now_ms)) {
+              stripe.Unlink(Slot{link, e});
+              stripe.FreeChunk(e);
+              removed++;
+              continue;
+            }
+            link = &entry->link;
+          }
+        });
+        if (v == 0) break;
+        if (++steps % 64 == 0 && std::chrono::steady_clock::now() >= deadline) break;
+      }
+      if (sh.expires.load(kRelaxed) == 0) v = 0;
+      stripe.MaybeResize();
+      im.UnlockStripe(s);
+      if (v != 0) break;  // out of time in the middle of this stripe
+    } else {
+      v = 0;
+    }
+    if (++s == stripes) s = 0;
+    if (visited % 16 == 15 && std::chrono::steady_clock::now() >= deadline) break;
+  }
+  h->expire_cursor.store(uint64_t{s} << 32 | v, kRelaxed);
+  h->expired.fetch_add(removed, kRelaxed);
+  return removed;
+}
+
+Stats Store::stats() const {
+  const Core& c = impl_->core;
+  const SegmentHeader* h = c.header;
+  Stats st;
+  for (uint32_t s = 0; s < c.g.stripes; s++) {
+    st.keys += c.stripes[s].keys.load(kRelaxed);
+    st.keys_with_expiry += c.stripes[s].expires.load(kRelaxed);
+    st.used_bytes += c.stripes[s].used.load(kRelaxed);
+  }
+  st.maxmemory = h->maxmemory.load(kRelaxed);
+  st.policy = static_cast<Policy>(h->policy.load(kRelaxed));
+  st.repairs = h->repairs.load(kRelaxed);
+  st.pool_repairs = h->pool_repairs.load(kRelaxed);
+  st.expired = h->expired.load(kRelaxed);
+  st.evicted = h->evicted.load(kRelaxed);
+  st.validation_errors = h->validation_errors.load(kRelaxed);
+  st.stripes = c.g.stripes;
+  st.page_size = c.g.page_size;
+  st.pages_total = c.g.pages;
+  st.pages_free = impl_->pool.free_pages();
+  st.data_bytes = c.g.pages * c.g.page_size;
+  st.segment_bytes = c.g.total_bytes;
+  st.created_ms = h->created_ms;
+  return st;
+}
+
+void Store::ResyncCounters() {
+  Impl& im = *impl_;
+  const uint32_t stripes = im.core.g.stripes;
+  // All stripes at once, in ascending order: no Charge can be half done.
+  for (uint32_t s = 0; s < stripes; s++) im.LockStripe(s);
+  im.core.header->resync_needed.store(0, kRelaxed);
+  int64_t used = 0;
+  for (uint32_t s = 0; s < stripes; s++) used += im.core.stripes[s].used.load(kRelaxed);
+  im.core.header->used_bytes.store(used, kRelaxed);
+  for (uint32_t s = stripes; s-- > 0;) im.UnlockStripe(s);
+}
+
+std::vector<std::string> Store::Audit() {
+  Impl& im = *impl_;
+  std::vector<std::string> errors;
+  const uint32_t stripes = im.core.g.stripes;
+  for (uint32_t s = 0; s < stripes; s++) {
+    Impl::Guard guard(im, s);
+    Stripe(im.core, s).Check(&errors);
+  }
+  im.pool.Lock();
+  im.pool.Check(&errors);
+  for (uint64_t p = 0; p < im.core.g.pages; p++) {
+    uint32_t owner = im.core.owner[p].load(kRelaxed);
+    if (owner > stripes) {
+      errors.push_back("page " + std::to_string(p) + " has owner " + std::to_string(owner) +
+                       ", not a stripe");
+    }
+  }
+  im.pool.Unlock();
+  ResyncCounters();
+  return errors;
+}
+
+}  // namespace redhub::shm

@@ -1,0 +1,221 @@
+// The key-value store shared by every worker process: one POSIX shared-memory
+// segment, split into stripes, each guarded by a robust process-shared mutex.
+// A process killed at any instant, even while holding stripe locks, leaves no
+// deadlock, no torn entry, no leaked space, and loses no acknowledged write:
+// the next process to take the lock repairs the stripe first (README.md says
+// how, and exactly what a crash can and cannot lose).
+//
+// Typical use (a worker serving GET and SET):
+//
+//   std::string error;
+//   auto store = shm::Store::Attach("/redhub-6379", &error);  // master: Create
+//   {
+//     shm::Store::Txn txn = store->Lock(key);
+//     if (auto entry = txn.Find(key)) reply.Bulk(entry->value);  // read in place
+//   }
+//   {
+//     shm::Store::Txn txn = store->Lock(key);
+//     if (txn.Put(key, value, /*expire_ms=*/0) == shm::Status::kOom) reply.Error(...);
+//   }
+//
+// Errors on the data path are Status values; only Create/Attach report
+// strings. Nothing here throws.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "crash_point.h"
+
+namespace redhub::shm {
+
+enum class Policy : uint32_t {
+  kNoEviction,
+  kAllKeysLru,
+  kAllKeysRandom,
+  kVolatileLru,
+  kVolatileTtl
+};
+
+enum class Status {
+  kOk,
+  kOom,       // maxmemory reached and nothing may or can be evicted, or the segment is full
+  kTooLarge,  // the entry can never fit (larger than the segment, or a length over 4 GB)
+};
+
+// Passed as expire_ms to Put: keep the replaced entry's expire time (SET KEEPTTL).
+inline constexpr int64_t kKeepTtl = -1;
+
+enum class IfExists { kFail, kReplace, kReuse };
+
+struct StoreOptions {
+  std::string name;         // POSIX shm name, e.g. "/redhub-6379"
+  uint64_t data_bytes = 0;  // bytes of the page pool that holds entries and tables;
+                            // 0 = maxmemory + 1/8 + 16 pages per stripe
+  uint64_t maxmemory = 0;   // limit on used bytes (entries and tables); 0 = none
+  Policy policy = Policy::kNoEviction;
+  uint32_t stripes = 1024;  // 1..2000 (see README: the kernel's robust-list limit)
+  uint32_t page_size = 4096;
+  IfExists if_exists = IfExists::kFail;
+};
+
+struct Stats {
+  uint64_t keys = 0;  // including expired keys not yet removed
+  uint64_t keys_with_expiry = 0;
+  uint64_t used_bytes = 0;  // chunks and runs in use: entries (rounded to their
+                            // size class) and bucket arrays
+  uint64_t maxmemory = 0;
+  Policy policy = Policy::kNoEviction;
+  uint64_t repairs = 0;  // stripes repaired after their lock holder died
+  uint64_t pool_repairs = 0;
+  uint64_t expired = 0;
+  uint64_t evicted = 0;
+  uint64_t validation_errors = 0;  // corrupt chain entries found by a repair (a bug, never a crash)
+  uint32_t stripes = 0;
+  uint32_t page_size = 0;
+  uint64_t pages_total = 0;
+  uint64_t pages_free = 0;
+  uint64_t data_bytes = 0;
+  uint64_t segment_bytes = 0;
+  int64_t created_ms = 0;
+};
+
+// What Find returns. `value` points into shared memory: it stays valid until
+// the Txn ends or this key is changed through the Txn (Put, Erase, or a Find
+// that finds it expired). Evictions by later Puts in the same Txn do not
+// invalidate it: their chunks are freed when the Txn ends.
+struct EntryView {
+  std::string_view value;
+  int64_t expire_ms = 0;      // absolute unix ms, 0 = none
+  uint32_t idle_seconds = 0;  // since the last access, before this one (OBJECT IDLETIME)
+};
+
+class Store {
+ public:
+  class Txn;
+  using ScanFn = std::function<void(std::string_view key, const EntryView& entry)>;
+
+  // Master: creates the segment, reserves all of its memory (posix_fallocate,
+  // so a small /dev/shm fails here, not with SIGBUS later) and formats it.
+  static std::unique_ptr<Store> Create(const StoreOptions& options, std::string* error);
+  // Master: reopens a segment kept from a previous run, after checking its
+  // layout; dead lock holders are repaired as usual when first locked.
+  static std::unique_ptr<Store> OpenExisting(const std::string& name, std::string* error);
+  // Worker: maps an existing segment, refusing one of another layout.
+  static std::unique_ptr<Store> Attach(const std::string& name, std::string* error);
+  static bool Remove(const std::string& name);
+
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Locks the stripe of `key`.
+  Txn Lock(std::string_view key);
+  // Locks the stripes of all `keys`. Lock order rule: stripes are always taken
+  // in ascending index order, and the page pool's lock only after stripes;
+  // code that holds a stripe may take another only with a try-lock.
+  Txn LockKeys(std::span<const std::string_view> keys);
+
+  // SCAN. The cursor is (stripe << 32 | reverse-binary bucket cursor); a full
+  // iteration returns every key present throughout, at least once, even while
+  // stripes rehash. `count` is a hint. Returns 0 when done. `fn` runs with a
+  // stripe lock held: it must not use this Store.
+  uint64_t Scan(uint64_t cursor, size_t count, const ScanFn& fn);
+  // FLUSHALL: empties stripe by stripe (not atomic across stripes).
+  void Flush();
+  std::optional<std::string> RandomKey();
+  // Active expiry and background upkeep (incremental rehash, counter resync
+  // after a repair): call ~10 times a second. Returns keys removed.
+  size_t ExpireCycle(int64_t now_ms, std::chrono::microseconds budget);
+
+  Stats stats() const;
+  static int64_t NowMs();  // the clock expire times are measured on (unix ms)
+  void SetMaxmemory(uint64_t bytes);
+  void SetPolicy(Policy policy);
+  uint32_t StripeOf(std::string_view key) const;
+  const std::string& name() const { return name_; }
+
+  // Takes every stripe's lock in turn and checks every invariant (chains,
+  // slabs, free lists, page pool, counters); returns one line per violation.
+  // For tests and `redhubd --check`; costs a pass over the whole segment.
+  std::vector<std::string> Audit();
+  // Recomputes the global used-bytes counter from the stripes, holding all
+  // stripe locks. ExpireCycle does it after a repair.
+  void ResyncCounters();
+  // Where repairs report what they did (process-local; default: nowhere).
+  void SetEventSink(std::function<void(std::string_view)> sink);
+
+  // A held lock on one or several stripes; unlocks when destroyed. Operations
+  // on a key whose stripe is not held abort the process (a programming error).
+  class Txn {
+   public:
+    Txn() = default;
+    Txn(Txn&& other) noexcept;
+    Txn& operator=(Txn&& other) noexcept;
+    ~Txn();
+
+    // Absent or expired (an expired entry is deleted here): nullopt. Updates
+    // the entry's LRU clock.
+    std::optional<EntryView> Find(std::string_view key);
+    // As Find, without touching the LRU clock.
+    std::optional<EntryView> Peek(std::string_view key);
+    // Inserts or replaces. expire_ms: absolute unix ms, 0 = none, kKeepTtl.
+    Status Put(std::string_view key, std::string_view value, int64_t expire_ms = 0);
+    // As Put, but the value is written in place by fill(char* dst) (value_len
+    // bytes), e.g. APPEND copying the old value's view then the suffix: the
+    // old value stays readable until fill returns.
+    template <typename Fill>
+    Status PutWith(std::string_view key, size_t value_len, int64_t expire_ms, Fill&& fill) {
+      return PutImpl(
+          key, value_len, expire_ms,
+          [](void* ctx, char* dst) { (*static_cast<std::remove_reference_t<Fill>*>(ctx))(dst); },
+          &fill);
+    }
+    // False if absent or expired.
+    bool Erase(std::string_view key);
+    // Sets (or with 0 clears) the expire time; false if absent or expired.
+    bool SetExpire(std::string_view key, int64_t expire_ms);
+    bool Touch(std::string_view key);
+    // The time this Txn judges expiry by, fixed when it was taken.
+    int64_t now_ms() const { return now_ms_; }
+    // Releases the locks now.
+    void Unlock();
+
+   private:
+    friend class Store;
+    Txn(Store* store, int64_t now_ms);
+    bool Holds(uint32_t stripe) const;
+    Status PutImpl(std::string_view key, size_t value_len, int64_t expire_ms,
+                   void (*fill)(void*, char*), void* ctx);
+    std::optional<EntryView> FindImpl(std::string_view key, bool touch);
+
+    const uint32_t* stripes() const { return count_ <= kInline ? inline_ : many_.data(); }
+
+    static constexpr uint32_t kInline = 4;
+    Store* store_ = nullptr;
+    int64_t now_ms_ = 0;
+    uint32_t lru_ = 0;
+    uint32_t count_ = 0;  // stripes held, ascending in inline_ or many_
+    uint32_t inline_[kInline] = {};
+    std::vector<uint32_t> many_;
+    std::vector<uint64_t> deferred_;  // evicted chunks, freed at unlock
+  };
+
+ private:
+  struct Impl;
+  Store(std::string name, std::unique_ptr<Impl> impl);
+  static std::unique_ptr<Store> Open(const std::string& name, bool resync, std::string* error);
+
+  std::string name_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace redhub::shm
