@@ -76,6 +76,7 @@ std::string RestartOnlyChange(const Config& a, const Config& b) {
   if (a.workers != b.workers) return "workers";
   if (a.daemonize != b.daemonize) return "daemonize";
   if (a.pid_file != b.pid_file) return "pidfile";
+  if (a.shm_name != b.shm_name) return "shm-name";
   return "";
 }
 
@@ -138,6 +139,19 @@ int ParseArgs(int argc, char** argv, Config* config) {
   AddMemory(app, "--output-buffer-hard-limit", &hard,
             "Close a client whose unsent replies exceed this (default 256mb)");
 
+  uint64_t maxmemory = config->maxmemory;
+  AddMemory(app, "--maxmemory", &maxmemory,
+            "Memory for keys and values; the shared segment is sized from it and "
+            "reserved at start (default 256mb)");
+  app.add_option("--maxmemory-policy", config->maxmemory_policy, "What to do when memory is full")
+      ->check(CLI::IsMember(
+          {"noeviction", "allkeys-lru", "allkeys-random", "volatile-lru", "volatile-ttl"}))
+      ->capture_default_str();
+  app.add_option("--shm-name", config->shm_name,
+                 "POSIX shared-memory name of the store (default /redhub-<port>)");
+  app.add_flag("--shm-keep", config->shm_keep,
+               "Keep the store's segment at exit and reuse a kept one at start");
+
   try {
     app.parse(argc, argv);
     config->config_file = app.get_config_ptr()->as<std::string>();
@@ -154,6 +168,17 @@ int ParseArgs(int argc, char** argv, Config* config) {
   }
   if (bulk_limit < 1024) {
     std::cerr << "--proto-max-bulk-len: must be at least 1kb\n";
+    return 2;
+  }
+  if (maxmemory < (1u << 20)) {
+    std::cerr << "--maxmemory: must be at least 1mb\n";
+    return 2;
+  }
+  config->maxmemory = maxmemory;
+  if (config->shm_name.empty()) config->shm_name = "/redhub-" + std::to_string(config->port);
+  if (config->shm_name[0] != '/') config->shm_name.insert(0, "/");
+  if (config->shm_name.size() > 200 || config->shm_name.find('/', 1) != std::string::npos) {
+    std::cerr << "--shm-name: one path component of at most 200 characters, e.g. /redhub-6379\n";
     return 2;
   }
   o.read_buffer_cap = read_cap;

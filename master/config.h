@@ -23,6 +23,12 @@ struct Config {
   double worker_timeout = 10;  // seconds without a heartbeat before SIGKILL
   double drain_timeout = 30;   // seconds a stopping or retiring worker may take
   Options server;              // the framework's limits and socket options
+  // The shared store. The segment is reserved up front, so maxmemory also
+  // sizes it (unlike Redis, 0 is not "unlimited").
+  std::string shm_name;  // "" = "/redhub-<port>"
+  uint64_t maxmemory = 256ull << 20;
+  std::string maxmemory_policy = "noeviction";
+  bool shm_keep = false;  // keep the segment at exit, reuse a kept one at start
 };
 
 // Parses argv. Returns 0 to go on; otherwise the process exit code, after

@@ -7,12 +7,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "config.h"
 #include "log.h"
 #include "proctitle.h"
+#include "store_setup.h"
 #include "supervisor.h"
 
 namespace {
@@ -76,13 +78,29 @@ int main(int argc, char** argv) {
     if (!Daemonize()) return 1;
   }
 
+  // The store before the workers: they inherit its mapping through fork().
+  std::string store_error;
+  std::unique_ptr<shm::Store> store = master::OpenStore(config, upgraded, &store_error);
+  if (!store) {
+    LOG_WARNING("Cannot start: store %s: %s", config.shm_name.c_str(), store_error.c_str());
+    return 1;
+  }
+
   master::Supervisor supervisor(config, args);
+  supervisor.set_store(store.get());
   if (std::string err = supervisor.Init(); !err.empty()) {
     LOG_WARNING("Cannot start: %s", err.c_str());
+    store.reset();
+    if (!config.shm_keep && !upgraded) shm::Store::Remove(config.shm_name);
     return 1;
   }
   if (!config.pid_file.empty() && !WritePidFile(config.pid_file)) return 1;
   int rc = supervisor.Run();
+  // Tear-down in reverse. Run() returns only after a stop (an upgrade
+  // re-executes instead), when every worker is gone: no one maps the
+  // segment any more.
+  store.reset();
+  if (!config.shm_keep) shm::Store::Remove(config.shm_name);
   if (!config.pid_file.empty()) unlink(config.pid_file.c_str());
   if (!config.unix_socket.empty()) unlink(config.unix_socket.c_str());
   return rc;

@@ -25,6 +25,10 @@
 
 #include "config.h"
 
+namespace redhub::shm {
+class Store;
+}
+
 namespace redhub::master {
 
 class Supervisor {
@@ -39,6 +43,10 @@ class Supervisor {
   std::string Init();
   // Runs until a graceful stop completes. Returns the exit code.
   int Run();
+
+  // The shared store every worker serves; mapped before the first fork so
+  // that workers inherit the mapping. Must outlive Run().
+  void set_store(shm::Store* store) { store_ = store; }
 
   // The TCP port actually bound (for --port 0).
   uint16_t port() const { return port_; }
@@ -90,6 +98,7 @@ class Supervisor {
   std::string DescribeAddresses() const;
 
   Config config_;
+  shm::Store* store_ = nullptr;
   std::vector<std::string> argv_;
   std::string executable_;
   struct ev_loop* loop_;

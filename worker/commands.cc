@@ -4,19 +4,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
+#include "command_util.h"
 #include "event_loop.h"
 #include "glob.h"
+#include "store.h"
 
 namespace redhub::worker {
 namespace {
-
-// Redis 7.0's replies, so clients and tests that match on them keep working.
-void WrongArity(resp::Writer& w, std::string_view name) {
-  w.Error("ERR wrong number of arguments for '" + std::string(name) + "' command");
-}
 
 void UnknownCommand(resp::Writer& w, std::span<const std::string_view> args) {
   std::string msg = "ERR unknown command '";
@@ -28,28 +28,6 @@ void UnknownCommand(resp::Writer& w, std::span<const std::string_view> args) {
     msg += "' ";
   }
   w.Error(msg);
-}
-
-void UnknownSubcommand(resp::Writer& w, std::string_view sub, std::string_view cmd) {
-  w.Error("ERR unknown subcommand '" + std::string(sub.substr(0, 128)) + "'. Try " +
-          std::string(cmd) + " HELP.");
-}
-
-bool EqualsNoCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
-
-bool ParseLong(std::string_view s, int64_t* out) {
-  if (s.empty() || s.size() > 20) return false;
-  char buf[24];
-  memcpy(buf, s.data(), s.size());
-  buf[s.size()] = '\0';
-  char* end;
-  errno = 0;
-  long long v = strtoll(buf, &end, 10);
-  if (errno != 0 || *end != '\0' || isspace(static_cast<unsigned char>(buf[0]))) return false;
-  *out = v;
-  return true;
 }
 
 // ---- connection ----
@@ -77,7 +55,7 @@ Action CmdQuit(CommandContext& ctx) {
 
 Action CmdSelect(CommandContext& ctx) {
   int64_t db;
-  if (!ParseLong(ctx.args[1], &db)) {
+  if (!ParseInt64(ctx.args[1], &db)) {
     ctx.w.Error("ERR value is not an integer or out of range");
   } else if (db != 0) {
     ctx.w.Error("ERR DB index is out of range");
@@ -109,7 +87,7 @@ Action CmdHello(CommandContext& ctx) {
   int64_t proto = ctx.conn.protocol();
   size_t i = 1;
   if (ctx.args.size() >= 2) {
-    if (!ParseLong(ctx.args[1], &proto)) {
+    if (!ParseInt64(ctx.args[1], &proto)) {
       ctx.w.Error("ERR Protocol version is not an integer or out of range");
       return Action::kNone;
     }
@@ -207,67 +185,39 @@ Action CmdClient(CommandContext& ctx) {
   return Action::kNone;
 }
 
-// ---- keys (process-local until the shared store lands) ----
-
-Action CmdSet(CommandContext& ctx) {
-  if (ctx.args.size() != 3) {
-    ctx.w.Error("ERR syntax error");
-    return Action::kNone;
-  }
-  ctx.service.store().insert_or_assign(std::string(ctx.args[1]), std::string(ctx.args[2]));
-  ctx.w.OK();
-  return Action::kNone;
-}
-
-Action CmdGet(CommandContext& ctx) {
-  auto& store = ctx.service.store();
-  auto it = store.find(std::string(ctx.args[1]));
-  if (it == store.end()) {
-    ctx.service.keyspace_misses++;
-    ctx.w.Null();
-  } else {
-    ctx.service.keyspace_hits++;
-    ctx.w.Bulk(it->second);
-  }
-  return Action::kNone;
-}
-
-Action CmdDel(CommandContext& ctx) {
-  int64_t n = 0;
-  for (size_t i = 1; i < ctx.args.size(); i++) {
-    n += static_cast<int64_t>(ctx.service.store().erase(std::string(ctx.args[i])));
-  }
-  ctx.w.Int(n);
-  return Action::kNone;
-}
-
-Action CmdExists(CommandContext& ctx) {
-  int64_t n = 0;
-  for (size_t i = 1; i < ctx.args.size(); i++) {
-    n += static_cast<int64_t>(ctx.service.store().count(std::string(ctx.args[i])));
-  }
-  ctx.w.Int(n);
-  return Action::kNone;
-}
-
-Action CmdDbsize(CommandContext& ctx) {
-  ctx.w.Int(static_cast<int64_t>(ctx.service.store().size()));
-  return Action::kNone;
-}
-
-Action CmdFlush(CommandContext& ctx) {
-  for (size_t i = 1; i < ctx.args.size(); i++) {
-    if (!EqualsNoCase(ctx.args[i], "SYNC") && !EqualsNoCase(ctx.args[i], "ASYNC")) {
-      ctx.w.Error("ERR syntax error");
-      return Action::kNone;
-    }
-  }
-  ctx.service.store().clear();
-  ctx.w.OK();
-  return Action::kNone;
-}
-
 // ---- server ----
+
+const char* PolicyName(shm::Policy p) {
+  switch (p) {
+    case shm::Policy::kNoEviction:
+      return "noeviction";
+    case shm::Policy::kAllKeysLru:
+      return "allkeys-lru";
+    case shm::Policy::kAllKeysRandom:
+      return "allkeys-random";
+    case shm::Policy::kVolatileLru:
+      return "volatile-lru";
+    case shm::Policy::kVolatileTtl:
+      return "volatile-ttl";
+  }
+  return "noeviction";
+}
+
+// Redis's bytesToHuman: "1.50M".
+std::string HumanBytes(uint64_t n) {
+  char buf[32];
+  double d = static_cast<double>(n);
+  if (n < 1024) {
+    snprintf(buf, sizeof(buf), "%lluB", static_cast<unsigned long long>(n));
+  } else if (n < 1024ull * 1024) {
+    snprintf(buf, sizeof(buf), "%.2fK", d / 1024);
+  } else if (n < 1024ull * 1024 * 1024) {
+    snprintf(buf, sizeof(buf), "%.2fM", d / (1024 * 1024));
+  } else {
+    snprintf(buf, sizeof(buf), "%.2fG", d / (1024.0 * 1024 * 1024));
+  }
+  return buf;
+}
 
 Action CmdTime(CommandContext& ctx) {
   struct timeval tv;
@@ -345,6 +295,7 @@ Action CmdConfig(CommandContext& ctx) {
     return Action::kNone;
   }
   const Options& o = ctx.service.loop()->options();
+  const shm::Stats st = ctx.service.store().stats();
   const std::pair<std::string, std::string> params[] = {
       {"bind", ctx.service.info().bind},
       {"port", std::to_string(ctx.service.info().port)},
@@ -358,8 +309,8 @@ Action CmdConfig(CommandContext& ctx) {
       {"databases", "1"},
       {"save", ""},
       {"appendonly", "no"},
-      {"maxmemory", "0"},
-      {"maxmemory-policy", "noeviction"},
+      {"maxmemory", std::to_string(st.maxmemory)},
+      {"maxmemory-policy", PolicyName(st.policy)},
   };
   std::vector<const std::pair<std::string, std::string>*> found;
   for (const auto& p : params) {
@@ -390,6 +341,7 @@ Action CmdInfo(CommandContext& ctx) {
     return false;
   };
   const ServerStats s = ctx.service.loop()->stats();
+  const shm::Stats st = ctx.service.store().stats();
   const ServiceInfo& info = ctx.service.info();
   double now = ev_now(ctx.service.loop()->loop());
   std::string text;
@@ -433,8 +385,10 @@ Action CmdInfo(CommandContext& ctx) {
     line("total_net_input_bytes", std::to_string(s.net_input_bytes));
     line("total_net_output_bytes", std::to_string(s.net_output_bytes));
     line("rejected_connections", std::to_string(s.rejected_connections));
-    line("keyspace_hits", std::to_string(ctx.service.keyspace_hits));
-    line("keyspace_misses", std::to_string(ctx.service.keyspace_misses));
+    line("keyspace_hits", std::to_string(ctx.service.stats.keyspace_hits));
+    line("keyspace_misses", std::to_string(ctx.service.stats.keyspace_misses));
+    line("expired_keys", std::to_string(st.expired));
+    line("evicted_keys", std::to_string(st.evicted));
     line("total_error_replies", std::to_string(s.protocol_errors));
     line("client_query_buffer_limit_disconnections", std::to_string(s.query_limit_disconnects));
     line("client_output_buffer_limit_disconnections", std::to_string(s.output_limit_disconnects));
@@ -442,10 +396,23 @@ Action CmdInfo(CommandContext& ctx) {
     line("idle_timeout_disconnections", std::to_string(s.idle_disconnects));
     text += "\r\n";
   }
+  if (wants("memory")) {
+    text += "# Memory\r\n";
+    line("used_memory", std::to_string(st.used_bytes));
+    line("used_memory_human", HumanBytes(st.used_bytes));
+    line("maxmemory", std::to_string(st.maxmemory));
+    line("maxmemory_human", HumanBytes(st.maxmemory));
+    line("maxmemory_policy", PolicyName(st.policy));
+    line("shm_segment_bytes", std::to_string(st.segment_bytes));
+    line("shm_stripes", std::to_string(st.stripes));
+    line("shm_stripe_repairs", std::to_string(st.repairs));
+    text += "\r\n";
+  }
   if (wants("keyspace")) {
     text += "# Keyspace\r\n";
-    if (!ctx.service.store().empty()) {
-      line("db0", "keys=" + std::to_string(ctx.service.store().size()) + ",expires=0,avg_ttl=0");
+    if (st.keys > 0) {
+      line("db0", "keys=" + std::to_string(st.keys) +
+                      ",expires=" + std::to_string(st.keys_with_expiry) + ",avg_ttl=0");
     }
     text += "\r\n";
   }
@@ -454,26 +421,30 @@ Action CmdInfo(CommandContext& ctx) {
   return Action::kNone;
 }
 
-const std::vector<CommandSpec> kTable = {
+const CommandSpec kServerCommands[] = {
     // name, arity, flags, first key, last key, step, handler
     {"client", -2, kLoading, 0, 0, 0, CmdClient},
     {"command", -1, kLoading, 0, 0, 0, CmdCommand},
     {"config", -2, kLoading, 0, 0, 0, CmdConfig},
-    {"dbsize", 1, kReadOnly | kFast, 0, 0, 0, CmdDbsize},
-    {"del", -2, kWrite, 1, -1, 1, CmdDel},
     {"echo", 2, kFast, 0, 0, 0, CmdEcho},
-    {"exists", -2, kReadOnly | kFast, 1, -1, 1, CmdExists},
-    {"flushall", -1, kWrite, 0, 0, 0, CmdFlush},
-    {"flushdb", -1, kWrite, 0, 0, 0, CmdFlush},
-    {"get", 2, kReadOnly | kFast, 1, 1, 1, CmdGet},
     {"hello", -1, kFast | kLoading, 0, 0, 0, CmdHello},
     {"info", -1, kLoading, 0, 0, 0, CmdInfo},
     {"ping", -1, kFast, 0, 0, 0, CmdPing},
     {"quit", -1, kFast | kLoading, 0, 0, 0, CmdQuit},
     {"select", 2, kFast | kLoading, 0, 0, 0, CmdSelect},
-    {"set", -3, kWrite, 1, 1, 1, CmdSet},
     {"time", 1, kFast | kLoading, 0, 0, 0, CmdTime},
 };
+
+const std::vector<CommandSpec>& AllCommands() {
+  static const std::vector<CommandSpec> table = [] {
+    std::vector<CommandSpec> t;
+    for (auto family : {ServerCommands(), StringCommands(), KeyspaceCommands()}) {
+      t.insert(t.end(), family.begin(), family.end());
+    }
+    return t;
+  }();
+  return table;
+}
 
 struct NameHash {
   using is_transparent = void;
@@ -483,7 +454,7 @@ struct NameHash {
 const std::unordered_map<std::string, const CommandSpec*, NameHash, std::equal_to<>>& Index() {
   static const auto* index = [] {
     auto* m = new std::unordered_map<std::string, const CommandSpec*, NameHash, std::equal_to<>>;
-    for (const auto& spec : kTable) m->emplace(spec.name, &spec);
+    for (const auto& spec : AllCommands()) m->emplace(spec.name, &spec);
     return m;
   }();
   return *index;
@@ -491,9 +462,60 @@ const std::unordered_map<std::string, const CommandSpec*, NameHash, std::equal_t
 
 }  // namespace
 
-CommandService::CommandService(ServiceInfo info) : info_(std::move(info)) {}
+std::span<const CommandSpec> ServerCommands() { return kServerCommands; }
 
-const std::vector<CommandSpec>& CommandService::Table() { return kTable; }
+bool ParseInt64(std::string_view s, int64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  size_t i = 0;
+  bool negative = s[0] == '-';
+  if (negative && s.size() == 1) return false;
+  if (negative) i = 1;
+  if (s[i] == '0') {
+    if (s.size() - i != 1 || negative) return false;
+    *out = 0;
+    return true;
+  }
+  uint64_t v = 0;
+  for (; i < s.size(); i++) {
+    unsigned d = static_cast<unsigned char>(s[i]) - '0';
+    if (d > 9 || v > (UINT64_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  if (negative) {
+    if (v > static_cast<uint64_t>(INT64_MAX) + 1) return false;
+    *out = static_cast<int64_t>(0 - v);
+  } else {
+    if (v > static_cast<uint64_t>(INT64_MAX)) return false;
+    *out = static_cast<int64_t>(v);
+  }
+  return true;
+}
+
+bool ParseLongDouble(std::string_view s, long double* out) {
+  if (s.empty() || s.size() > 5120) return false;
+  std::string buf(s);
+  if (isspace(static_cast<unsigned char>(buf[0]))) return false;
+  char* end;
+  errno = 0;
+  long double v = strtold(buf.c_str(), &end);
+  if (*end != '\0' || errno == ERANGE || std::isnan(v)) return false;
+  *out = v;
+  return true;
+}
+
+void WrongArity(resp::Writer& w, std::string_view name) {
+  w.Error("ERR wrong number of arguments for '" + std::string(name) + "' command");
+}
+
+void UnknownSubcommand(resp::Writer& w, std::string_view sub, std::string_view cmd) {
+  w.Error("ERR unknown subcommand '" + std::string(sub.substr(0, 128)) + "'. Try " +
+          std::string(cmd) + " HELP.");
+}
+
+CommandService::CommandService(ServiceInfo info, shm::Store* store)
+    : info_(std::move(info)), store_(store) {}
+
+const std::vector<CommandSpec>& CommandService::Table() { return AllCommands(); }
 
 const CommandSpec* CommandService::Lookup(std::string_view name) {
   // Lower-case into a stack buffer: no allocation per command.
@@ -526,6 +548,14 @@ Handlers CommandService::MakeHandlers() {
   Handlers h;
   h.on_command = [this](Conn& conn, const resp::Command& cmd, resp::Writer& w) {
     return Dispatch(conn, cmd, w);
+  };
+  // Active expiry, as Redis's serverCron does ten times a second: every
+  // worker runs a short cycle, so expired keys go even if nobody reads them
+  // and even if some workers are idle or dead. The budget bounds the latency
+  // it adds to this worker's clients.
+  h.on_tick = [this] {
+    store_->ExpireCycle(shm::Store::NowMs(), std::chrono::microseconds(1000));
+    return Tick{std::chrono::milliseconds(100), Action::kNone};
   };
   return h;
 }

@@ -6,10 +6,14 @@
 #include <redhub/server.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
+
+namespace redhub::shm {
+class Store;
+}
 
 namespace redhub::worker {
 
@@ -49,11 +53,25 @@ struct ServiceInfo {
   std::string executable;
 };
 
-// Runs the command table for one worker's event loop. Data lives in a
-// process-local map for now; the shared-memory store replaces it.
+// The command families; the table is their concatenation. Each family lives
+// in its own file: commands.cc (connection and server), string_commands.cc,
+// keyspace_commands.cc (keys and expiry).
+std::span<const CommandSpec> ServerCommands();
+std::span<const CommandSpec> StringCommands();
+std::span<const CommandSpec> KeyspaceCommands();
+
+// Counters of this worker that INFO reports next to the event loop's.
+struct CommandStats {
+  uint64_t keyspace_hits = 0;
+  uint64_t keyspace_misses = 0;
+};
+
+// Runs the command table for one worker's event loop over the shared store.
 class CommandService {
  public:
-  explicit CommandService(ServiceInfo info);
+  // store: the shared-memory store every worker serves (the master created
+  // it before forking); it must outlive the service.
+  CommandService(ServiceInfo info, shm::Store* store);
 
   // The handlers to give the event loop.
   Handlers MakeHandlers();
@@ -67,15 +85,14 @@ class CommandService {
 
   Action Dispatch(Conn& conn, const resp::Command& cmd, resp::Writer& w);
 
-  std::unordered_map<std::string, std::string>& store() { return store_; }
-  uint64_t keyspace_hits = 0;
-  uint64_t keyspace_misses = 0;
+  shm::Store& store() { return *store_; }
+  CommandStats stats;
   double started_at = 0;
 
  private:
   ServiceInfo info_;
   EventLoop* loop_ = nullptr;
-  std::unordered_map<std::string, std::string> store_;
+  shm::Store* store_;
 };
 
 }  // namespace redhub::worker

@@ -148,7 +148,7 @@ int RunWorker(const WorkerSpec& spec) {
   options.handle_signals = true;
   ServiceInfo info = spec.info;
   info.worker_slot = spec.slot;
-  CommandService service(info);
+  CommandService service(info, spec.store);
   EventLoop loop(options, service.MakeHandlers());
   service.set_loop(&loop);
   service.started_at = ev_now(loop.loop());

@@ -10,6 +10,10 @@
 
 #include "commands.h"
 
+namespace redhub::shm {
+class Store;
+}
+
 namespace redhub::worker {
 
 struct WorkerSpec {
@@ -22,6 +26,7 @@ struct WorkerSpec {
   int adopt_fd = -1;            // connections from the predecessor, or -1
   Options options;
   ServiceInfo info;
+  shm::Store* store = nullptr;  // mapped by the master before fork()
   double drain_timeout = 30;
   double heartbeat_interval = 1;
 };

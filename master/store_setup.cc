@@ -1,0 +1,82 @@
+#include "store_setup.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "log.h"
+
+namespace redhub::master {
+
+shm::Policy PolicyFromName(const std::string& name) {
+  if (name == "allkeys-lru") return shm::Policy::kAllKeysLru;
+  if (name == "allkeys-random") return shm::Policy::kAllKeysRandom;
+  if (name == "volatile-lru") return shm::Policy::kVolatileLru;
+  if (name == "volatile-ttl") return shm::Policy::kVolatileTtl;
+  return shm::Policy::kNoEviction;
+}
+
+int SegmentUser(const std::string& name) {
+  // A mapped POSIX segment shows in /proc/<pid>/maps as /dev/shm/<name>.
+  // Any process still mapping it (a worker of a running redhubd, or one whose
+  // master was killed and is not gone yet) must not have it replaced.
+  const std::string needle = " /dev/shm" + name;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return 0;
+  int self = getpid();
+  int found = 0;
+  while (dirent* d = readdir(proc)) {
+    char* end;
+    long pid = strtol(d->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0 || pid == self) continue;
+    std::ifstream maps("/proc/" + std::string(d->d_name) + "/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+      if (line.size() >= needle.size() &&
+          line.compare(line.size() - needle.size(), needle.size(), needle) == 0) {
+        found = static_cast<int>(pid);
+        break;
+      }
+      // A segment unlinked while mapped shows as "... (deleted)": not ours.
+    }
+    if (found != 0) break;
+  }
+  closedir(proc);
+  return found;
+}
+
+std::unique_ptr<shm::Store> OpenStore(const Config& config, bool inherited, std::string* error) {
+  if (inherited) {
+    // The previous binary's workers keep serving from this segment while the
+    // new ones start: reopen it, never recreate it.
+    auto store = shm::Store::OpenExisting(config.shm_name, error);
+    if (store) {
+      store->SetMaxmemory(config.maxmemory);
+      store->SetPolicy(PolicyFromName(config.maxmemory_policy));
+    }
+    return store;
+  }
+  if (int pid = SegmentUser(config.shm_name); pid != 0) {
+    *error = "shared memory segment " + config.shm_name + " is in use by pid " +
+             std::to_string(pid) + " (another redhubd? give it a different --shm-name or --port)";
+    return nullptr;
+  }
+  shm::StoreOptions o;
+  o.name = config.shm_name;
+  o.maxmemory = config.maxmemory;
+  o.policy = PolicyFromName(config.maxmemory_policy);
+  o.if_exists = config.shm_keep ? shm::IfExists::kReuse : shm::IfExists::kReplace;
+  auto store = shm::Store::Create(o, error);
+  if (store) {
+    shm::Stats st = store->stats();
+    LOG_NOTICE("Store %s: %llu keys, %.1f MB segment, maxmemory %.1f MB, %u stripes",
+               config.shm_name.c_str(), static_cast<unsigned long long>(st.keys),
+               st.segment_bytes / 1048576.0, st.maxmemory / 1048576.0, st.stripes);
+  }
+  return store;
+}
+
+}  // namespace redhub::master
