@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -11,11 +12,14 @@
 #include <string>
 #include <vector>
 
+#include "commands.h"
 #include "config.h"
+#include "counters.h"
 #include "log.h"
 #include "proctitle.h"
 #include "store_setup.h"
 #include "supervisor.h"
+#include "worker_counters.h"
 
 namespace {
 
@@ -86,12 +90,38 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  master::Supervisor supervisor(config, args);
-  supervisor.set_store(store.get());
-  if (std::string err = supervisor.Init(); !err.empty()) {
-    LOG_WARNING("Cannot start: %s", err.c_str());
+  // Counter blocks: one per live worker, summed by INFO and the admin
+  // process. After an upgrade the totals so far are kept, not reset.
+  const std::string counters_name = config.shm_name + "-stats";
+  std::unique_ptr<shm::CounterArea> counters =
+      upgraded ? shm::CounterArea::Attach(counters_name, &store_error) : nullptr;
+  if (!counters) {
+    shm::CounterAreaOptions co;
+    co.counters = shm::slots::kSlots;
+    co.gauges = shm::slots::kGauges;
+    co.blocks = static_cast<uint32_t>(std::max(64, config.workers * 4 + 8));
+    counters = shm::CounterArea::Create(counters_name, co, &store_error);
+  }
+  if (!counters) {
+    LOG_WARNING("Cannot start: counters %s: %s", counters_name.c_str(), store_error.c_str());
     store.reset();
     if (!config.shm_keep && !upgraded) shm::Store::Remove(config.shm_name);
+    return 1;
+  }
+  worker::CommandService::LabelCounters(counters.get());
+  auto remove_segments = [&] {
+    counters.reset();
+    shm::CounterArea::Remove(counters_name);
+    store.reset();
+    if (!config.shm_keep) shm::Store::Remove(config.shm_name);
+  };
+
+  master::Supervisor supervisor(config, args);
+  supervisor.set_store(store.get());
+  supervisor.set_counters(counters.get());
+  if (std::string err = supervisor.Init(); !err.empty()) {
+    LOG_WARNING("Cannot start: %s", err.c_str());
+    if (!upgraded) remove_segments();
     return 1;
   }
   if (!config.pid_file.empty() && !WritePidFile(config.pid_file)) return 1;
@@ -99,8 +129,7 @@ int main(int argc, char** argv) {
   // Tear-down in reverse. Run() returns only after a stop (an upgrade
   // re-executes instead), when every worker is gone: no one maps the
   // segment any more.
-  store.reset();
-  if (!config.shm_keep) shm::Store::Remove(config.shm_name);
+  remove_segments();
   if (!config.pid_file.empty()) unlink(config.pid_file.c_str());
   if (!config.unix_socket.empty()) unlink(config.unix_socket.c_str());
   return rc;

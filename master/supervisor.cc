@@ -245,6 +245,7 @@ Supervisor::Worker* Supervisor::Spawn(Slot& slot, bool hand_over) {
     }
     spec.options = config_.server;
     spec.store = store_;
+    spec.counters = counters_;
     spec.info.bind = config_.bind.empty() ? "" : config_.bind.front();
     spec.info.port = port_;
     spec.info.config_file = config_.config_file;

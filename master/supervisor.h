@@ -27,6 +27,7 @@
 
 namespace redhub::shm {
 class Store;
+class CounterArea;
 }
 
 namespace redhub::master {
@@ -47,6 +48,7 @@ class Supervisor {
   // The shared store every worker serves; mapped before the first fork so
   // that workers inherit the mapping. Must outlive Run().
   void set_store(shm::Store* store) { store_ = store; }
+  void set_counters(shm::CounterArea* counters) { counters_ = counters; }
 
   // The TCP port actually bound (for --port 0).
   uint16_t port() const { return port_; }
@@ -99,6 +101,7 @@ class Supervisor {
 
   Config config_;
   shm::Store* store_ = nullptr;
+  shm::CounterArea* counters_ = nullptr;
   std::vector<std::string> argv_;
   std::string executable_;
   struct ev_loop* loop_;

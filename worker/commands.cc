@@ -11,9 +11,11 @@
 #include <ctime>
 
 #include "command_util.h"
+#include "counters.h"
 #include "event_loop.h"
 #include "glob.h"
 #include "store.h"
+#include "worker_counters.h"
 
 namespace redhub::worker {
 namespace {
@@ -330,17 +332,22 @@ Action CmdConfig(CommandContext& ctx) {
 }
 
 Action CmdInfo(CommandContext& ctx) {
+  // As Redis: no argument or "default" means the default sections;
+  // commandstats only when asked for by name, "all" or "everything".
   auto wants = [&](std::string_view section) {
-    if (ctx.args.size() == 1) return true;
+    bool in_default = section != "commandstats";
+    if (ctx.args.size() == 1) return in_default;
     for (size_t i = 1; i < ctx.args.size(); i++) {
       if (EqualsNoCase(ctx.args[i], section) || EqualsNoCase(ctx.args[i], "all") ||
-          EqualsNoCase(ctx.args[i], "everything") || EqualsNoCase(ctx.args[i], "default")) {
+          EqualsNoCase(ctx.args[i], "everything") ||
+          (in_default && EqualsNoCase(ctx.args[i], "default"))) {
         return true;
       }
     }
     return false;
   };
-  const ServerStats s = ctx.service.loop()->stats();
+  const std::vector<uint64_t> t = ctx.service.Totals();
+  auto total = [&](uint32_t slot) { return std::to_string(t[slot]); };
   const shm::Stats st = ctx.service.store().stats();
   const ServiceInfo& info = ctx.service.info();
   double now = ev_now(ctx.service.loop()->loop());
@@ -371,29 +378,29 @@ Action CmdInfo(CommandContext& ctx) {
   }
   if (wants("clients")) {
     text += "# Clients\r\n";
-    line("connected_clients", std::to_string(s.connected_clients));
+    line("connected_clients", total(shm::slots::kConnectedClients));
     line("maxclients", std::to_string(ctx.service.loop()->options().max_clients));
-    line("client_buffers_bytes", std::to_string(ctx.service.loop()->client_buffer_bytes()));
+    line("client_buffers_bytes", total(shm::slots::kClientBufferBytes));
     line("blocked_clients", "0");
-    line("clients_paused_by_backpressure", std::to_string(s.blocked_reading));
+    line("clients_paused_by_backpressure", total(shm::slots::kPausedClients));
     text += "\r\n";
   }
   if (wants("stats")) {
     text += "# Stats\r\n";
-    line("total_connections_received", std::to_string(s.connections_received));
-    line("total_commands_processed", std::to_string(s.commands_processed));
-    line("total_net_input_bytes", std::to_string(s.net_input_bytes));
-    line("total_net_output_bytes", std::to_string(s.net_output_bytes));
-    line("rejected_connections", std::to_string(s.rejected_connections));
-    line("keyspace_hits", std::to_string(ctx.service.stats.keyspace_hits));
-    line("keyspace_misses", std::to_string(ctx.service.stats.keyspace_misses));
+    line("total_connections_received", total(shm::slots::kConnectionsReceived));
+    line("total_commands_processed", total(shm::slots::kCommandsProcessed));
+    line("total_net_input_bytes", total(shm::slots::kNetInputBytes));
+    line("total_net_output_bytes", total(shm::slots::kNetOutputBytes));
+    line("rejected_connections", total(shm::slots::kRejectedConnections));
+    line("keyspace_hits", total(shm::slots::kKeyspaceHits));
+    line("keyspace_misses", total(shm::slots::kKeyspaceMisses));
     line("expired_keys", std::to_string(st.expired));
     line("evicted_keys", std::to_string(st.evicted));
-    line("total_error_replies", std::to_string(s.protocol_errors));
-    line("client_query_buffer_limit_disconnections", std::to_string(s.query_limit_disconnects));
-    line("client_output_buffer_limit_disconnections", std::to_string(s.output_limit_disconnects));
-    line("protocol_errors", std::to_string(s.protocol_errors));
-    line("idle_timeout_disconnections", std::to_string(s.idle_disconnects));
+    line("total_error_replies", total(shm::slots::kErrorReplies));
+    line("client_query_buffer_limit_disconnections", total(shm::slots::kQueryLimitDisconnects));
+    line("client_output_buffer_limit_disconnections", total(shm::slots::kOutputLimitDisconnects));
+    line("protocol_errors", total(shm::slots::kProtocolErrors));
+    line("idle_timeout_disconnections", total(shm::slots::kIdleDisconnects));
     text += "\r\n";
   }
   if (wants("memory")) {
@@ -406,6 +413,24 @@ Action CmdInfo(CommandContext& ctx) {
     line("shm_segment_bytes", std::to_string(st.segment_bytes));
     line("shm_stripes", std::to_string(st.stripes));
     line("shm_stripe_repairs", std::to_string(st.repairs));
+    text += "\r\n";
+  }
+  if (wants("commandstats")) {
+    text += "# Commandstats\r\n";
+    const auto& table = CommandService::Table();
+    for (uint32_t c = 0; c < table.size() && c < shm::slots::kMaxCommands; c++) {
+      uint64_t calls = t[shm::slots::CommandSlot(c, shm::slots::kCalls)];
+      if (calls == 0) continue;
+      uint64_t usec = t[shm::slots::CommandSlot(c, shm::slots::kMicros)];
+      uint64_t failed = t[shm::slots::CommandSlot(c, shm::slots::kFailed)];
+      char buf[256];
+      snprintf(buf, sizeof(buf),
+               "calls=%llu,usec=%llu,usec_per_call=%.2f,rejected_calls=0,failed_calls=%llu",
+               static_cast<unsigned long long>(calls), static_cast<unsigned long long>(usec),
+               static_cast<double>(usec) / static_cast<double>(calls),
+               static_cast<unsigned long long>(failed));
+      line("cmdstat_" + std::string(table[c].name), buf);
+    }
     text += "\r\n";
   }
   if (wants("keyspace")) {
@@ -541,7 +566,79 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
     return Action::kNone;
   }
   CommandContext ctx{conn, cmd.args, w, *this};
-  return spec->handler(ctx);
+  if (block_ == nullptr) return spec->handler(ctx);
+  // Per-command figures for INFO commandstats and the metrics: one clock
+  // read on each side, written straight into this worker's block.
+  auto c = static_cast<uint32_t>(spec - Table().data());
+  size_t reply_at = w.buffer().size();
+  timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  Action action = spec->handler(ctx);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  if (c < shm::slots::kMaxCommands) {
+    int64_t ns = (t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec);
+    block_->Add(shm::slots::CommandSlot(c, shm::slots::kCalls), 1);
+    block_->Add(shm::slots::CommandSlot(c, shm::slots::kMicros), static_cast<uint64_t>(ns / 1000));
+    if (w.buffer().size() > reply_at && w.buffer()[reply_at] == '-') {
+      block_->Add(shm::slots::CommandSlot(c, shm::slots::kFailed), 1);
+      block_->Add(shm::slots::kErrorReplies, 1);
+    }
+  }
+  return action;
+}
+
+void CommandService::PublishLoopStats() {
+  if (block_ == nullptr || loop_ == nullptr) return;
+  namespace s = shm::slots;
+  const ServerStats st = loop_->stats();
+  block_->Set(s::kConnectedClients, st.connected_clients);
+  block_->Set(s::kPausedClients, st.blocked_reading);
+  block_->Set(s::kClientBufferBytes, loop_->client_buffer_bytes());
+  block_->Set(s::kConnectionsReceived, st.connections_received);
+  block_->Set(s::kRejectedConnections, st.rejected_connections);
+  block_->Set(s::kCommandsProcessed, st.commands_processed);
+  block_->Set(s::kNetInputBytes, st.net_input_bytes);
+  block_->Set(s::kNetOutputBytes, st.net_output_bytes);
+  block_->Set(s::kProtocolErrors, st.protocol_errors);
+  block_->Set(s::kOutputLimitDisconnects, st.output_limit_disconnects);
+  block_->Set(s::kQueryLimitDisconnects, st.query_limit_disconnects);
+  block_->Set(s::kIdleDisconnects, st.idle_disconnects);
+  block_->Set(s::kKeyspaceHits, stats.keyspace_hits);
+  block_->Set(s::kKeyspaceMisses, stats.keyspace_misses);
+}
+
+std::vector<uint64_t> CommandService::Totals() {
+  namespace s = shm::slots;
+  if (area_ != nullptr && block_ != nullptr) {
+    PublishLoopStats();
+    return area_->Sum();
+  }
+  std::vector<uint64_t> t(s::kSlots, 0);
+  if (loop_ != nullptr) {
+    const ServerStats st = loop_->stats();
+    t[s::kConnectedClients] = st.connected_clients;
+    t[s::kPausedClients] = st.blocked_reading;
+    t[s::kClientBufferBytes] = loop_->client_buffer_bytes();
+    t[s::kConnectionsReceived] = st.connections_received;
+    t[s::kRejectedConnections] = st.rejected_connections;
+    t[s::kCommandsProcessed] = st.commands_processed;
+    t[s::kNetInputBytes] = st.net_input_bytes;
+    t[s::kNetOutputBytes] = st.net_output_bytes;
+    t[s::kProtocolErrors] = st.protocol_errors;
+    t[s::kOutputLimitDisconnects] = st.output_limit_disconnects;
+    t[s::kQueryLimitDisconnects] = st.query_limit_disconnects;
+    t[s::kIdleDisconnects] = st.idle_disconnects;
+  }
+  t[s::kKeyspaceHits] = stats.keyspace_hits;
+  t[s::kKeyspaceMisses] = stats.keyspace_misses;
+  return t;
+}
+
+void CommandService::LabelCounters(shm::CounterArea* area) {
+  const auto& table = Table();
+  for (uint32_t c = 0; c < table.size() && c < shm::slots::kMaxCommands; c++) {
+    area->SetLabel(shm::slots::CommandSlot(c, shm::slots::kCalls), table[c].name);
+  }
 }
 
 Handlers CommandService::MakeHandlers() {
@@ -555,6 +652,7 @@ Handlers CommandService::MakeHandlers() {
   // it adds to this worker's clients.
   h.on_tick = [this] {
     store_->ExpireCycle(shm::Store::NowMs(), std::chrono::microseconds(1000));
+    PublishLoopStats();
     return Tick{std::chrono::milliseconds(100), Action::kNone};
   };
   return h;

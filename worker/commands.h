@@ -13,7 +13,9 @@
 
 namespace redhub::shm {
 class Store;
-}
+class CounterArea;
+class CounterBlock;
+}  // namespace redhub::shm
 
 namespace redhub::worker {
 
@@ -87,12 +89,30 @@ class CommandService {
 
   shm::Store& store() { return *store_; }
   CommandStats stats;
+
+  // The daemon's counter blocks (shm/counters.h): this worker writes its
+  // own block; INFO sums all of them. Without them (an embedded service)
+  // INFO reports this process only.
+  void set_counters(shm::CounterArea* area, shm::CounterBlock* block) {
+    area_ = area;
+    block_ = block;
+  }
+  // Copies the event loop's figures into this worker's block (per-command
+  // figures are written as commands run). Called every tick and before INFO.
+  void PublishLoopStats();
+  // Every slot of shm/worker_counters.h summed over all workers (this
+  // worker's own figures first published).
+  std::vector<uint64_t> Totals();
+  // The master labels the per-command slots with the table's names.
+  static void LabelCounters(shm::CounterArea* area);
   double started_at = 0;
 
  private:
   ServiceInfo info_;
   EventLoop* loop_ = nullptr;
   shm::Store* store_;
+  shm::CounterArea* area_ = nullptr;
+  shm::CounterBlock* block_ = nullptr;
 };
 
 }  // namespace redhub::worker

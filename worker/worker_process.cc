@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "channel.h"
+#include "counters.h"
 #include "event_loop.h"
 #include "log.h"
 #include "proctitle.h"
@@ -149,6 +150,13 @@ int RunWorker(const WorkerSpec& spec) {
   ServiceInfo info = spec.info;
   info.worker_slot = spec.slot;
   CommandService service(info, spec.store);
+  // This worker's counter block; a clean exit folds it at once, a crash is
+  // folded by the next reader.
+  shm::CounterBlock* block = spec.counters ? spec.counters->Claim(getpid()) : nullptr;
+  if (spec.counters != nullptr && block == nullptr) {
+    LOG_WARNING("No free counter block: INFO and metrics will miss this worker's figures");
+  }
+  service.set_counters(spec.counters, block);
   EventLoop loop(options, service.MakeHandlers());
   service.set_loop(&loop);
   service.started_at = ev_now(loop.loop());
@@ -172,6 +180,8 @@ int RunWorker(const WorkerSpec& spec) {
   LOG_VERBOSE("Worker %d ready", spec.slot);
   loop.Run();
   LOG_VERBOSE("Worker %d exiting", spec.slot);
+  service.PublishLoopStats();
+  if (block != nullptr) spec.counters->Release(block);
   return 0;
 }
 

@@ -12,6 +12,7 @@
 
 namespace redhub::shm {
 class Store;
+class CounterArea;
 }
 
 namespace redhub::worker {
@@ -27,6 +28,7 @@ struct WorkerSpec {
   Options options;
   ServiceInfo info;
   shm::Store* store = nullptr;  // mapped by the master before fork()
+  shm::CounterArea* counters = nullptr;  // likewise; this worker claims a block
   double drain_timeout = 30;
   double heartbeat_interval = 1;
 };

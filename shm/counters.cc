@@ -1,0 +1,276 @@
+#include "counters.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "robust_mutex.h"
+
+namespace redhub::shm {
+namespace {
+
+namespace bip = boost::interprocess;
+
+constexpr uint64_t kMagic = 0x52484354'52534831ull;  // "RHCTRSH1"
+constexpr uint32_t kVersion = 1;
+constexpr int32_t kNoFold = -1;
+constexpr size_t kLabelBytes = 48;
+
+struct AreaHeader {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t blocks;
+  uint32_t counters;
+  uint32_t gauges;
+  uint64_t block_bytes;
+  uint64_t retired_offset;  // two copies of `counters` totals
+  uint64_t labels_offset;   // kLabelBytes per slot: what the slot counts
+  uint64_t blocks_offset;
+  uint64_t total_bytes;
+  pthread_mutex_t lock;           // claim, fold, sum; never the writers
+  std::atomic<uint32_t> current;  // which retired copy is published
+  // Fold intent: the block being folded and the copy it started from. A
+  // fold is committed once `current` differs from fold_from.
+  int32_t fold_block;
+  uint32_t fold_from;
+};
+
+uint64_t AlignUp(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
+
+// Alive and not a zombie waiting for its parent: a zombie's gauges (clients
+// it no longer has) must not be counted.
+bool Alive(pid_t pid) {
+  if (pid <= 0) return false;
+  if (kill(pid, 0) != 0 && errno != EPERM) return false;
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
+  FILE* f = fopen(path, "r");
+  if (f == nullptr) return false;
+  char buf[512];
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  // "pid (comm) S ...": the state follows the last ')'.
+  const char* paren = strrchr(buf, ')');
+  return paren == nullptr || paren[1] == '\0' || paren[2] != 'Z';
+}
+
+}  // namespace
+
+struct CounterArea::Impl {
+  bip::shared_memory_object shm;
+  bip::mapped_region region;
+  AreaHeader* h = nullptr;
+  std::string name;
+
+  uint64_t* retired(uint32_t copy) {
+    return reinterpret_cast<uint64_t*>(reinterpret_cast<char*>(h) + h->retired_offset) +
+           uint64_t{copy} * h->counters;
+  }
+  CounterBlock* block(uint32_t i) {
+    return reinterpret_cast<CounterBlock*>(reinterpret_cast<char*>(h) + h->blocks_offset +
+                                           i * h->block_bytes);
+  }
+
+  // Locks the area, finishing or discarding a fold that a dead holder left.
+  void Lock() {
+    if (LockRobust(&h->lock, "counter area", 0) == LockResult::kOwnerDied) {
+      if (h->fold_block != kNoFold) {
+        if (h->current.load(std::memory_order_relaxed) != h->fold_from) {
+          // Committed: the totals include the block; free it.
+          block(h->fold_block)->owner_.store(0, std::memory_order_relaxed);
+        }
+        // Not committed: the block is still owned by a dead pid and will be
+        // folded again from the start.
+        h->fold_block = kNoFold;
+      }
+      MarkConsistent(&h->lock);
+    }
+  }
+  void Unlock() { UnlockRobust(&h->lock); }
+
+  void Fold(uint32_t b) {
+    CounterBlock* blk = block(b);
+    uint32_t c = h->current.load(std::memory_order_relaxed);
+    h->fold_from = c;
+    h->fold_block = static_cast<int32_t>(b);
+    uint64_t* from = retired(c);
+    uint64_t* to = retired(1 - c);
+    for (uint32_t i = 0; i < h->counters; i++) {
+      to[i] = from[i] + (i < h->gauges ? 0 : blk->values_[i].load(std::memory_order_relaxed));
+    }
+    h->current.store(1 - c, std::memory_order_release);  // the commit point
+    blk->owner_.store(0, std::memory_order_relaxed);
+    h->fold_block = kNoFold;
+  }
+
+  void FoldDead() {
+    for (uint32_t b = 0; b < h->blocks; b++) {
+      pid_t owner = block(b)->owner_.load(std::memory_order_relaxed);
+      if (owner != 0 && !Alive(owner)) Fold(b);
+    }
+  }
+};
+
+CounterArea::CounterArea(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CounterArea::~CounterArea() = default;
+
+std::unique_ptr<CounterArea> CounterArea::Create(const std::string& name,
+                                                 const CounterAreaOptions& o, std::string* error) {
+  if (o.blocks == 0 || o.counters == 0 || o.gauges > o.counters || o.blocks > 65536 ||
+      o.counters > 65536) {
+    *error = "invalid counter area geometry";
+    return nullptr;
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->name = name;
+  uint64_t block_bytes = AlignUp(offsetof(CounterBlock, values_) + 8ull * o.counters, 64);
+  uint64_t retired_offset = AlignUp(sizeof(AreaHeader), 64);
+  uint64_t labels_offset = AlignUp(retired_offset + 2 * 8ull * o.counters, 64);
+  uint64_t blocks_offset = AlignUp(labels_offset + kLabelBytes * o.counters, 64);
+  uint64_t total = blocks_offset + block_bytes * o.blocks;
+  try {
+    bip::shared_memory_object::remove(name.c_str());
+    impl->shm = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write);
+    impl->shm.truncate(static_cast<bip::offset_t>(total));
+    // Reserve the pages now: a full /dev/shm fails here, not with SIGBUS.
+    if (int err =
+            posix_fallocate(impl->shm.get_mapping_handle().handle, 0, static_cast<off_t>(total));
+        err != 0) {
+      *error =
+          "posix_fallocate(" + name + ", " + std::to_string(total) + ") failed: " + strerror(err);
+      bip::shared_memory_object::remove(name.c_str());
+      return nullptr;
+    }
+    impl->region = bip::mapped_region(impl->shm, bip::read_write);
+  } catch (const bip::interprocess_exception& e) {
+    *error = "shared memory " + name + ": " + e.what();
+    bip::shared_memory_object::remove(name.c_str());
+    return nullptr;
+  }
+  auto* h = static_cast<AreaHeader*>(impl->region.get_address());
+  memset(static_cast<void*>(h), 0, total);
+  h->version = kVersion;
+  h->blocks = o.blocks;
+  h->counters = o.counters;
+  h->gauges = o.gauges;
+  h->block_bytes = block_bytes;
+  h->retired_offset = retired_offset;
+  h->labels_offset = labels_offset;
+  h->blocks_offset = blocks_offset;
+  h->total_bytes = total;
+  InitRobustMutex(&h->lock);
+  h->current.store(0, std::memory_order_relaxed);
+  h->fold_block = kNoFold;
+  std::atomic_thread_fence(std::memory_order_release);
+  h->magic = kMagic;  // last: an attacher never sees a half-made header
+  impl->h = h;
+  return std::unique_ptr<CounterArea>(new CounterArea(std::move(impl)));
+}
+
+std::unique_ptr<CounterArea> CounterArea::Attach(const std::string& name, std::string* error) {
+  auto impl = std::make_unique<Impl>();
+  impl->name = name;
+  try {
+    impl->shm = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
+    impl->region = bip::mapped_region(impl->shm, bip::read_write);
+  } catch (const bip::interprocess_exception& e) {
+    *error = "shared memory " + name + ": " + e.what();
+    return nullptr;
+  }
+  auto* h = static_cast<AreaHeader*>(impl->region.get_address());
+  if (impl->region.get_size() < sizeof(AreaHeader) || h->magic != kMagic ||
+      h->version != kVersion || h->total_bytes > impl->region.get_size()) {
+    *error =
+        "shared memory " + name + " is not a counter area of version " + std::to_string(kVersion);
+    return nullptr;
+  }
+  impl->h = h;
+  return std::unique_ptr<CounterArea>(new CounterArea(std::move(impl)));
+}
+
+bool CounterArea::Remove(const std::string& name) {
+  return bip::shared_memory_object::remove(name.c_str());
+}
+
+CounterBlock* CounterArea::Claim(pid_t pid) {
+  impl_->Lock();
+  impl_->FoldDead();
+  CounterBlock* got = nullptr;
+  for (uint32_t b = 0; b < impl_->h->blocks && got == nullptr; b++) {
+    CounterBlock* blk = impl_->block(b);
+    if (blk->owner_.load(std::memory_order_relaxed) != 0) continue;
+    for (uint32_t i = 0; i < impl_->h->counters; i++) {
+      blk->values_[i].store(0, std::memory_order_relaxed);
+    }
+    blk->owner_.store(pid, std::memory_order_release);
+    got = blk;
+  }
+  impl_->Unlock();
+  return got;
+}
+
+void CounterArea::Release(CounterBlock* block) {
+  impl_->Lock();
+  for (uint32_t b = 0; b < impl_->h->blocks; b++) {
+    if (impl_->block(b) == block && block->owner_.load(std::memory_order_relaxed) != 0) {
+      impl_->Fold(b);
+    }
+  }
+  impl_->Unlock();
+}
+
+std::vector<uint64_t> CounterArea::Sum() {
+  impl_->Lock();
+  impl_->FoldDead();
+  AreaHeader* h = impl_->h;
+  const uint64_t* retired = impl_->retired(h->current.load(std::memory_order_acquire));
+  std::vector<uint64_t> sum(retired, retired + h->counters);
+  for (uint32_t b = 0; b < h->blocks; b++) {
+    CounterBlock* blk = impl_->block(b);
+    if (blk->owner_.load(std::memory_order_acquire) == 0) continue;
+    for (uint32_t i = 0; i < h->counters; i++) sum[i] += blk->Get(i);
+  }
+  impl_->Unlock();
+  return sum;
+}
+
+uint32_t CounterArea::LiveBlocks() {
+  impl_->Lock();
+  impl_->FoldDead();
+  uint32_t n = 0;
+  for (uint32_t b = 0; b < impl_->h->blocks; b++) {
+    if (impl_->block(b)->owner_.load(std::memory_order_relaxed) != 0) n++;
+  }
+  impl_->Unlock();
+  return n;
+}
+
+void CounterArea::SetLabel(uint32_t i, std::string_view label) {
+  if (i >= impl_->h->counters) return;
+  char* dst = reinterpret_cast<char*>(impl_->h) + impl_->h->labels_offset + i * kLabelBytes;
+  size_t n = std::min(label.size(), kLabelBytes - 1);
+  memcpy(dst, label.data(), n);
+  dst[n] = '\0';
+}
+
+std::string CounterArea::Label(uint32_t i) const {
+  if (i >= impl_->h->counters) return {};
+  const char* src =
+      reinterpret_cast<const char*>(impl_->h) + impl_->h->labels_offset + i * kLabelBytes;
+  return std::string(src, strnlen(src, kLabelBytes));
+}
+
+uint32_t CounterArea::counters() const { return impl_->h->counters; }
+uint32_t CounterArea::gauges() const { return impl_->h->gauges; }
+
+}  // namespace redhub::shm
