@@ -31,6 +31,7 @@ constexpr int kInheritVersion = 1;
 // A worker that lived less than this is a crash loop candidate.
 constexpr double kQuickCrash = 5.0;
 constexpr double kMaxBackoff = 10.0;
+constexpr double kMaxServingBackoff = 0.5;
 
 std::string DescribeStatus(int status) {
   if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
@@ -356,6 +357,7 @@ void Supervisor::WorkerExited(Worker* w, int status) {
   ev_io_stop(loop_, &w->control);
   if (w->control_fd >= 0) close(w->control_fd);
   if (w->handoff_fd >= 0) close(w->handoff_fd);
+  const bool was_ready = w->ready;
   bool was_current = slot.current == w;
   bool was_pending = slot.pending == w;
   if (was_current) slot.current = nullptr;
@@ -368,10 +370,17 @@ void Supervisor::WorkerExited(Worker* w, int status) {
   }
   if (was_current || was_pending) {
     // Back off when workers keep dying young, so a crash loop costs little.
+    // But connections keep queueing on the slot's listener (which stays
+    // open) while no worker accepts them: a worker that got as far as
+    // serving is replaced at once, and even a tight loop of such deaths
+    // waits at most kMaxServingBackoff. Only workers that die before they
+    // are ready (a start-up that cannot succeed) back off up to kMaxBackoff.
     slot.quick_crashes = lived < kQuickCrash ? slot.quick_crashes + 1 : 0;
     double delay = 0;
-    if (slot.quick_crashes > 1) {
+    if (!was_ready && slot.quick_crashes > 1) {
       delay = std::min(kMaxBackoff, 0.1 * (1 << std::min(slot.quick_crashes - 2, 10)));
+    } else if (was_ready && slot.quick_crashes > 3) {
+      delay = std::min(kMaxServingBackoff, 0.05 * (1 << std::min(slot.quick_crashes - 4, 10)));
     }
     if (was_pending && slot.current != nullptr) {
       // A replacement died before it was ready: the old worker still serves.
