@@ -63,6 +63,12 @@ std::string ShmName(uint16_t port) {
   return "/redhub-it-" + std::to_string(getpid()) + "-" + std::to_string(port);
 }
 
+// Removes a segment kept with --shm-keep however the test ends.
+struct SegmentGuard {
+  std::string name;
+  ~SegmentGuard() { shm::Store::Remove(name); }
+};
+
 TEST(StoreTest, AKeyWrittenOnOneConnectionIsReadOnFiftyOthersOnEveryWorker) {
   uint16_t probe = PickFreePort();
   auto server =
@@ -101,6 +107,7 @@ TEST(StoreTest, AKeyWrittenOnOneConnectionIsReadOnFiftyOthersOnEveryWorker) {
 TEST(StoreTest, NoAcknowledgedWriteIsLostWhileWorkersAreKilled) {
   uint16_t probe = PickFreePort();
   const std::string shm_name = ShmName(probe);
+  SegmentGuard guard{shm_name};
   auto server =
       StartRedhubd({"--workers", "2", "--maxmemory", "64mb", "--shm-name", shm_name, "--shm-keep"});
   ASSERT_NE(server, nullptr);
@@ -208,8 +215,6 @@ TEST(StoreTest, NoAcknowledgedWriteIsLostWhileWorkersAreKilled) {
   RecordProperty("kills", kills);
   RecordProperty("acknowledged_writes", static_cast<int>(acked.size()));
   RecordProperty("stripe_repairs", static_cast<int>(repairs.value_or(-1)));
-  store.reset();
-  shm::Store::Remove(shm_name);
 }
 
 }  // namespace
