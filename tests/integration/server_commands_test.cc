@@ -1,0 +1,212 @@
+// Connection and server commands of redhubd: HELLO and RESP3, CLIENT,
+// COMMAND, CONFIG GET, and INFO summed over every worker (also across a
+// worker's death, when no counter may go backwards).
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "server_process.h"
+
+namespace redhub::integration {
+namespace {
+
+// "worker=N" and "pid=N" of CLIENT INFO.
+std::pair<int, int> WorkerOf(redisContext* c) {
+  Reply r = Command(c, {"CLIENT", "INFO"});
+  if (!r || r->type != REDIS_REPLY_STRING) return {-1, -1};
+  std::string info(r->str, r->len);
+  size_t w = info.find(" worker="), p = info.find(" pid=");
+  if (w == std::string::npos || p == std::string::npos) return {-1, -1};
+  return {atoi(info.c_str() + w + 8), atoi(info.c_str() + p + 5)};
+}
+
+// cmdstat_<cmd>'s calls= from INFO commandstats, or -1.
+int64_t CommandCalls(redisContext* c, const std::string& cmd) {
+  Reply r = Command(c, {"INFO", "commandstats"});
+  if (!r || r->type != REDIS_REPLY_STRING) return -1;
+  std::optional<std::string> v = InfoField(std::string_view(r->str, r->len), "cmdstat_" + cmd);
+  if (!v || v->rfind("calls=", 0) != 0) return -1;
+  return atoll(v->c_str() + 6);
+}
+
+class ServerCommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = StartRedhubd({"--workers", "2", "--maxmemory", "8mb"});
+    ASSERT_NE(server_, nullptr);
+  }
+  // Connections until both worker slots serve at least one of them.
+  std::vector<Context> ConnectToBothWorkers(int at_least) {
+    std::vector<Context> conns;
+    std::set<int> slots;
+    for (int i = 0; i < 200 && (static_cast<int>(conns.size()) < at_least || slots.size() < 2);
+         i++) {
+      Context c = ConnectHiredis(server_->port());
+      if (!c) break;
+      slots.insert(WorkerOf(c.get()).first);
+      conns.push_back(std::move(c));
+    }
+    EXPECT_EQ(slots, (std::set<int>{0, 1}));
+    return conns;
+  }
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(ServerCommandsTest, InfoCountsCommandsAndClientsOfEveryWorker) {
+  std::vector<Context> conns = ConnectToBothWorkers(10);
+  ASSERT_GE(conns.size(), 10u);
+  int64_t sent = 0;
+  for (size_t i = 0; i < conns.size(); i++) {
+    for (size_t k = 0; k <= i; k++) {
+      std::string payload = std::to_string(i) + ":" + std::to_string(k);
+      Reply r = Command(conns[i].get(), {"ECHO", payload});
+      ASSERT_NE(r, nullptr);
+      ASSERT_EQ(std::string(r->str, r->len), payload);
+      sent++;
+    }
+  }
+  // Per-command figures are written as commands run: exact at once, from
+  // any connection, whichever worker serves it.
+  EXPECT_EQ(CommandCalls(conns.front().get(), "echo"), sent);
+  EXPECT_EQ(CommandCalls(conns.back().get(), "echo"), sent);
+  // Connection figures are published by each worker ten times a second.
+  const auto expected_clients = static_cast<int64_t>(conns.size());
+  std::optional<int64_t> clients;
+  EXPECT_TRUE(WaitUntil([&] {
+    clients = InfoInt(conns[3].get(), "clients", "connected_clients");
+    return clients == expected_clients;
+  })) << "connected_clients="
+      << clients.value_or(-1) << ", expected " << expected_clients;
+  std::optional<int64_t> received = InfoInt(conns[0].get(), "stats", "total_connections_received");
+  ASSERT_TRUE(received.has_value());
+  EXPECT_GE(*received, expected_clients);
+
+  // A failed command is counted as failed and as an error reply.
+  Reply bad = Command(conns[0].get(), {"ECHO"});
+  ASSERT_NE(bad, nullptr);
+  EXPECT_EQ(DescribeReply(bad.get()), "-ERR wrong number of arguments for 'echo' command");
+}
+
+TEST_F(ServerCommandsTest, NoCounterGoesBackwardsWhenAWorkerIsKilled) {
+  std::vector<Context> conns = ConnectToBothWorkers(6);
+  int64_t baseline = CommandCalls(conns[0].get(), "ping");  // start-up probes
+  ASSERT_GE(baseline, 0);
+  for (auto& c : conns) {
+    for (int k = 0; k < 25; k++) ASSERT_NE(Command(c.get(), {"PING"}), nullptr);
+  }
+  int64_t before = CommandCalls(conns[0].get(), "ping");
+  ASSERT_EQ(before - baseline, static_cast<int64_t>(conns.size()) * 25);
+
+  // Kill the worker of some connection, then look from a fresh connection.
+  auto [slot, pid] = WorkerOf(conns[0].get());
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  int64_t after = -1;
+  EXPECT_TRUE(WaitUntil([&] {
+    Context c = ConnectHiredis(server_->port());
+    if (!c) return false;
+    after = CommandCalls(c.get(), "ping");
+    return after >= 0;
+  }));
+  EXPECT_EQ(after, before) << "the killed worker's "
+                           << "ping count was lost or doubled";
+}
+
+TEST_F(ServerCommandsTest, HelloSwitchesToResp3OnlyForThatConnection) {
+  Socket s = Socket::Connect(server_->port());
+  ASSERT_TRUE(s.valid());
+  ASSERT_TRUE(s.SendAll(FormatCommand({"HELLO", "3"})));
+  std::string hello = s.RecvUntil("*0\r\n");  // the map ends with modules: an empty array
+  EXPECT_EQ(hello.rfind("%7\r\n$6\r\nserver\r\n$6\r\nredhub\r\n", 0), 0u) << hello;
+  EXPECT_NE(hello.find("$5\r\nproto\r\n:3\r\n"), std::string::npos) << hello;
+  // RESP3 null, map and verbatim types on this connection.
+  ASSERT_TRUE(s.SendAll(FormatCommand({"GET", "missing"})));
+  EXPECT_EQ(s.RecvN(3), "_\r\n");
+  ASSERT_TRUE(s.SendAll(FormatCommand({"CONFIG", "GET", "maxmemory"})));
+  EXPECT_EQ(s.RecvUntil("8388608\r\n"), "%1\r\n$9\r\nmaxmemory\r\n$7\r\n8388608\r\n");
+  // Back to RESP2.
+  ASSERT_TRUE(s.SendAll(FormatCommand({"HELLO", "2"})));
+  std::string hello2 = s.RecvUntil("*0\r\n");
+  EXPECT_EQ(hello2.rfind("*14\r\n", 0), 0u) << hello2;
+  ASSERT_TRUE(s.SendAll(FormatCommand({"GET", "missing"})));
+  EXPECT_EQ(s.RecvN(5), "$-1\r\n");
+  // Errors exactly as Redis 7.0.
+  ASSERT_TRUE(s.SendAll(FormatCommand({"HELLO", "4"})));
+  EXPECT_EQ(s.RecvUntil("\r\n"), "-NOPROTO unsupported protocol version\r\n");
+  ASSERT_TRUE(s.SendAll(FormatCommand({"HELLO", "x"})));
+  EXPECT_EQ(s.RecvUntil("\r\n"), "-ERR Protocol version is not an integer or out of range\r\n");
+  // Another connection is unaffected.
+  Context other = ConnectHiredis(server_->port());
+  ASSERT_NE(other, nullptr);
+  EXPECT_EQ(DescribeReply(Command(other.get(), {"GET", "missing"}).get()), "(nil)");
+}
+
+TEST_F(ServerCommandsTest, RedisCliResp3) {
+  if (std::string(REDIS_CLI_PATH).empty()) GTEST_SKIP() << "redis-cli not found";
+  auto cli = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {REDIS_CLI_PATH, "-3", "-h",
+                                     "127.0.0.1",    "-p", std::to_string(server_->port())};
+    argv.insert(argv.end(), args.begin(), args.end());
+    RunResult r = RunCommand(argv, milliseconds(20000));
+    EXPECT_TRUE(r.ok()) << r.Describe();
+    return r.out;
+  };
+  // Not on a terminal, redis-cli prints raw replies: a RESP3 map as
+  // "key value" lines, a null as an empty line.
+  std::string hello = cli({"HELLO", "3"});
+  EXPECT_EQ(hello.rfind("server redhub\nversion ", 0), 0u) << hello;
+  EXPECT_NE(hello.find("\nproto 3\n"), std::string::npos) << hello;
+  EXPECT_EQ(cli({"SET", "k", "v"}), "OK\n");
+  EXPECT_EQ(cli({"GET", "k"}), "v\n");
+  EXPECT_EQ(cli({"GET", "nokey"}), "\n");
+  EXPECT_EQ(cli({"CONFIG", "GET", "maxmemory-policy"}), "maxmemory-policy noeviction\n");
+  std::string info = cli({"INFO", "keyspace"});
+  EXPECT_NE(info.find("db0:keys=1,expires=0"), std::string::npos) << info;
+}
+
+TEST_F(ServerCommandsTest, ClientAndCommandAndSelect) {
+  Context c = ConnectHiredis(server_->port());
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"CLIENT", "GETNAME"}).get()), "(nil)");
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"CLIENT", "SETNAME", "app-1"}).get()), "+OK");
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"CLIENT", "GETNAME"}).get()), "$5 app-1");
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"CLIENT", "SETNAME", "a b"}).get()),
+            "-ERR Client names cannot contain spaces, newlines or special characters.");
+  Reply id = Command(c.get(), {"CLIENT", "ID"});
+  ASSERT_NE(id, nullptr);
+  ASSERT_EQ(id->type, REDIS_REPLY_INTEGER);
+  Reply list = Command(c.get(), {"CLIENT", "LIST"});
+  ASSERT_NE(list, nullptr);
+  std::string text(list->str, list->len);
+  EXPECT_NE(text.find("id=" + std::to_string(id->integer) + " "), std::string::npos) << text;
+  EXPECT_NE(text.find(" name=app-1 "), std::string::npos) << text;
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"CLIENT", "NOPE"}).get()),
+            "-ERR unknown subcommand 'NOPE'. Try CLIENT HELP.");
+
+  Reply count = Command(c.get(), {"COMMAND", "COUNT"});
+  ASSERT_NE(count, nullptr);
+  EXPECT_GT(count->integer, 10);
+  Reply info = Command(c.get(), {"COMMAND", "INFO", "get", "nosuch"});
+  ASSERT_NE(info, nullptr);
+  ASSERT_EQ(info->type, REDIS_REPLY_ARRAY);
+  ASSERT_EQ(info->elements, 2u);
+  EXPECT_EQ(DescribeReply(info->element[0]->element[0]), "$3 get");
+  EXPECT_EQ(DescribeReply(info->element[0]->element[1]), ":2");
+  EXPECT_EQ(info->element[1]->type, REDIS_REPLY_NIL);
+
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"SELECT", "0"}).get()), "+OK");
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"SELECT", "1"}).get()),
+            "-ERR DB index is out of range");
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"NOSUCH", "a"}).get()),
+            "-ERR unknown command 'NOSUCH', with args beginning with: 'a' ");
+  Reply t = Command(c.get(), {"TIME"});
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->elements, 2u);
+}
+
+}  // namespace
+}  // namespace redhub::integration
