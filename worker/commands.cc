@@ -335,7 +335,7 @@ Action CmdInfo(CommandContext& ctx) {
   // As Redis: no argument or "default" means the default sections;
   // commandstats only when asked for by name, "all" or "everything".
   auto wants = [&](std::string_view section) {
-    bool in_default = section != "commandstats";
+    bool in_default = section != "commandstats" && section != "errorstats";
     if (ctx.args.size() == 1) return in_default;
     for (size_t i = 1; i < ctx.args.size(); i++) {
       if (EqualsNoCase(ctx.args[i], section) || EqualsNoCase(ctx.args[i], "all") ||
@@ -430,6 +430,16 @@ Action CmdInfo(CommandContext& ctx) {
                static_cast<double>(usec) / static_cast<double>(calls),
                static_cast<unsigned long long>(failed));
       line("cmdstat_" + std::string(table[c].name), buf);
+    }
+    text += "\r\n";
+  }
+  if (wants("errorstats")) {
+    text += "# Errorstats\r\n";
+    for (uint32_t i = 0; i <= shm::slots::kErrorKinds; i++) {
+      uint64_t n = t[shm::slots::kErrorBase + i];
+      if (n == 0) continue;
+      std::string name = i < shm::slots::kErrorKinds ? shm::slots::kErrorNames[i] : "OTHER";
+      line("errorstat_" + name, "count=" + std::to_string(n));
     }
     text += "\r\n";
   }
@@ -558,11 +568,16 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
   const CommandSpec* spec = Lookup(cmd.args[0]);
   if (spec == nullptr) {
     UnknownCommand(w, cmd.args);
+    if (block_ != nullptr) {
+      block_->Add(shm::slots::kUnknownCommands, 1);
+      CountError("ERR");
+    }
     return Action::kNone;
   }
   int argc = static_cast<int>(cmd.args.size());
   if ((spec->arity > 0 && argc != spec->arity) || (spec->arity < 0 && argc < -spec->arity)) {
     WrongArity(w, spec->name);
+    if (block_ != nullptr) CountError("ERR");
     return Action::kNone;
   }
   CommandContext ctx{conn, cmd.args, w, *this};
@@ -579,12 +594,29 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
     int64_t ns = (t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec);
     block_->Add(shm::slots::CommandSlot(c, shm::slots::kCalls), 1);
     block_->Add(shm::slots::CommandSlot(c, shm::slots::kMicros), static_cast<uint64_t>(ns / 1000));
+    uint64_t us = static_cast<uint64_t>(ns / 1000);
+    uint32_t b = 0;
+    while (b < shm::slots::kBuckets && us > shm::slots::kBucketMicros[b]) b++;
+    if (b < shm::slots::kBuckets) block_->Add(shm::slots::HistogramSlot(c, b), 1);
     if (w.buffer().size() > reply_at && w.buffer()[reply_at] == '-') {
       block_->Add(shm::slots::CommandSlot(c, shm::slots::kFailed), 1);
-      block_->Add(shm::slots::kErrorReplies, 1);
+      CountError(std::string_view(w.buffer()).substr(reply_at + 1));
     }
   }
   return action;
+}
+
+void CommandService::CountError(std::string_view reply) {
+  namespace s = shm::slots;
+  block_->Add(s::kErrorReplies, 1);
+  std::string_view word = reply.substr(0, reply.find_first_of(" \r"));
+  for (uint32_t i = 0; i < s::kErrorKinds; i++) {
+    if (word == s::kErrorNames[i]) {
+      block_->Add(s::kErrorBase + i, 1);
+      return;
+    }
+  }
+  block_->Add(s::kErrorOther, 1);
 }
 
 void CommandService::PublishLoopStats() {

@@ -105,6 +105,12 @@ class CommandService {
   std::vector<uint64_t> Totals();
   // The master labels the per-command slots with the table's names.
   static void LabelCounters(shm::CounterArea* area);
+
+ private:
+  // Counts an error reply (the text after '-') by its first word.
+  void CountError(std::string_view reply);
+
+ public:
   double started_at = 0;
 
  private:
