@@ -127,7 +127,9 @@ std::string Supervisor::CreateListeners() {
   return "";
 }
 
-// REDHUB_INHERIT=1;seq;port;shared:fd,fd;slot:fd,fd|...;slot:pid:ctl:seq|...
+// REDHUB_INHERIT=1;seq;port;shared:fd,fd;slot:fd,fd|...;slot:pid:ctl:seq[:r]|...
+// where ":r" marks a worker that is retiring (added later in version 1: an
+// older reader skips those entries).
 std::string Supervisor::Inherit(const char* state) {
   std::vector<std::string> parts;
   std::stringstream ss(state);
@@ -169,7 +171,7 @@ std::string Supervisor::Inherit(const char* state) {
   double now = ev_now(loop_);
   for (const std::string& entry : split(parts[5], '|')) {
     auto f = split(entry, ':');
-    if (f.size() != 4) continue;
+    if (f.size() != 4 && !(f.size() == 5 && f[4] == "r")) continue;
     auto w = std::make_unique<Worker>();
     w->owner = this;
     w->slot = std::atoi(f[0].c_str());
@@ -179,6 +181,7 @@ std::string Supervisor::Inherit(const char* state) {
     if (w->slot < 0 || w->slot >= static_cast<int>(slots_.size())) continue;
     fcntl(w->control_fd, F_SETFD, FD_CLOEXEC);
     w->ready = true;
+    w->retiring = f.size() == 5;
     w->started_at = w->last_heartbeat = now;
     ev_io_init(&w->control, OnControl, w->control_fd, EV_READ);
     w->control.data = w.get();
@@ -186,7 +189,7 @@ std::string Supervisor::Inherit(const char* state) {
     ev_child_init(&w->child, OnChild, w->pid, 0);
     w->child.data = w.get();
     ev_child_start(loop_, &w->child);
-    slots_[w->slot].current = w.get();
+    if (!w->retiring) slots_[w->slot].current = w.get();
     workers_.push_back(std::move(w));
   }
   upgraded_ = true;
@@ -298,6 +301,12 @@ void Supervisor::OnControl(struct ev_loop*, ev_io* io, int) {
 void Supervisor::WorkerReady(Worker* w) {
   Slot& slot = slots_[w->slot];
   w->ready = true;
+  if (stopping_) {
+    // A worker forked just before the stop may have missed the SIGTERM (it
+    // had not set up its handling yet): tell it again now that it listens.
+    kill(w->pid, SIGTERM);
+    return;
+  }
   if (slot.pending != w) return;
   Worker* old = slot.current;
   slot.current = w;
@@ -469,20 +478,21 @@ void Supervisor::Reload() {
     Notify("READY=1\nSTATUS=serving (last reload refused)");
     return;
   }
-  bool replace = !SameExceptLive(config_, fresh);
+  bool changed = !SameExceptLive(config_, fresh);
   log::Level level;
   if (log::ParseLevel(fresh.log_level, &level)) log::SetLevel(level);
   if (fresh.log_file != config_.log_file) {
     if (std::string e = log::Open(fresh.log_file); !e.empty()) LOG_WARNING("%s", e.c_str());
   }
   config_ = fresh;
+  // The old workers take the live settings at once; they serve until their
+  // successors are ready.
   PublishLiveConfig();
-  if (!replace) {
-    LOG_NOTICE("Reloaded: live settings published to the workers");
-    Notify("READY=1\nSTATUS=serving");
-    return;
-  }
-  LOG_NOTICE("Reloaded: replacing workers slot by slot");
+  // As nginx does, a reload always replaces the workers, changed settings or
+  // not: it is how an operator gets fresh worker processes (a leak, a stuck
+  // client) without dropping a connection.
+  LOG_NOTICE("Reloaded: replacing workers slot by slot%s",
+             changed ? " (settings that need new workers changed)" : "");
   roll_queue_.clear();
   for (Slot& s : slots_) roll_queue_.push_back(s.index);
   RollNext();
@@ -523,8 +533,11 @@ void Supervisor::Upgrade() {
   }
   st << ';';
   for (auto& w : workers_) {
-    if (w->retiring) continue;  // they finish on their own; we lose track of them
-    st << w->slot << ':' << w->pid << ':' << w->control_fd << ':' << w->seq << '|';
+    // Retiring workers too: a lost one would see its control channel close
+    // at execve and drop the connections it is still handing over, and a
+    // stop would not wait for it.
+    st << w->slot << ':' << w->pid << ':' << w->control_fd << ':' << w->seq
+       << (w->retiring ? ":r" : "") << '|';
   }
   std::string state = st.str();
   LOG_NOTICE("Upgrading: executing %s", executable_.c_str());

@@ -4,9 +4,11 @@
 // and supervises one worker per slot, and acts on signals (nginx's
 // conventions):
 //   SIGTERM, SIGINT, SIGQUIT  graceful stop
-//   SIGHUP                    reload: live settings are published; other
-//                             changes replace workers slot by slot, their
-//                             connections moving to the new workers
+//   SIGHUP                    reload: the configuration is re-read (a bad
+//                             one is refused and logged), live settings are
+//                             published, and, as in nginx, the workers are
+//                             always replaced slot by slot, their connections
+//                             moving to the new workers
 //   SIGUSR2                   binary upgrade: re-execute in place (same PID)
 //                             with the sockets and workers inherited, then
 //                             replace the workers as in a reload
@@ -28,7 +30,7 @@
 namespace redhub::shm {
 class Store;
 class CounterArea;
-}
+}  // namespace redhub::shm
 
 namespace redhub::master {
 

@@ -318,7 +318,7 @@ bool EventLoop::Process(Connection* c) {
     c->paused = true;
     ev_io_stop(loop_, &c->read_watcher);
   }
-  if (draining_ && DrainedAt(c)) c->close_after = true;
+  if (draining_ && DrainedAt(c)) CloseWhenFlushed(c, "server shutdown");
   return true;
 }
 
@@ -389,7 +389,10 @@ void EventLoop::Retire(int handoff_fd) {
 }
 
 void EventLoop::CheckRetired() {
-  if (retiring_ && head_ == nullptr) ev_break(loop_, EVBREAK_ALL);
+  // A worker retired soon after it started may still be adopting its
+  // predecessor's connections (and passing them on): it stays until that
+  // channel closes, or they would be refused and closed at the drain timeout.
+  if (retiring_ && head_ == nullptr && handoff_in_.fd < 0) ev_break(loop_, EVBREAK_ALL);
 }
 
 void EventLoop::OnHandoffReply(struct ev_loop* loop, ev_io* w, int) {
@@ -448,6 +451,7 @@ void EventLoop::OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int) {
       ev_io_stop(loop, w);
       close(w->fd);
       w->fd = -1;
+      self->CheckRetired();
       return;
     }
     if (m.type != MessageType::kConnection || m.fd < 0) {
@@ -489,7 +493,10 @@ void EventLoop::OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int) {
     }
     char answer[8];
     for (int i = 0; i < 8; i++) answer[i] = static_cast<char>(id >> (8 * i));
-    if (!r.ok() || version == 0 || self->draining_ || self->retiring_) {
+    // A retiring worker still adopts: it passes the connection on to its own
+    // successor below, where refusing would leave it with the predecessor
+    // until the drain timeout closes it.
+    if (!r.ok() || version == 0 || self->draining_) {
       close(m.fd);
       SendMessage(w->fd, MessageType::kRefused, std::string_view(answer, 8));
       continue;
@@ -514,9 +521,11 @@ void EventLoop::OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int) {
       delete c;
       continue;
     }
-    if (c->in.size() > 0 && self->Process(c) && (c->pending_output() > 0 || c->close_after)) {
-      self->Flush(c);
+    if (c->in.size() > 0 &&
+        (!self->Process(c) || ((c->pending_output() > 0 || c->close_after) && !self->Flush(c)))) {
+      continue;  // closed
     }
+    if (self->retiring_) self->MaybeHandOff(c);
   }
 }
 
@@ -567,10 +576,21 @@ void EventLoop::Close(Connection* c, std::string_view reason) {
     Action action = handlers_.on_close(*c, reason);
     if (action == Action::kShutdown) Stop();
   }
+  // Redis logs every closed client at verbose level; the command count says
+  // what the connection ran, which a client can compare with its replies.
+  std::string_view why = reason.empty() ? "closed or quit by the client" : reason;
+  LOG_VERBOSE("Closed client id=%llu addr=%s after %llu commands (%.*s)",
+              static_cast<unsigned long long>(c->id_), c->remote_addr_.c_str(),
+              static_cast<unsigned long long>(c->commands), static_cast<int>(why.size()),
+              why.data());
   Unlink(c);
   if (close(c->fd_) < 0) LOG_VERBOSE("close(%d) failed: %s", c->fd_, strerror(errno));
   delete c;
-  if ((draining_ || retiring_) && head_ == nullptr) ev_break(loop_, EVBREAK_ALL);
+  if (draining_ && head_ == nullptr) {
+    ev_break(loop_, EVBREAK_ALL);
+  } else {
+    CheckRetired();
+  }
 }
 
 void EventLoop::OnCron(struct ev_loop* loop, ev_timer* w, int) {
@@ -615,6 +635,11 @@ void EventLoop::OnSignal(struct ev_loop* loop, ev_signal* w, int) {
   static_cast<EventLoop*>(ev_userdata(loop))->StartDraining();
 }
 
+void EventLoop::CloseWhenFlushed(Connection* c, std::string_view reason) {
+  c->close_after = true;
+  if (c->close_reason_.empty()) c->close_reason_ = reason;
+}
+
 bool EventLoop::DrainedAt(Connection* c) const {
   // A request boundary: nothing read that is not yet answered. Closing with
   // unread input would make the kernel send a reset and lose replies.
@@ -632,7 +657,7 @@ void EventLoop::StartDraining() {
   for (Connection* c = head_; c != nullptr;) {
     Connection* next = c->next;
     if (DrainedAt(c)) {
-      c->close_after = true;
+      CloseWhenFlushed(c, "server shutdown");
       Flush(c);  // closes it once its replies are out
     }
     c = next;

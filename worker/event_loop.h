@@ -76,7 +76,9 @@ class EventLoop {
   // Retirement on reload or upgrade: stop accepting, then hand every
   // connection, at its next request boundary (every received command
   // answered and flushed), to the successor over handoff_fd, which this loop
-  // now owns. Run() returns when no connection is left. A connection the
+  // now owns. Connections still arriving from this loop's own predecessor
+  // are adopted and passed on the same way. Run() returns when no connection
+  // is left and the predecessor's channel has closed. A connection the
   // successor refuses, or all of them if the successor goes away, is served
   // here until the drain timeout and then closed at a request boundary.
   void Retire(int handoff_fd);
@@ -123,6 +125,8 @@ class EventLoop {
   void Close(Connection* c, std::string_view reason);
   void StartDraining();
   bool DrainedAt(Connection* c) const;
+  // Marks c to be closed once its replies are sent, keeping an earlier reason.
+  void CloseWhenFlushed(Connection* c, std::string_view reason);
   void Shutdown();
   Connection* Register(int fd, uint64_t id);
   void Unlink(Connection* c);

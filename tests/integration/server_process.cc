@@ -1,6 +1,7 @@
 #include "server_process.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -203,6 +204,33 @@ RunResult RunCommand(const std::vector<std::string>& argv, milliseconds timeout)
   if (WIFSIGNALED(status)) result.term_signal = WTERMSIG(status);
   return result;
 }
+
+// ---- processes ----
+
+std::vector<pid_t> ChildPids(pid_t parent) {
+  std::vector<pid_t> out;
+  DIR* dir = opendir("/proc");
+  if (dir == nullptr) return out;
+  while (dirent* e = readdir(dir)) {
+    pid_t pid = 0;
+    auto [end, ec] = std::from_chars(e->d_name, e->d_name + strlen(e->d_name), pid);
+    if (ec != std::errc() || *end != '\0' || pid <= 0) continue;
+    if (ParentPid(pid) == parent) out.push_back(pid);
+  }
+  closedir(dir);
+  return out;
+}
+
+std::string ProcessTitle(pid_t pid) {
+  std::string cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+  while (!cmdline.empty() && cmdline.back() == '\0') cmdline.pop_back();
+  for (char& ch : cmdline) {
+    if (ch == '\0') ch = ' ';
+  }
+  return cmdline;
+}
+
+bool ProcessExists(pid_t pid) { return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM); }
 
 // ---- raw sockets ----
 
@@ -694,7 +722,14 @@ std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extr
         s.WaitForClose(kTimeout, &info)) {
       size_t at = info.find("\r\nprocess_id:");
       pid_t answered = at == std::string::npos ? -1 : atoi(info.c_str() + at + 13);
-      if (answered == server->pid() || ParentPid(answered) == server->pid()) return server;
+      if (answered == server->pid() || ParentPid(answered) == server->pid()) {
+        // One worker answering is not all of them: tests that count workers
+        // or stop the daemon at once need every slot up, which the master
+        // announces once.
+        if (server->WaitForLogLine("Ready to accept connections")) return server;
+        why = "no \"Ready to accept connections\" in the log";
+        break;
+      }
     }
     server->Stop();
     why = "port " + std::to_string(port) + " answered but not by our redhubd: " + info;

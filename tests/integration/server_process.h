@@ -54,6 +54,16 @@ struct RunResult {
 // timeout.
 RunResult RunCommand(const std::vector<std::string>& argv, milliseconds timeout);
 
+// ---- processes ----
+
+// The children of a process, from /proc, in no particular order.
+std::vector<pid_t> ChildPids(pid_t parent);
+// A process's command line as ps(1) shows it: the arguments joined by spaces,
+// trailing NULs dropped. "" if the process is gone.
+std::string ProcessTitle(pid_t pid);
+// Whether the process exists (a zombie counts).
+bool ProcessExists(pid_t pid);
+
 // ---- raw sockets ----
 
 // A port on 127.0.0.1 that was free a moment ago (bind to port 0, read the

@@ -1,0 +1,928 @@
+// The prefork master under load: process titles, connections spread over the
+// workers, crash isolation (SIGKILL of a worker), reload (SIGHUP), binary
+// upgrade (SIGUSR2), graceful stop (SIGTERM) and a bad configuration on
+// reload. The clients are real (hiredis loops on their own threads, raw
+// pipelining sockets, redis-benchmark) and never retry a command: a closed
+// connection or a wrong reply is counted, and the tests say how many of each
+// may happen.
+//
+// Replies are checked with commands that do not depend on the store (ECHO
+// with a payload unique to each command, PING, CLIENT INFO / CLIENT ID), so
+// the tests hold whether or not the workers share one.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server_process.h"
+
+namespace redhub::integration {
+namespace {
+
+using std::chrono::seconds;
+
+constexpr int kWorkers = 2;
+
+// ---- who serves what ----
+
+struct WorkerId {
+  int slot = -1;
+  pid_t pid = -1;
+};
+
+std::string Describe(const WorkerId& w) {
+  return "worker " + std::to_string(w.slot) + " (pid " + std::to_string(w.pid) + ")";
+}
+
+// The integer after "key=" in text, if any.
+std::optional<int64_t> FieldAfter(std::string_view text, std::string_view key) {
+  size_t at = text.find(key);
+  if (at == std::string_view::npos) return std::nullopt;
+  const char* begin = text.data() + at + key.size();
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(begin, text.data() + text.size(), v);
+  if (ec != std::errc() || end == begin) return std::nullopt;
+  return v;
+}
+
+// CLIENT INFO's "worker=<slot> pid=<pid>" for a CLIENT INFO reply.
+std::optional<WorkerId> ParseClientInfo(const redisReply* r) {
+  if (r == nullptr || r->type != REDIS_REPLY_STRING) {
+    return std::nullopt;
+  }
+  std::string_view text(r->str, r->len);
+  auto slot = FieldAfter(text, " worker=");
+  auto pid = FieldAfter(text, " pid=");
+  if (!slot || !pid) return std::nullopt;
+  return WorkerId{static_cast<int>(*slot), static_cast<pid_t>(*pid)};
+}
+
+std::optional<WorkerId> ServedBy(redisContext* c) {
+  Reply r = Command(c, {"CLIENT", "INFO"});
+  return ParseClientInfo(r.get());
+}
+
+std::optional<WorkerId> ServedBy(Socket& s) {
+  Reply r = SocketCommand(s, {"CLIENT", "INFO"});
+  return ParseClientInfo(r.get());
+}
+
+// The master's children titled "redhubd: worker <slot>" (serving, not
+// retiring), by slot.
+std::map<int, pid_t> ServingWorkers(pid_t master) {
+  std::map<int, pid_t> out;
+  for (pid_t pid : ChildPids(master)) {
+    std::string title = ProcessTitle(pid);
+    static constexpr std::string_view kPrefix = "redhubd: worker ";
+    if (!title.starts_with(kPrefix)) continue;
+    int slot = -1;
+    const char* begin = title.data() + kPrefix.size();
+    auto [end, ec] = std::from_chars(begin, title.data() + title.size(), slot);
+    if (ec != std::errc() || end != title.data() + title.size()) continue;  // "(retiring)"
+    out[slot] = pid;
+  }
+  return out;
+}
+
+// Every slot has a serving worker and nothing else runs: no predecessor is
+// still retiring and no successor is starting.
+bool Settled(pid_t master) {
+  return ServingWorkers(master).size() == kWorkers && ChildPids(master).size() == kWorkers;
+}
+
+std::string DescribeChildren(pid_t master) {
+  std::string out;
+  for (pid_t pid : ChildPids(master)) {
+    out += "\n  " + std::to_string(pid) + " " + ProcessTitle(pid);
+  }
+  return out.empty() ? " (none)" : out;
+}
+
+size_t CountOccurrences(const std::string& text, std::string_view needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+    n++;
+  }
+  return n;
+}
+
+// Whether the log has a line by process pid that contains needle.
+bool LogHasLineOf(const std::string& log, pid_t pid, std::string_view needle) {
+  std::string prefix = std::to_string(pid) + ":";
+  size_t pos = 0;
+  while (pos < log.size()) {
+    size_t eol = log.find('\n', pos);
+    if (eol == std::string::npos) break;  // an incomplete line
+    std::string_view line(log.data() + pos, eol - pos);
+    if (line.starts_with(prefix) && line.find(needle) != std::string_view::npos) return true;
+    pos = eol + 1;
+  }
+  return false;
+}
+
+// ---- load ----
+
+// One persistent hiredis connection issuing ECHO with a unique payload, one
+// command at a time, on its own thread, without retrying a command.
+struct EchoClient {
+  std::string tag;
+  uint16_t port = 0;
+  Context ctx;
+  WorkerId first;                    // who served the connection at the start
+  WorkerId current;                  // and after a reconnect
+  int64_t connection_id = 0;         // CLIENT ID of the current connection
+  uint64_t answered = 0;             // commands answered on the current connection
+  std::atomic<uint64_t> replies{0};  // correct ECHO replies, all connections
+  std::atomic<uint64_t> after_reconnect{0};
+  std::vector<std::string> wrong;   // a reply other than the payload
+  std::vector<std::string> closed;  // the connection ended (I/O error)
+  std::vector<std::string> reconnect_failures;
+  std::atomic<bool> finished{false};  // Run() returned; the vectors may be read
+  std::thread thread;
+
+  // Connects and learns who serves the connection. False with *error set if
+  // that fails.
+  bool Connect(std::string* error) {
+    ctx = ConnectHiredis(port, kTimeout, error);
+    if (!ctx) return false;
+    Reply id = Command(ctx.get(), {"CLIENT", "ID"});
+    auto who = ServedBy(ctx.get());
+    if (id == nullptr || id->type != REDIS_REPLY_INTEGER || !who) {
+      *error = "CLIENT ID / CLIENT INFO failed: " + DescribeReply(id.get());
+      ctx.reset();
+      return false;
+    }
+    connection_id = id->integer;
+    current = *who;
+    answered = 2;
+    return true;
+  }
+
+  // The loop. With reconnect, a closed connection is replaced by a new one
+  // (once per closed connection; a failure to reconnect ends the loop).
+  void Run(const std::atomic<bool>* stop, bool reconnect) {
+    Loop(stop, reconnect);
+    finished = true;
+  }
+
+ private:
+  void Loop(const std::atomic<bool>* stop, bool reconnect) {
+    uint64_t n = 0;
+    while (!stop->load(std::memory_order_relaxed)) {
+      std::string payload = tag + ":" + std::to_string(n++);
+      Reply r = Command(ctx.get(), {"ECHO", payload});
+      if (r == nullptr) {
+        closed.push_back(std::string(ctx->errstr) + " on " + Describe(current));
+        if (!reconnect) return;
+        std::string error;
+        if (!Connect(&error)) {
+          reconnect_failures.push_back(error);
+          return;
+        }
+        continue;
+      }
+      answered++;
+      if (r->type != REDIS_REPLY_STRING || std::string_view(r->str, r->len) != payload) {
+        wrong.push_back("ECHO " + payload + " -> " + DescribeReply(r.get()));
+        if (wrong.size() >= 10) return;
+        continue;
+      }
+      replies.fetch_add(1, std::memory_order_relaxed);
+      if (!closed.empty()) after_reconnect.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+};
+
+// Opens connections until each slot has per_slot of them (the kernel spreads
+// connections over the slots' sockets by their addresses). Extra
+// connections are closed.
+std::vector<std::unique_ptr<EchoClient>> ConnectAcrossWorkers(uint16_t port, int per_slot,
+                                                              const std::string& tag) {
+  std::vector<std::unique_ptr<EchoClient>> out;
+  std::map<int, int> count;
+  for (int attempt = 0; attempt < 64 && static_cast<int>(out.size()) < per_slot * kWorkers;
+       attempt++) {
+    auto c = std::make_unique<EchoClient>();
+    c->port = port;
+    std::string error;
+    if (!c->Connect(&error)) {
+      ADD_FAILURE() << "connect: " << error;
+      return {};
+    }
+    if (count[c->current.slot] >= per_slot) continue;
+    count[c->current.slot]++;
+    c->first = c->current;
+    c->tag = tag + std::to_string(out.size());
+    out.push_back(std::move(c));
+  }
+  EXPECT_EQ(out.size(), static_cast<size_t>(per_slot * kWorkers))
+      << "64 connections did not reach every slot";
+  return out;
+}
+
+// Opens a new connection every few milliseconds and checks that it is
+// served: ECHO answers its payload.
+struct NewConnections {
+  std::atomic<uint64_t> served{0};
+  std::vector<std::string> failures;
+  std::thread thread;
+
+  void Run(uint16_t port, const std::atomic<bool>* stop) {
+    uint64_t n = 0;
+    while (!stop->load(std::memory_order_relaxed)) {
+      std::string error;
+      Context c = ConnectHiredis(port, kTimeout, &error);
+      std::string payload = "new:" + std::to_string(n++);
+      if (!c) {
+        failures.push_back("connect: " + error);
+      } else if (Reply r = Command(c.get(), {"ECHO", payload});
+                 r == nullptr || r->type != REDIS_REPLY_STRING ||
+                 std::string_view(r->str, r->len) != payload) {
+        failures.push_back("ECHO " + payload + " -> " +
+                           (r == nullptr ? std::string(c->errstr) : DescribeReply(r.get())));
+      } else {
+        served.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (failures.size() >= 10) return;
+      // Pacing, so that closed connections do not use up the ephemeral ports.
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+  }
+};
+
+// The RESP encoding of count ECHO commands with payloads tag:first..., and
+// the payloads.
+std::string EchoBatch(const std::string& tag, uint64_t first, int count,
+                      std::vector<std::string>* payloads) {
+  std::string out;
+  for (int i = 0; i < count; i++) {
+    payloads->push_back(tag + ":" + std::to_string(first + i));
+    out += FormatCommand({"ECHO", payloads->back()});
+  }
+  return out;
+}
+
+// Reads one reply per payload and checks each equals its payload, in order.
+// Returns "" or what went wrong.
+std::string ExpectEchoes(Socket& s, ReplyReader& reader, const std::vector<std::string>& payloads,
+                         size_t* got = nullptr) {
+  for (size_t i = 0; i < payloads.size(); i++) {
+    Reply r = reader.Read(s);
+    if (r == nullptr) {
+      return "reply " + std::to_string(i) + " of " + std::to_string(payloads.size()) +
+             " missing (closed, reset or timed out)";
+    }
+    if (got != nullptr) ++*got;
+    if (r->type != REDIS_REPLY_STRING || std::string_view(r->str, r->len) != payloads[i]) {
+      return "reply " + std::to_string(i) + ": expected " + payloads[i] + ", got " +
+             DescribeReply(r.get());
+    }
+  }
+  return "";
+}
+
+// A raw connection that pipelines batches of 1,000 ECHO commands in one write
+// each and checks that all replies come back in order.
+struct Pipeliner {
+  Socket socket;
+  WorkerId first;
+  std::atomic<uint64_t> batches{0};
+  std::string error;
+  std::thread thread;
+
+  void Run(const std::atomic<bool>* stop) {
+    ReplyReader reader;
+    uint64_t n = 0;
+    while (!stop->load(std::memory_order_relaxed)) {
+      std::vector<std::string> payloads;
+      std::string batch = EchoBatch("pipe", n, 1000, &payloads);
+      n += 1000;
+      if (!socket.SendAll(batch)) {
+        error = "sending a batch of 1000 commands failed";
+        return;
+      }
+      error = ExpectEchoes(socket, reader, payloads);
+      if (!error.empty()) return;
+      batches.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+};
+
+// redis-benchmark runs, one after the other, until stopped: each pipelines
+// ECHO over 8 connections of its own; a connection error makes it fail.
+struct BenchmarkLoop {
+  int runs = 0;
+  std::vector<std::string> failures;
+  std::thread thread;
+
+  void Run(uint16_t port, const std::atomic<bool>* stop) {
+    while (!stop->load(std::memory_order_relaxed)) {
+      RunResult r = RunCommand({REDIS_BENCHMARK_PATH, "-h", "127.0.0.1", "-p", std::to_string(port),
+                                "-q", "-c", "8", "-P", "16", "-n", "200000", "ECHO", "payload"},
+                               seconds(30));
+      std::string all = r.out + r.err;
+      if (!r.ok() || all.find("rror") != std::string::npos ||
+          all.find("ECHO payload: ") == std::string::npos) {
+        failures.push_back(r.Describe());
+        return;
+      }
+      runs++;
+    }
+  }
+};
+
+// ---- 1. titles and spreading ----
+
+TEST(MasterTest, TitlesAndConnectionsSpreadOverBothWorkers) {
+  auto server = StartRedhubd({"--workers", "2"});
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(WaitUntil([&] { return Settled(server->pid()); }))
+      << "children:" << DescribeChildren(server->pid());
+  EXPECT_EQ(ProcessTitle(server->pid()), "redhubd: master");
+  std::map<int, pid_t> workers = ServingWorkers(server->pid());
+  ASSERT_EQ(workers.size(), 2u) << "children:" << DescribeChildren(server->pid());
+  EXPECT_EQ(ProcessTitle(workers[0]), "redhubd: worker 0");
+  EXPECT_EQ(ProcessTitle(workers[1]), "redhubd: worker 1");
+
+  // ~20 connections, all open at once, land on both workers; each says which.
+  std::vector<Context> conns;
+  std::map<int, int> per_slot;
+  for (int i = 0; i < 20; i++) {
+    std::string error;
+    Context c = ConnectHiredis(server->port(), kTimeout, &error);
+    ASSERT_NE(c, nullptr) << error;
+    auto who = ServedBy(c.get());
+    ASSERT_TRUE(who.has_value()) << "CLIENT INFO has no worker= and pid=";
+    ASSERT_TRUE(workers.count(who->slot)) << Describe(*who);
+    EXPECT_EQ(who->pid, workers[who->slot]) << Describe(*who);
+    per_slot[who->slot]++;
+    conns.push_back(std::move(c));
+  }
+  EXPECT_GT(per_slot[0], 0) << "no connection served by worker 0";
+  EXPECT_GT(per_slot[1], 0) << "no connection served by worker 1";
+}
+
+// ---- 2. crash isolation ----
+
+TEST(MasterTest, KilledWorkerLosesOnlyItsOwnConnectionsAndIsRespawned) {
+  auto server = StartRedhubd({"--workers", "2"});
+  ASSERT_NE(server, nullptr);
+  uint16_t port = server->port();
+  auto clients = ConnectAcrossWorkers(port, 3, "crash");
+  ASSERT_EQ(clients.size(), 6u);
+
+  std::atomic<bool> stop{false};
+  for (auto& c : clients) {
+    c->thread = std::thread([&stop, c = c.get()] { c->Run(&stop, /*reconnect=*/true); });
+  }
+  NewConnections fresh;
+  fresh.thread = std::thread([&] { fresh.Run(port, &stop); });
+  auto finish = [&] {
+    stop = true;
+    for (auto& c : clients) {
+      if (c->thread.joinable()) c->thread.join();
+    }
+    if (fresh.thread.joinable()) fresh.thread.join();
+  };
+  // Steady load: every client has been answered a few times.
+  bool steady = WaitUntil([&] {
+    for (auto& c : clients) {
+      if (c->replies < 20) return false;
+    }
+    return fresh.served > 0;
+  });
+  if (!steady) finish();
+  ASSERT_TRUE(steady) << "the clients did not get going";
+
+  pid_t victim = -1;
+  for (auto& c : clients) {
+    if (c->first.slot == 0) victim = c->first.pid;
+  }
+  ASSERT_GT(victim, 0);
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  Clock::time_point killed_at = Clock::now();
+
+  // The slot serves again within 1 s: a new connection that lands on slot 0
+  // is answered by a new worker.
+  std::optional<WorkerId> successor;
+  while (!successor && Clock::now() < killed_at + seconds(1)) {
+    auto left = std::chrono::duration_cast<milliseconds>(killed_at + seconds(1) - Clock::now());
+    Context c = ConnectHiredis(port, std::max(left, milliseconds(1)));
+    if (!c) continue;
+    auto who = ServedBy(c.get());
+    if (who && who->slot == 0 && who->pid != victim) successor = who;
+  }
+  // Every client of the killed worker has reconnected and is served again.
+  bool recovered = WaitUntil([&] {
+    for (auto& c : clients) {
+      if (c->first.slot == 0 && c->after_reconnect < 10 && !c->finished) {
+        return false;
+      }
+    }
+    return true;
+  });
+  // And the others were never disturbed, well after the kill.
+  uint64_t fresh_before = fresh.served;
+  bool more_fresh = WaitUntil([&] { return fresh.served > fresh_before + 10; });
+  finish();
+
+  EXPECT_TRUE(successor.has_value()) << "slot 0 did not serve again within 1 s of the kill";
+  EXPECT_TRUE(recovered) << "the killed worker's clients did not recover";
+  EXPECT_TRUE(more_fresh) << "new connections stopped being served";
+  for (auto& c : clients) {
+    SCOPED_TRACE(c->tag + " first on " + Describe(c->first));
+    EXPECT_TRUE(c->wrong.empty()) << c->wrong.front();
+    EXPECT_TRUE(c->reconnect_failures.empty()) << c->reconnect_failures.front();
+    if (c->first.slot == 0) {
+      // Only a closed connection: EOF, or a reset if a command was unread.
+      ASSERT_EQ(c->closed.size(), 1u);
+      EXPECT_TRUE(c->closed[0].starts_with("Server closed the connection") ||
+                  c->closed[0].starts_with("Connection reset by peer"))
+          << c->closed[0];
+      EXPECT_GT(c->after_reconnect, 0u);
+    } else {
+      EXPECT_TRUE(c->closed.empty()) << c->closed.front();
+    }
+  }
+  EXPECT_TRUE(fresh.failures.empty()) << fresh.failures.front();
+  EXPECT_TRUE(server->WaitForLogLine("(pid " + std::to_string(victim) + ") killed by signal 9"))
+      << "the master did not log the worker's death";
+}
+
+// ---- 3 and 4. reload and upgrade under load ----
+
+// Runs persistent hiredis clients on both workers (plus an idle one), a
+// 1,000-command pipeliner, redis-benchmark runs and a stream of new
+// connections while send_signal() replaces the workers `rounds` times, one
+// round every `interval`. Then checks that nothing failed, nothing was
+// closed, and every persistent connection is served by a new worker.
+void ReplaceWorkersUnderLoad(ServerProcess& server, const std::function<void(int)>& round,
+                             int rounds, milliseconds interval) {
+  uint16_t port = server.port();
+  pid_t master = server.pid();
+  ASSERT_TRUE(WaitUntil([&] { return Settled(master); })) << DescribeChildren(master);
+  std::map<int, pid_t> before = ServingWorkers(master);
+  std::set<pid_t> old_pids;
+  for (auto& [slot, pid] : before) old_pids.insert(pid);
+
+  auto clients = ConnectAcrossWorkers(port, 2, "load");
+  ASSERT_EQ(clients.size(), 4u);
+  EchoClient idle;
+  idle.port = port;
+  std::string error;
+  ASSERT_TRUE(idle.Connect(&error)) << error;
+  idle.first = idle.current;
+  Pipeliner pipeliner;
+  pipeliner.socket = Socket::Connect(port);
+  ASSERT_TRUE(pipeliner.socket.valid());
+  auto pipe_first = ServedBy(pipeliner.socket);
+  ASSERT_TRUE(pipe_first.has_value());
+  pipeliner.first = *pipe_first;
+
+  std::atomic<bool> stop{false};
+  for (auto& c : clients) {
+    c->thread = std::thread([&stop, c = c.get()] { c->Run(&stop, /*reconnect=*/false); });
+  }
+  pipeliner.thread = std::thread([&] { pipeliner.Run(&stop); });
+  NewConnections fresh;
+  fresh.thread = std::thread([&] { fresh.Run(port, &stop); });
+  BenchmarkLoop bench;
+  bool with_benchmark = !std::string(REDIS_BENCHMARK_PATH).empty();
+  if (with_benchmark) bench.thread = std::thread([&] { bench.Run(port, &stop); });
+  auto finish = [&] {
+    stop = true;
+    for (auto& c : clients) {
+      if (c->thread.joinable()) c->thread.join();
+    }
+    for (std::thread* t : {&pipeliner.thread, &fresh.thread, &bench.thread}) {
+      if (t->joinable()) t->join();
+    }
+  };
+  bool steady = WaitUntil([&] {
+    for (auto& c : clients) {
+      if (c->replies < 20) return false;
+    }
+    return pipeliner.batches > 0 && fresh.served > 0;
+  });
+  if (!steady) finish();
+  ASSERT_TRUE(steady) << "the clients did not get going";
+
+  Clock::time_point next = Clock::now();
+  for (int i = 0; i < rounds && !::testing::Test::HasFatalFailure(); i++) {
+    round(i);
+    next += interval;
+    std::this_thread::sleep_until(next);  // the cadence, not a wait for a condition
+  }
+  // The last replacement finishes: only new, serving workers are left.
+  bool settled = WaitUntil([&] {
+    if (!Settled(master)) return false;
+    for (auto& [slot, pid] : ServingWorkers(master)) {
+      if (old_pids.count(pid)) return false;
+    }
+    return true;
+  });
+  finish();
+  ASSERT_TRUE(settled) << "workers did not settle:" << DescribeChildren(master);
+  EXPECT_TRUE(server.Running()) << "the master exited";
+  EXPECT_EQ(ProcessTitle(master), "redhubd: master");
+  std::map<int, pid_t> after = ServingWorkers(master);
+  uint64_t echoes = 0;
+  for (auto& c : clients) echoes += c->replies;
+  std::string log = server.Log();
+  std::cerr << "load: " << echoes << " ECHO replies on 4 connections, " << pipeliner.batches
+            << " batches of 1000, " << bench.runs << " redis-benchmark runs, " << fresh.served
+            << " new connections; " << CountOccurrences(log, "Retiring: handing")
+            << " retirements\n";
+
+  for (auto& c : clients) {
+    SCOPED_TRACE(c->tag + " first on " + Describe(c->first));
+    EXPECT_TRUE(c->closed.empty()) << c->closed.front();
+    EXPECT_TRUE(c->wrong.empty()) << c->wrong.front();
+    EXPECT_GT(c->replies, 20u);
+  }
+  EXPECT_TRUE(pipeliner.error.empty()) << pipeliner.error;
+  EXPECT_GT(pipeliner.batches, 0u);
+  EXPECT_TRUE(fresh.failures.empty()) << fresh.failures.front();
+  EXPECT_GT(fresh.served, 0u);
+  if (with_benchmark) {
+    EXPECT_TRUE(bench.failures.empty()) << bench.failures.front();
+    EXPECT_GT(bench.runs, 0);
+  }
+
+  // Every persistent connection, the idle one too, is still open and now
+  // served by a new worker of its slot.
+  std::vector<std::pair<std::string, std::optional<WorkerId>>> now;
+  for (auto& c : clients) now.emplace_back(c->tag, ServedBy(c->ctx.get()));
+  now.emplace_back("idle", ServedBy(idle.ctx.get()));
+  now.emplace_back("pipeliner", ServedBy(pipeliner.socket));
+  std::vector<WorkerId> firsts;
+  for (auto& c : clients) firsts.push_back(c->first);
+  firsts.push_back(idle.first);
+  firsts.push_back(pipeliner.first);
+  for (size_t i = 0; i < now.size(); i++) {
+    SCOPED_TRACE(now[i].first + " first on " + Describe(firsts[i]));
+    ASSERT_TRUE(now[i].second.has_value()) << "the connection does not answer CLIENT INFO";
+    const WorkerId& w = *now[i].second;
+    EXPECT_NE(w.pid, firsts[i].pid) << "still served by its first worker";
+    EXPECT_EQ(w.slot, firsts[i].slot) << "moved to another slot";
+    EXPECT_EQ(w.pid, after[w.slot]) << "not served by the slot's current worker";
+  }
+}
+
+TEST(MasterTest, ReloadEvery500MsUnderLoadLosesNothing) {
+  auto server = StartRedhubd({"--workers", "2"});
+  ASSERT_NE(server, nullptr);
+  constexpr int kRounds = 20;  // 10 s
+  ReplaceWorkersUnderLoad(
+      *server, [&](int) { ASSERT_TRUE(server->Signal(SIGHUP)); }, kRounds, milliseconds(500));
+  std::string log = server->Log();
+  size_t reloads = CountOccurrences(log, "Reloading configuration");
+  EXPECT_GE(reloads, 1u);
+  // nginx's rule: every reload replaces the workers, changed settings or not.
+  EXPECT_EQ(CountOccurrences(log, "Reloaded: replacing workers"), reloads) << log;
+  // Signal() told the destructor not to check the exit; check it here.
+  int status = server->Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
+
+TEST(MasterTest, UpgradeEverySecondUnderLoadLosesNothing) {
+  auto server = StartRedhubd({"--workers", "2"});
+  ASSERT_NE(server, nullptr);
+  pid_t master = server->pid();
+  constexpr int kRounds = 10;  // 10 s
+  ReplaceWorkersUnderLoad(
+      *server,
+      [&](int i) {
+        // Each upgrade re-executes the master and replaces both workers; the
+        // next one waits for that (an upgrade is refused while a worker is
+        // starting).
+        std::map<int, pid_t> before = ServingWorkers(master);
+        ASSERT_TRUE(server->Signal(SIGUSR2));
+        bool done = WaitUntil([&] {
+          if (!Settled(master) ||
+              CountOccurrences(server->Log(), "Upgraded in place") < static_cast<size_t>(i + 1)) {
+            return false;
+          }
+          for (auto& [slot, pid] : ServingWorkers(master)) {
+            if (before[slot] == pid) return false;
+          }
+          return true;
+        });
+        ASSERT_TRUE(done) << "upgrade " << i + 1
+                          << " did not complete:" << DescribeChildren(master);
+      },
+      kRounds, milliseconds(1000));
+  EXPECT_EQ(server->pid(), master);
+  std::string log = server->Log();
+  EXPECT_EQ(CountOccurrences(log, "Upgraded in place"), static_cast<size_t>(kRounds));
+  EXPECT_EQ(log.find("Upgrade refused"), std::string::npos) << log;
+  EXPECT_EQ(log.find("Upgrade failed"), std::string::npos) << log;
+  int status = server->Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
+
+// A client pipelining 1,000 commands while its worker retires: the commands
+// trickle in before, during and after the handoff, and all 1,000 replies come
+// back in order.
+TEST(MasterTest, PipelineOf1000CommandsSurvivesItsWorkerRetiring) {
+  auto server = StartRedhubd({"--workers", "2"});
+  ASSERT_NE(server, nullptr);
+  Socket s = Socket::Connect(server->port());
+  ASSERT_TRUE(s.valid());
+  auto first = ServedBy(s);
+  ASSERT_TRUE(first.has_value());
+
+  std::vector<std::string> payloads;
+  std::string all = EchoBatch("trickle", 0, 1000, &payloads);
+  // Byte offsets of the command boundaries, to send whole commands.
+  std::vector<size_t> ends;
+  for (size_t i = 0, at = 0; i < payloads.size(); i++) {
+    at += FormatCommand({"ECHO", payloads[i]}).size();
+    ends.push_back(at);
+  }
+  ASSERT_TRUE(s.SendAll(std::string_view(all).substr(0, ends[299])));
+  ASSERT_TRUE(server->Signal(SIGHUP));
+  // 10 commands a millisecond until the worker says it is retiring, then the
+  // rest: some commands are served before the handoff, some by the successor.
+  size_t sent = 300;
+  Clock::time_point deadline = Clock::now() + kTimeout;
+  bool retiring = false;
+  while (!retiring && Clock::now() < deadline) {
+    retiring = LogHasLineOf(server->Log(), first->pid, "Retiring");
+    if (sent < 990) {
+      size_t upto = sent + 10;
+      ASSERT_TRUE(
+          s.SendAll(std::string_view(all).substr(ends[sent - 1], ends[upto - 1] - ends[sent - 1])));
+      sent = upto;
+    }
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  ASSERT_TRUE(retiring) << "worker " << first->pid << " never retired";
+  ASSERT_TRUE(s.SendAll(std::string_view(all).substr(ends[sent - 1])));
+  ReplyReader reader;
+  size_t got = 0;
+  std::string error = ExpectEchoes(s, reader, payloads, &got);
+  EXPECT_EQ(error, "") << "after " << got << " replies";
+  auto now = ServedBy(s);
+  ASSERT_TRUE(now.has_value());
+  EXPECT_NE(now->pid, first->pid) << "the connection was not handed over";
+  EXPECT_EQ(now->slot, first->slot);
+  int status = server->Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
+
+// A client in the middle of a command keeps its worker retiring (a
+// connection moves only at a request boundary) while a second reload or
+// upgrade retires the successor too. The connection must still reach the
+// newest worker: the middle one adopts it and passes it on.
+class MidCommandTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(MidCommandTest, ConnectionFollowsTwoReplacementsInARow) {
+  const int sig = GetParam();
+  auto server = StartRedhubd({"--workers", "2"});
+  ASSERT_NE(server, nullptr);
+  pid_t master = server->pid();
+  ASSERT_TRUE(WaitUntil([&] { return Settled(master); })) << DescribeChildren(master);
+  Socket s = Socket::Connect(server->port());
+  ASSERT_TRUE(s.valid());
+  auto first = ServedBy(s);
+  ASSERT_TRUE(first.has_value());
+  const int slot = first->slot;
+  std::string command = FormatCommand({"ECHO", "half and half"});
+  ASSERT_TRUE(s.SendAll(command.substr(0, command.size() / 2)));
+  // The worker has read the first half (it answers nothing yet, so wait for
+  // its successor to be ready and for it to say it is retiring).
+  auto replaced = [&](const std::set<pid_t>& gone) {
+    return WaitUntil([&] {
+      std::map<int, pid_t> now = ServingWorkers(master);
+      if (now.size() != kWorkers) return false;
+      for (auto& [slot, pid] : now) {
+        if (gone.count(pid)) return false;
+      }
+      return true;
+    });
+  };
+  std::map<int, pid_t> before = ServingWorkers(master);
+  ASSERT_TRUE(server->Signal(sig));
+  ASSERT_TRUE(replaced({before[0], before[1]})) << DescribeChildren(master);
+  ASSERT_TRUE(WaitUntil([&] { return LogHasLineOf(server->Log(), first->pid, "Retiring"); }));
+  ASSERT_TRUE(ProcessExists(first->pid)) << "the worker did not wait for the command to finish";
+  pid_t middle = ServingWorkers(master)[slot];
+  std::map<int, pid_t> second = ServingWorkers(master);
+  ASSERT_TRUE(server->Signal(sig));
+  ASSERT_TRUE(replaced({before[0], before[1], second[0], second[1]})) << DescribeChildren(master);
+  ASSERT_TRUE(WaitUntil([&] { return LogHasLineOf(server->Log(), middle, "Retiring"); }));
+
+  // The rest of the command: the first worker answers it, then the
+  // connection moves on, through the middle worker, to the newest one.
+  ASSERT_TRUE(s.SendAll(command.substr(command.size() / 2)));
+  ReplyReader reader;
+  Reply r = reader.Read(s);
+  EXPECT_EQ(DescribeReply(r.get()), "$13 half and half");
+  ASSERT_TRUE(WaitUntil([&] { return Settled(master); }))
+      << "retiring workers did not finish:" << DescribeChildren(master);
+  auto now = ServedBy(s);
+  ASSERT_TRUE(now.has_value()) << "the connection was closed";
+  EXPECT_EQ(now->slot, slot);
+  EXPECT_EQ(now->pid, ServingWorkers(master)[slot]) << "not served by the slot's newest worker";
+  EXPECT_EQ(server->Log().find("refused client"), std::string::npos) << server->Log();
+  int status = server->Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, MidCommandTest, ::testing::Values(SIGHUP, SIGUSR2),
+                         [](const auto& info) {
+                           return std::string(info.param == SIGHUP ? "Reload" : "Upgrade");
+                         });
+
+// ---- 5. SIGTERM under load ----
+
+// "Closed client id=<id> ... after <n> commands" lines of the workers' log:
+// commands each connection ran before the server closed it.
+std::map<int64_t, int64_t> CommandsPerClosedClient(const std::string& log) {
+  std::map<int64_t, int64_t> out;
+  static constexpr std::string_view kLine = "Closed client id=";
+  for (size_t at = log.find(kLine); at != std::string::npos; at = log.find(kLine, at + 1)) {
+    size_t eol = log.find('\n', at);
+    std::string_view line(log.data() + at, (eol == std::string::npos ? log.size() : eol) - at);
+    auto id = FieldAfter(line, "id=");
+    auto commands = FieldAfter(line, " after ");
+    if (id && commands) out[*id] = *commands;
+  }
+  return out;
+}
+
+TEST(MasterTest, SigtermUnderLoadAnswersEveryReceivedCommandAndExitsZero) {
+  // verbose: each closed client is logged with the commands it ran.
+  auto server = StartRedhubd({"--workers", "2", "--drain-timeout", "5", "--loglevel", "verbose"});
+  ASSERT_NE(server, nullptr);
+  pid_t master = server->pid();
+  uint16_t port = server->port();
+  ASSERT_TRUE(WaitUntil([&] { return Settled(master); })) << DescribeChildren(master);
+  std::vector<pid_t> workers = ChildPids(master);
+  auto clients = ConnectAcrossWorkers(port, 3, "term");
+  ASSERT_EQ(clients.size(), 6u);
+
+  // A pipelining client too: batches of 100, replies read as they come.
+  Socket pipe = Socket::Connect(port);
+  ASSERT_TRUE(pipe.valid());
+  Reply pipe_id = SocketCommand(pipe, {"CLIENT", "ID"});
+  ASSERT_NE(pipe_id, nullptr);
+  ASSERT_EQ(pipe_id->type, REDIS_REPLY_INTEGER);
+  std::atomic<uint64_t> pipe_batches{0};
+  uint64_t pipe_answered = 1;  // CLIENT ID
+  std::string pipe_error;
+
+  std::atomic<bool> stop{false};
+  for (auto& c : clients) {
+    c->thread = std::thread([&stop, c = c.get()] { c->Run(&stop, /*reconnect=*/false); });
+  }
+  std::thread pipe_thread([&] {
+    ReplyReader reader;
+    for (uint64_t n = 0; !stop; n += 100) {
+      std::vector<std::string> payloads;
+      if (!pipe.SendAll(EchoBatch("tp", n, 100, &payloads))) return;  // closed by the server
+      size_t got = 0;
+      std::string error = ExpectEchoes(pipe, reader, payloads, &got);
+      pipe_answered += got;
+      if (!error.empty()) {
+        // A reply missing because the connection closed is fine; one that
+        // came back wrong is not. Whether a missing reply was owed is
+        // checked against the server's log below.
+        if (error.find("missing") == std::string::npos) pipe_error = error;
+        return;
+      }
+      pipe_batches++;
+    }
+  });
+  auto finish = [&] {
+    stop = true;
+    for (auto& c : clients) {
+      if (c->thread.joinable()) c->thread.join();
+    }
+    if (pipe_thread.joinable()) pipe_thread.join();
+  };
+  bool steady = WaitUntil([&] {
+    for (auto& c : clients) {
+      if (c->replies < 20) return false;
+    }
+    return pipe_batches > 2;
+  });
+  if (!steady) finish();
+  ASSERT_TRUE(steady) << "the clients did not get going";
+
+  ASSERT_TRUE(server->Signal(SIGTERM));
+  int status = 0;
+  bool exited = server->WaitExit(seconds(5), &status);  // the drain timeout
+  // Every client's connection ends: the server closes them at request
+  // boundaries.
+  bool all_closed = WaitUntil([&] {
+    for (auto& c : clients) {
+      if (!c->finished) return false;
+    }
+    return true;
+  });
+  finish();
+  ASSERT_TRUE(exited) << "still running 5 s after SIGTERM";
+  EXPECT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_TRUE(all_closed);
+
+  // Every command the server ran on a connection was answered to its client.
+  std::map<int64_t, int64_t> ran = CommandsPerClosedClient(server->Log());
+  for (auto& c : clients) {
+    SCOPED_TRACE(c->tag + " (client id " + std::to_string(c->connection_id) + ") on " +
+                 Describe(c->first));
+    EXPECT_TRUE(c->wrong.empty()) << c->wrong.front();
+    ASSERT_TRUE(ran.count(c->connection_id)) << "no close logged for this client";
+    EXPECT_EQ(static_cast<uint64_t>(ran[c->connection_id]), c->answered)
+        << "the server ran commands whose replies never arrived";
+  }
+  EXPECT_EQ(pipe_error, "");
+  ASSERT_TRUE(ran.count(pipe_id->integer)) << "no close logged for the pipelining client";
+  EXPECT_EQ(static_cast<uint64_t>(ran[pipe_id->integer]), pipe_answered)
+      << "the server ran pipelined commands whose replies never arrived";
+
+  // No process left behind.
+  EXPECT_TRUE(ChildPids(master).empty());
+  for (pid_t w : workers) EXPECT_FALSE(ProcessExists(w)) << "worker " << w << " still exists";
+  EXPECT_FALSE(Socket::Connect(port, milliseconds(1000)).valid()) << "something still listens";
+}
+
+// ---- 6. a bad configuration on reload ----
+
+TEST(MasterTest, BadConfigOnReloadKeepsServingAndIsLogged) {
+  const char* tmp = getenv("TMPDIR");
+  std::string path =
+      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/redhub-it-conf-XXXXXX.conf";
+  int fd = mkstemps(path.data(), 5);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  struct Remove {
+    std::string path;
+    ~Remove() { unlink(path.c_str()); }
+  } remove{path};
+  auto write_config = [&](const std::string& text) {
+    std::ofstream out(path, std::ios::trunc);
+    out << text;
+    return out.good();
+  };
+  ASSERT_TRUE(write_config("maxclients = 1000\n"));
+
+  auto server = StartRedhubd({"--workers", "2", "--config", path});
+  ASSERT_NE(server, nullptr);
+  pid_t master = server->pid();
+  ASSERT_TRUE(WaitUntil([&] { return Settled(master); })) << DescribeChildren(master);
+  std::map<int, pid_t> before = ServingWorkers(master);
+  Context c = ConnectHiredis(server->port());
+  ASSERT_NE(c, nullptr);
+
+  ASSERT_TRUE(write_config("maxclients = many\n"));
+  ASSERT_TRUE(server->Signal(SIGHUP));
+  auto refused = server->WaitForLogLine("Reload refused");
+  ASSERT_TRUE(refused.has_value()) << server->Log();
+  EXPECT_NE(refused->find("invalid"), std::string::npos) << *refused;
+  EXPECT_NE(server->Log().find("maxclients"), std::string::npos)
+      << "the error does not name the bad setting";
+
+  // Still serving, on the old connection and on new ones, with the same
+  // workers.
+  Reply r = Command(c.get(), {"ECHO", "still here"});
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(DescribeReply(r.get()), "$10 still here");
+  for (int i = 0; i < 4; i++) {
+    Context fresh = ConnectHiredis(server->port());
+    ASSERT_NE(fresh, nullptr);
+    Reply pong = Command(fresh.get(), {"PING"});
+    EXPECT_EQ(DescribeReply(pong.get()), "+PONG");
+  }
+  EXPECT_TRUE(server->Running());
+  EXPECT_EQ(ServingWorkers(master), before);
+
+  // A good configuration afterwards is taken again.
+  ASSERT_TRUE(write_config("maxclients = 500\n"));
+  ASSERT_TRUE(server->Signal(SIGHUP));
+  EXPECT_TRUE(server->WaitForLogLine("Reloaded:").has_value()) << server->Log();
+
+  int status = server->Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
+
+}  // namespace
+}  // namespace redhub::integration
