@@ -11,6 +11,8 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev libhiredis-dev
   redis-tools redis-server python3-redis procps
+  # metrics: promtool checks /metrics and deploy/*.yml; the Redis exporter for comparison
+  prometheus prometheus-redis-exporter
   # fuzzing (libFuzzer ships with clang's runtime)
   clang libclang-rt-14-dev
 )

@@ -1,0 +1,219 @@
+#include "metrics_collector.h"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <deque>
+#include <utility>
+
+#include "counters.h"
+#include "store.h"
+#include "worker_counters.h"
+
+namespace redhub::admin {
+namespace {
+
+namespace slots = shm::slots;
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+using Labels = std::vector<ClientMetric::Label>;
+
+// Appends families in exposition order; families that end up without a
+// sample (no errors yet, no restarts) are dropped by Take(). A deque, so
+// that the reference Add returns stays valid while more families are added.
+class FamilyList {
+ public:
+  MetricFamily& Add(std::string name, std::string help, MetricType type) {
+    families_.push_back(MetricFamily{std::move(name), std::move(help), type, {}});
+    return families_.back();
+  }
+  void Gauge(const char* name, const char* help, double v, Labels labels = {}) {
+    AddSample(Add(name, help, MetricType::Gauge), v, std::move(labels));
+  }
+  void Counter(const char* name, const char* help, double v, Labels labels = {}) {
+    AddSample(Add(name, help, MetricType::Counter), v, std::move(labels));
+  }
+  static void AddSample(MetricFamily& f, double v, Labels labels = {}) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    if (f.type == MetricType::Counter) {
+      m.counter.value = v;
+    } else {
+      m.gauge.value = v;
+    }
+    f.metric.push_back(std::move(m));
+  }
+  std::vector<MetricFamily> Take() {
+    std::vector<MetricFamily> out;
+    for (MetricFamily& f : families_) {
+      if (!f.metric.empty()) out.push_back(std::move(f));
+    }
+    return out;
+  }
+
+ private:
+  std::deque<MetricFamily> families_;
+};
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
+std::vector<MetricFamily> BuildFamilies(const Snapshot& s, const StaticInfo& info) {
+  auto t = [&](uint32_t i) -> double {
+    return i < s.totals.size() ? static_cast<double>(s.totals[i]) : 0.0;
+  };
+  auto raw = [&](uint32_t i) -> uint64_t { return i < s.totals.size() ? s.totals[i] : 0; };
+  FamilyList out;
+
+  // Server and clients (INFO server, clients).
+  out.Gauge("redis_up", "Information about the Redis instance", 1);
+  out.Gauge("redis_uptime_in_seconds", "uptime_in_seconds metric",
+            std::max(0.0, s.now_unix - info.started_at_unix));
+  out.Gauge("redis_connected_clients", "connected_clients metric", t(slots::kConnectedClients));
+  out.Gauge("redis_max_clients", "maxclients metric", info.max_clients);
+
+  // Stats.
+  out.Counter("redis_connections_received_total", "total_connections_received metric",
+              t(slots::kConnectionsReceived));
+  out.Counter("redis_rejected_connections_total", "rejected_connections metric",
+              t(slots::kRejectedConnections));
+  out.Counter("redis_commands_processed_total", "total_commands_processed metric",
+              t(slots::kCommandsProcessed));
+  out.Counter("redis_keyspace_hits_total", "keyspace_hits metric", t(slots::kKeyspaceHits));
+  out.Counter("redis_keyspace_misses_total", "keyspace_misses metric", t(slots::kKeyspaceMisses));
+  out.Counter("redis_expired_keys_total", "expired_keys metric", static_cast<double>(s.expired));
+  out.Counter("redis_evicted_keys_total", "evicted_keys metric", static_cast<double>(s.evicted));
+  out.Counter("redis_net_input_bytes_total", "total_net_input_bytes metric",
+              t(slots::kNetInputBytes));
+  out.Counter("redis_net_output_bytes_total", "total_net_output_bytes metric",
+              t(slots::kNetOutputBytes));
+
+  // Memory and keyspace.
+  out.Gauge("redis_memory_used_bytes", "used_memory metric", static_cast<double>(s.used_bytes));
+  out.Gauge("redis_memory_max_bytes", "maxmemory metric", static_cast<double>(s.maxmemory));
+  out.Gauge("redis_db_keys", "Total number of keys by DB", static_cast<double>(s.keys),
+            {{"db", "db0"}});
+  out.Gauge("redis_db_keys_expiring", "Total number of expiring keys by DB",
+            static_cast<double>(s.keys_with_expiry), {{"db", "db0"}});
+
+  // Commandstats: only commands called at least once, as INFO shows them.
+  MetricFamily& calls =
+      out.Add("redis_commands_total", "Total number of calls per command", MetricType::Counter);
+  MetricFamily& seconds =
+      out.Add("redis_commands_duration_seconds_total",
+              "Total amount of time in seconds spent per command", MetricType::Counter);
+  MetricFamily& failed =
+      out.Add("redis_commands_failed_calls_total",
+              "Total number of errors within command execution", MetricType::Counter);
+  MetricFamily& latency =
+      out.Add("redis_commands_latency_seconds",
+              "Latency of calls per command, summed over all workers", MetricType::Histogram);
+  for (uint32_t c = 0; c < slots::kMaxCommands; c++) {
+    uint64_t n = raw(slots::CommandSlot(c, slots::kCalls));
+    if (n == 0) continue;
+    std::string name = c < s.command_names.size() ? Lower(s.command_names[c]) : "";
+    if (name.empty()) name = "command_" + std::to_string(c);
+    const Labels labels = {{"cmd", name}};
+    double sum_seconds = t(slots::CommandSlot(c, slots::kMicros)) / 1e6;
+    FamilyList::AddSample(calls, static_cast<double>(n), labels);
+    FamilyList::AddSample(seconds, sum_seconds, labels);
+    FamilyList::AddSample(failed, t(slots::CommandSlot(c, slots::kFailed)), labels);
+
+    // The slots count each bucket alone; Prometheus wants each bucket to
+    // include the ones below it. Workers write calls and buckets with
+    // separate stores, so a scrape can see a bucket ahead of the calls:
+    // +Inf is never below the last finite bucket.
+    ClientMetric m;
+    m.label = labels;
+    uint64_t cumulative = 0;
+    for (uint32_t b = 0; b < slots::kBuckets; b++) {
+      cumulative += raw(slots::HistogramSlot(c, b));
+      m.histogram.bucket.push_back({cumulative, slots::kBucketMicros[b] / 1e6});
+    }
+    m.histogram.sample_count = std::max(n, cumulative);
+    m.histogram.sample_sum = sum_seconds;
+    latency.metric.push_back(std::move(m));
+  }
+
+  // Errorstats: by the error's first word; the rest as OTHER.
+  MetricFamily& errors =
+      out.Add("redis_errors_total", "Total number of errors per error type", MetricType::Counter);
+  for (uint32_t i = 0; i <= slots::kErrorKinds; i++) {
+    uint64_t n = raw(slots::kErrorBase + i);
+    if (n == 0) continue;
+    FamilyList::AddSample(errors, static_cast<double>(n),
+                          {{"err", i < slots::kErrorKinds ? slots::kErrorNames[i] : "OTHER"}});
+  }
+
+  // redhub's own: the master's supervision and the store's crash repairs.
+  MetricFamily& workers =
+      out.Add("redhub_workers", "Worker slots configured, and slots whose worker is serving",
+              MetricType::Gauge);
+  FamilyList::AddSample(workers, t(slots::kConfiguredSlots), {{"state", "configured"}});
+  FamilyList::AddSample(workers, t(slots::kServingSlots), {{"state", "serving"}});
+  MetricFamily& restarts =
+      out.Add("redhub_worker_restarts_total",
+              "Workers replaced by the master, by worker slot and reason", MetricType::Counter);
+  for (uint32_t slot = 0; slot < slots::kMaxTrackedSlots; slot++) {
+    for (uint32_t r = 0; r < slots::kRestartReasons; r++) {
+      uint64_t n = raw(slots::RestartSlot(slot, r));
+      if (n == 0) continue;
+      FamilyList::AddSample(
+          restarts, static_cast<double>(n),
+          {{"slot", std::to_string(slot)}, {"reason", slots::kRestartReasonNames[r]}});
+    }
+  }
+  MetricFamily& reloads = out.Add("redhub_reloads_total",
+                                  "Configuration reloads (SIGHUP) by result", MetricType::Counter);
+  FamilyList::AddSample(reloads, t(slots::kReloadsOk), {{"result", "ok"}});
+  FamilyList::AddSample(reloads, t(slots::kReloadsFailed), {{"result", "failed"}});
+  MetricFamily& upgrades = out.Add(
+      "redhub_upgrades_total", "Binary upgrades in place (SIGUSR2) by result", MetricType::Counter);
+  FamilyList::AddSample(upgrades, t(slots::kUpgradesOk), {{"result", "ok"}});
+  FamilyList::AddSample(upgrades, t(slots::kUpgradesFailed), {{"result", "failed"}});
+  out.Counter("redhub_store_stripe_repairs_total",
+              "Store stripes repaired after their lock holder died",
+              static_cast<double>(s.stripe_repairs));
+  out.Counter("redhub_store_pool_repairs_total", "Page pool repairs after its lock holder died",
+              static_cast<double>(s.pool_repairs));
+  out.Gauge("redhub_build_info", "redhubd's version", 1, {{"version", info.version}});
+  return out.Take();
+}
+
+MetricsCollector::MetricsCollector(shm::CounterArea* counters, const shm::Store* store,
+                                   StaticInfo info)
+    : counters_(counters), store_(store), info_(std::move(info)) {}
+
+Snapshot MetricsCollector::TakeSnapshot() const {
+  Snapshot s;
+  s.totals = counters_->Sum();
+  // Names only for the commands that will be shown: a label is a copy.
+  s.command_names.resize(slots::kMaxCommands);
+  for (uint32_t c = 0; c < slots::kMaxCommands; c++) {
+    uint32_t i = slots::CommandSlot(c, slots::kCalls);
+    if (i < s.totals.size() && s.totals[i] != 0) s.command_names[c] = counters_->Label(i);
+  }
+  const shm::Stats st = store_->stats();
+  s.keys = st.keys;
+  s.keys_with_expiry = st.keys_with_expiry;
+  s.used_bytes = st.used_bytes;
+  s.maxmemory = st.maxmemory;
+  s.expired = st.expired;
+  s.evicted = st.evicted;
+  s.stripe_repairs = st.repairs;
+  s.pool_repairs = st.pool_repairs;
+  s.now_unix =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return s;
+}
+
+std::vector<MetricFamily> MetricsCollector::Collect() const {
+  return BuildFamilies(TakeSnapshot(), info_);
+}
+
+}  // namespace redhub::admin
