@@ -45,6 +45,18 @@ const char* CrashPointName(CrashPoint point) {
       return "repair-stripe";
     case CrashPoint::kRepairPool:
       return "repair-pool";
+    case CrashPoint::kTxnPending:
+      return "txn-pending";
+    case CrashPoint::kTxnCommit:
+      return "txn-commit";
+    case CrashPoint::kTxnCommitted:
+      return "txn-committed";
+    case CrashPoint::kTxnApply:
+      return "txn-apply";
+    case CrashPoint::kTxnApplied:
+      return "txn-applied";
+    case CrashPoint::kRepairTxn:
+      return "repair-txn";
     case CrashPoint::kCount:
       break;
   }

@@ -22,6 +22,14 @@ enum class CrashPoint : uint32_t {
   kEvict,          // an evicted entry unlinked, not yet freed
   kRepairStripe,   // in the middle of repairing a stripe after a death
   kRepairPool,     // in the middle of repairing the page pool after a death
+  // Multi-stripe Txns (LockKeys), in the order Unlock reaches them:
+  kTxnPending,    // a participant stripe's redo log written and marked pending
+  kTxnCommit,     // every participant pending, the commit store not yet done
+  kTxnCommitted,  // committed (the home's one store), nothing published yet
+  kTxnApply,      // one write of a participant published, the next not yet
+  kTxnApplied,    // a participant's part published and its record cleared,
+                  // its replaced entries and redo log not yet freed
+  kRepairTxn,     // repair rolling a committed Txn's part forward, midway
   kCount,
 };
 

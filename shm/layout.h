@@ -24,7 +24,7 @@
 namespace redhub::shm {
 
 inline constexpr uint64_t kMagic = 0x314D485342554852ULL;  // "RHUBSHM1", little-endian
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;  // 2: multi-key txn records in StripeHeader
 
 // ---------------------------------------------------------------------------
 // Links. A link is one aligned 8-byte word: the offset of the next entry in a
@@ -148,6 +148,53 @@ struct MoveIntent {
   uint64_t to_table;   // descriptor of the destination table
 };
 
+// ---------------------------------------------------------------------------
+// Multi-key transactions (Txns from Store::LockKeys): all of their writes or
+// none survive a death. Each participant stripe writes its part as a redo log
+// (a chunk of its own: TxnLogHeader, then TxnLogOp x count) whose new entries
+// are complete but unreachable, then marks itself pending with one store of
+// txn_state; the Txn commits with one store of its home stripe's (the lowest
+// stripe it holds) txn_commit; then each participant publishes its part and
+// clears txn_state. A repair of a stripe left pending asks the home whether
+// the Txn committed (rolls its part forward) or not (the sweep drops the
+// unreachable new entries). The home's repair first writes that decision into
+// every participant still pending, so a home reused later can never be asked
+// about an older Txn.
+//
+// txn_state: 0 = none; else seq << 13 | home << 2 | TxnState.
+enum TxnState : uint64_t { kTxnNone = 0, kTxnPending = 1, kTxnCommitted = 2, kTxnAborted = 3 };
+inline constexpr int kTxnHomeBits = 11;  // stripes <= 2000 < 2^11
+inline uint64_t MakeTxnState(uint64_t seq, uint32_t home, TxnState st) {
+  return seq << (kTxnHomeBits + 2) | uint64_t{home} << 2 | st;
+}
+inline uint64_t TxnStateSeq(uint64_t w) { return w >> (kTxnHomeBits + 2); }
+inline uint32_t TxnStateHome(uint64_t w) {
+  return static_cast<uint32_t>((w >> 2) & ((1u << kTxnHomeBits) - 1));
+}
+inline TxnState TxnStateOf(uint64_t w) { return static_cast<TxnState>(w & 3); }
+inline uint64_t WithTxnState(uint64_t w, TxnState st) { return (w & ~uint64_t{3}) | st; }
+
+// One write of a Txn to one stripe. `entry_kind`: an entry's offset with the
+// op in the low 3 bits. kTxnOpPut: the new, unpublished entry (it replaces
+// the key's current entry, or is inserted); kTxnOpErase / kTxnOpExpire: the
+// key's entry when the Txn ran (the key is read from it), erased or given
+// `expire_ms`. At most one op per key.
+enum TxnOpKind : uint64_t { kTxnOpPut = 1, kTxnOpErase = 2, kTxnOpExpire = 3 };
+struct TxnLogOp {
+  uint64_t entry_kind;
+  int64_t expire_ms;
+};
+struct TxnLogHeader {
+  uint32_t magic;
+  uint32_t count;
+};
+inline constexpr uint32_t kTxnLogMagic = 0x4E584854;  // "THXN"
+// Up to this many ops live in the stripe header itself (txn_ops), so that
+// the usual MSET / RENAME (a key or two per stripe) allocates no log.
+inline constexpr uint32_t kTxnInlineOps = 4;
+// txn_log: a log chunk's offset, or (count << 1 | 1) for ops in txn_ops.
+inline uint64_t InlineTxnLog(uint32_t count) { return uint64_t{count} << 1 | 1; }
+
 struct alignas(64) StripeHeader {
   pthread_mutex_t mu;  // robust, process-shared
   // tables[1] != 0 while rehashing from tables[0] into tables[1].
@@ -158,6 +205,15 @@ struct alignas(64) StripeHeader {
   std::atomic<uint64_t> expires;
   std::atomic<uint64_t> used;  // bytes of chunks and runs in use
   MoveIntent intent;
+  // Multi-key Txn record (see above). txn_log: this stripe's redo log (a
+  // chunk, or inline in txn_ops), valid while txn_state != 0. As a home:
+  // txn_seq is the last sequence number issued, txn_commit the last one
+  // committed.
+  std::atomic<uint64_t> txn_state;
+  uint64_t txn_log;
+  std::atomic<uint64_t> txn_commit;
+  uint64_t txn_seq;
+  TxnLogOp txn_ops[kTxnInlineOps];
   uint32_t nonfull[kNumClasses];  // first slab with a free chunk (page index + 1)
 };
 

@@ -71,11 +71,13 @@ struct Store::Impl {
     core.Report(summary);
   }
 
-  void DeleteExpired(Stripe& stripe, const Slot& slot) {
+  // `resize` false in a multi-key Txn: a stripe with staged Puts must keep
+  // its table until they are published (publishing never allocates).
+  void DeleteExpired(Stripe& stripe, const Slot& slot, bool resize = true) {
     stripe.Unlink(slot);
     stripe.FreeChunk(slot.entry);
     core.header->expired.fetch_add(1, kRelaxed);
-    stripe.MaybeResize();
+    if (resize) stripe.MaybeResize();
   }
 
   // Holds one stripe for a whole-store operation. RAII so that a callback
@@ -239,6 +241,7 @@ Store::Txn Store::LockKeys(std::span<const std::string_view> keys) {
   // Ascending order: two Txns can never wait for each other in a cycle.
   for (uint32_t s : stripes) impl_->LockStripe(s);
   Txn txn(this, NowMs());
+  txn.atomic_ = keys.size() > 1;
   txn.count_ = static_cast<uint32_t>(stripes.size());
   if (txn.count_ <= Txn::kInline) {
     std::copy(stripes.begin(), stripes.end(), txn.inline_);
@@ -250,6 +253,41 @@ Store::Txn Store::LockKeys(std::span<const std::string_view> keys) {
 
 Store::Txn::Txn(Store* store, int64_t now_ms)
     : store_(store), now_ms_(now_ms), lru_(LruClock(now_ms)) {}
+
+// A multi-key Txn's staged writes: at most one per key (a later write to the
+// same key replaces the earlier one), and per stripe room in a redo log
+// reserved as writes are staged, so that committing never allocates.
+struct Store::Txn::PendingOp {
+  uint32_t stripe;
+  uint32_t kind;  // TxnOpKind
+  uint64_t hash;
+  std::string_view key;  // in `entry`'s bytes
+  uint64_t entry;        // put: the staged entry; erase, expire: the key's entry
+  uint64_t base;         // put: the key's entry when it was first written (0 = none)
+  int64_t expire;        // expire: the new expire time
+};
+
+struct Store::Txn::Staging {
+  struct Log {
+    uint32_t stripe;
+    uint32_t capacity;  // ops the log holds
+    uint32_t reserved;  // ops staged on this stripe
+    uint64_t chunk;     // 0: the log is inline in the stripe header
+  };
+  std::vector<PendingOp> ops;
+  std::vector<Log> logs;
+};
+
+// A Txn's Staging is recycled per thread (a thread holds one Txn at a time),
+// so that an MSET does not pay for heap allocations.
+std::unique_ptr<Store::Txn::Staging>& Store::Txn::SpareStaging() {
+  static thread_local std::unique_ptr<Staging> spare;
+  return spare;
+}
+
+static uint64_t LogBytes(uint32_t capacity) {
+  return sizeof(TxnLogHeader) + uint64_t{capacity} * sizeof(TxnLogOp);
+}
 
 Store::Txn::Txn(Txn&& other) noexcept { *this = std::move(other); }
 
@@ -263,6 +301,8 @@ Store::Txn& Store::Txn::operator=(Txn&& other) noexcept {
     std::copy(std::begin(other.inline_), std::end(other.inline_), inline_);
     many_ = std::move(other.many_);
     deferred_ = std::move(other.deferred_);
+    atomic_ = other.atomic_;
+    staging_ = std::move(other.staging_);
     other.store_ = nullptr;
     other.count_ = 0;
   }
@@ -274,6 +314,12 @@ Store::Txn::~Txn() { Unlock(); }
 void Store::Txn::Unlock() {
   if (store_ == nullptr) return;
   Impl& im = *store_->impl_;
+  if (staging_) {
+    Commit();
+    staging_->ops.clear();
+    staging_->logs.clear();
+    SpareStaging() = std::move(staging_);
+  }
   for (uint64_t chunk : deferred_) {
     uint32_t s = im.core.owner[im.core.PageOf(chunk)].load(kRelaxed) - 1;
     Stripe(im.core, s).FreeChunk(chunk);
@@ -284,6 +330,294 @@ void Store::Txn::Unlock() {
   store_ = nullptr;
   count_ = 0;
   many_.clear();
+}
+
+// The commit protocol (layout.h): redo logs written and every participant
+// marked pending, then the one store that commits (the home's txn_commit),
+// then each participant publishes its part and clears its record. A death
+// before the commit store leaves only unreachable chunks (all or nothing:
+// nothing); after it, each participant's repair rolls its part forward.
+void Store::Txn::Commit() {
+  Impl& im = *store_->impl_;
+  Staging& st = *staging_;
+  auto free_log = [&](const Staging::Log& log) {
+    if (log.chunk == 0) return;  // inline in the stripe header
+    Stripe stripe(im.core, log.stripe);
+    stripe.Charge(-static_cast<int64_t>(stripe.ChargeFor(LogBytes(log.capacity))));
+    stripe.FreeChunk(log.chunk);
+  };
+  if (st.ops.empty()) {
+    for (const Staging::Log& log : st.logs) free_log(log);
+    return;
+  }
+  // (Within a stripe the order does not matter: one op per key.)
+  std::sort(st.ops.begin(), st.ops.end(),
+            [](const PendingOp& a, const PendingOp& b) { return a.stripe < b.stripe; });
+  std::sort(st.logs.begin(), st.logs.end(),
+            [](const Staging::Log& a, const Staging::Log& b) { return a.stripe < b.stripe; });
+  const uint32_t home = stripes()[0];
+  StripeHeader& hh = im.core.stripes[home];
+  const uint64_t seq = ++hh.txn_seq;
+  const uint64_t pending = MakeTxnState(seq, home, kTxnPending);
+
+  // 1. Each participant: its redo log, then its record, pending.
+  size_t first = 0;
+  for (Staging::Log& log : st.logs) {
+    size_t end = first;
+    while (end < st.ops.size() && st.ops[end].stripe == log.stripe) end++;
+    if (end == first) {
+      free_log(log);
+      log.reserved = 0;  // nothing to publish here
+      continue;
+    }
+    StripeHeader& sh = im.core.stripes[log.stripe];
+    const uint32_t count = static_cast<uint32_t>(end - first);
+    TxnLogOp* ops =
+        log.chunk == 0 ? sh.txn_ops : im.core.At<TxnLogOp>(log.chunk + sizeof(TxnLogHeader));
+    for (size_t i = first; i < end; i++) {
+      ops[i - first] = TxnLogOp{st.ops[i].entry | st.ops[i].kind, st.ops[i].expire};
+    }
+    if (log.chunk == 0) {
+      sh.txn_log = InlineTxnLog(count);
+    } else {
+      auto* lh = im.core.At<TxnLogHeader>(log.chunk);
+      lh->magic = kTxnLogMagic;
+      lh->count = count;
+      sh.txn_log = log.chunk;
+    }
+    sh.txn_state.store(pending, std::memory_order_release);
+    MaybeCrash(CrashPoint::kTxnPending);
+    first = end;
+  }
+  // (Allocated before the commit: nothing after it may throw.)
+  std::vector<uint64_t> unreachable;
+  unreachable.reserve(st.ops.size());
+  // 2. The commit point.
+  MaybeCrash(CrashPoint::kTxnCommit);
+  hh.txn_commit.store(seq, std::memory_order_release);
+  MaybeCrash(CrashPoint::kTxnCommitted);
+
+  // 3. Publish each participant's part, clear its record, then free what
+  // became unreachable (a death from here on: the sweep frees it).
+  first = 0;
+  for (const Staging::Log& log : st.logs) {
+    if (log.reserved == 0) continue;
+    Stripe stripe(im.core, log.stripe);
+    for (; first < st.ops.size() && st.ops[first].stripe == log.stripe; first++) {
+      const PendingOp& op = st.ops[first];
+      if (!stripe.ApplyTxnOp(op.entry | op.kind, op.expire, /*repair=*/false, &unreachable)) {
+        // Only a Put whose stripe lost its table (never: staging keeps it).
+        stripe.Charge(-static_cast<int64_t>(stripe.EntryCharge(op.entry)));
+        unreachable.push_back(op.entry);
+      }
+      MaybeCrash(CrashPoint::kTxnApply);
+    }
+    im.core.stripes[log.stripe].txn_state.store(0, std::memory_order_release);
+    MaybeCrash(CrashPoint::kTxnApplied);
+    for (uint64_t chunk : unreachable) stripe.FreeChunk(chunk);
+    unreachable.clear();
+    free_log(log);
+    stripe.MaybeResize();
+  }
+}
+
+Store::Txn::PendingOp* Store::Txn::FindPending(uint64_t hash, std::string_view key) {
+  if (!staging_) return nullptr;
+  for (PendingOp& op : staging_->ops) {
+    if (op.hash == hash && op.key == key) return &op;
+  }
+  return nullptr;
+}
+
+// Room in `stripe`'s redo log for one more op (grown by doubling). False if
+// the pool has no chunk for it.
+bool Store::Txn::ReserveLogSlot(uint32_t s) {
+  Impl& im = *store_->impl_;
+  if (!staging_) {
+    std::unique_ptr<Staging>& spare = SpareStaging();
+    staging_ = spare ? std::move(spare) : std::make_unique<Staging>();
+  }
+  Staging::Log* log = nullptr;
+  for (Staging::Log& l : staging_->logs) {
+    if (l.stripe == s) log = &l;
+  }
+  if (log == nullptr) log = &staging_->logs.emplace_back(Staging::Log{s, kTxnInlineOps, 0, 0});
+  if (log->reserved == log->capacity) {  // past the stripe header's room
+    uint32_t capacity = log->capacity * 2;
+    Stripe stripe(im.core, s);
+    uint64_t chunk = stripe.AllocChunk(LogBytes(capacity));
+    if (chunk == 0) return false;
+    if (log->chunk != 0) {
+      stripe.Charge(-static_cast<int64_t>(stripe.ChargeFor(LogBytes(log->capacity))));
+      stripe.FreeChunk(log->chunk);
+    }
+    log->chunk = chunk;
+    log->capacity = capacity;
+  }
+  log->reserved++;
+  return true;
+}
+
+void Store::Txn::ReleaseLogSlot(uint32_t s) {
+  for (Staging::Log& l : staging_->logs) {
+    if (l.stripe == s) l.reserved--;
+  }
+}
+
+Status Store::Txn::StagePut(std::string_view key, uint64_t hash, size_t value_len,
+                            int64_t expire_ms, void (*fill)(void*, char*), void* ctx) {
+  Impl& im = *store_->impl_;
+  uint32_t s = im.core.StripeOfHash(hash);
+  Stripe stripe(im.core, s);
+  uint64_t bytes = uint64_t{kEntryHeaderBytes} + key.size() + value_len;
+  uint64_t charge = stripe.ChargeFor(bytes);
+  stripe.RehashStep(1);
+  if (Status status = im.MakeRoom(*this, stripe, charge); status != Status::kOk) return status;
+  // The table the entry will be published into, made now: publishing at the
+  // end (or in a repair) must not allocate.
+  if (stripe.InsertSlot(hash) == nullptr) return Status::kOom;
+  PendingOp* p = FindPending(hash, key);
+  if (p == nullptr && !ReserveLogSlot(s)) return Status::kOom;
+  uint64_t chunk = stripe.AllocChunk(bytes);
+  if (chunk == 0) {
+    if (p == nullptr) ReleaseLogSlot(s);
+    return Status::kOom;
+  }
+  EntryHeader* e = im.core.Entry(chunk);
+  e->key_len = static_cast<uint32_t>(key.size());
+  e->value_len = static_cast<uint32_t>(value_len);
+  if (!key.empty()) memcpy(e->key(), key.data(), key.size());
+  try {
+    fill(ctx, e->value());
+  } catch (...) {
+    stripe.Charge(-static_cast<int64_t>(charge));
+    stripe.FreeChunk(chunk);
+    if (p == nullptr) ReleaseLogSlot(s);
+    throw;
+  }
+  // The key's value as this Txn sees it, for KEEPTTL.
+  bool exists = false;
+  int64_t old_expire = 0;
+  uint64_t base = 0;
+  if (p != nullptr) {
+    exists = p->kind != kTxnOpErase;
+    old_expire =
+        p->kind == kTxnOpPut ? im.core.Entry(p->entry)->expire_ms.load(kRelaxed) : p->expire;
+  } else if (Slot old; stripe.Lookup(key, hash, &old)) {
+    base = old.entry;
+    old_expire = im.core.Entry(old.entry)->expire_ms.load(kRelaxed);
+    exists = true;
+  }
+  if (exists && Expired(old_expire, now_ms_)) exists = false;
+  int64_t expire = expire_ms != kKeepTtl ? expire_ms : exists ? old_expire : 0;
+  e->expire_ms.store(expire, kRelaxed);
+  e->link.store(MakeLink(0, lru_), kRelaxed);
+  std::string_view staged_key(e->key(), e->key_len);
+  if (p == nullptr) {
+    staging_->ops.push_back(PendingOp{s, kTxnOpPut, hash, staged_key, chunk, base, 0});
+    return Status::kOk;
+  }
+  if (p->kind == kTxnOpPut) {  // never published: free it now (fill has read it)
+    stripe.Charge(-static_cast<int64_t>(stripe.EntryCharge(p->entry)));
+    stripe.FreeChunk(p->entry);
+  } else {
+    p->base = p->entry;
+  }
+  p->kind = kTxnOpPut;
+  p->entry = chunk;
+  p->key = staged_key;
+  return Status::kOk;
+}
+
+bool Store::Txn::StageErase(std::string_view key, uint64_t hash) {
+  Impl& im = *store_->impl_;
+  uint32_t s = im.core.StripeOfHash(hash);
+  Stripe stripe(im.core, s);
+  if (PendingOp* p = FindPending(hash, key)) {
+    switch (p->kind) {
+      case kTxnOpPut: {
+        bool visible = !Expired(im.core.Entry(p->entry)->expire_ms.load(kRelaxed), now_ms_);
+        stripe.Charge(-static_cast<int64_t>(stripe.EntryCharge(p->entry)));
+        stripe.FreeChunk(p->entry);
+        if (p->base != 0) {
+          EntryHeader* b = im.core.Entry(p->base);
+          p->kind = kTxnOpErase;
+          p->entry = p->base;
+          p->base = 0;
+          p->key = std::string_view(b->key(), b->key_len);
+        } else {  // the key did not exist before this Txn: nothing to do
+          *p = staging_->ops.back();
+          staging_->ops.pop_back();
+          ReleaseLogSlot(s);
+        }
+        return visible;
+      }
+      case kTxnOpExpire: {
+        bool visible = !Expired(p->expire, now_ms_);
+        p->kind = kTxnOpErase;
+        return visible;
+      }
+      default:
+        return false;
+    }
+  }
+  stripe.RehashStep(1);
+  Slot slot;
+  if (!stripe.Lookup(key, hash, &slot)) return false;
+  EntryHeader* x = im.core.Entry(slot.entry);
+  if (Expired(x->expire_ms.load(kRelaxed), now_ms_)) {
+    im.DeleteExpired(stripe, slot, /*resize=*/false);
+    return false;
+  }
+  if (!ReserveLogSlot(s)) {
+    // The pool is completely full: erase at once, outside the atomic set
+    // (store.h). Freed at unlock, so views of the value stay valid.
+    stripe.Unlink(slot);
+    deferred_.push_back(slot.entry);
+    return true;
+  }
+  staging_->ops.push_back(
+      PendingOp{s, kTxnOpErase, hash, std::string_view(x->key(), x->key_len), slot.entry, 0, 0});
+  return true;
+}
+
+bool Store::Txn::StageSetExpire(std::string_view key, uint64_t hash, int64_t expire_ms) {
+  Impl& im = *store_->impl_;
+  uint32_t s = im.core.StripeOfHash(hash);
+  Stripe stripe(im.core, s);
+  if (PendingOp* p = FindPending(hash, key)) {
+    switch (p->kind) {
+      case kTxnOpPut: {
+        EntryHeader* e = im.core.Entry(p->entry);  // not published: written in place
+        if (Expired(e->expire_ms.load(kRelaxed), now_ms_)) return false;
+        if (expire_ms != kKeepTtl) e->expire_ms.store(expire_ms, kRelaxed);
+        return true;
+      }
+      case kTxnOpExpire:
+        if (Expired(p->expire, now_ms_)) return false;
+        if (expire_ms != kKeepTtl) p->expire = expire_ms;
+        return true;
+      default:
+        return false;
+    }
+  }
+  Slot slot;
+  if (!stripe.Lookup(key, hash, &slot)) return false;
+  EntryHeader* x = im.core.Entry(slot.entry);
+  int64_t old = x->expire_ms.load(kRelaxed);
+  if (Expired(old, now_ms_)) {
+    im.DeleteExpired(stripe, slot, /*resize=*/false);
+    return false;
+  }
+  if (expire_ms == kKeepTtl) return true;
+  if (!ReserveLogSlot(s)) {  // the pool is completely full: at once (store.h)
+    x->expire_ms.store(expire_ms, kRelaxed);
+    stripe.AddCounts(0, (expire_ms != 0) - (old != 0));
+    return true;
+  }
+  staging_->ops.push_back(PendingOp{s, kTxnOpExpire, hash, std::string_view(x->key(), x->key_len),
+                                    slot.entry, 0, expire_ms});
+  return true;
 }
 
 bool Store::Txn::Holds(uint32_t stripe) const {
@@ -304,13 +638,24 @@ std::optional<EntryView> Store::Txn::FindImpl(std::string_view key, bool touch) 
   uint64_t hash = im.core.Hash(key);
   uint32_t s = im.core.StripeOfHash(hash);
   CheckHeld(Holds(s), s);
+  if (atomic_) {
+    if (PendingOp* p = FindPending(hash, key)) {  // this Txn's own staged write
+      if (p->kind == kTxnOpErase) return std::nullopt;
+      EntryHeader* e = im.core.Entry(p->entry);
+      int64_t expire = p->kind == kTxnOpPut ? e->expire_ms.load(kRelaxed) : p->expire;
+      if (Expired(expire, now_ms_)) return std::nullopt;
+      uint32_t idle =
+          p->kind == kTxnOpPut ? 0 : (lru_ - LinkLru(e->link.load(kRelaxed))) & kLruClockMax;
+      return EntryView{std::string_view(e->value(), e->value_len), expire, idle};
+    }
+  }
   Stripe stripe(im.core, s);
   Slot slot;
   if (!stripe.Lookup(key, hash, &slot)) return std::nullopt;
   EntryHeader* e = im.core.Entry(slot.entry);
   int64_t expire = e->expire_ms.load(kRelaxed);
   if (Expired(expire, now_ms_)) {
-    im.DeleteExpired(stripe, slot);
+    im.DeleteExpired(stripe, slot, /*resize=*/!atomic_);
     return std::nullopt;
   }
   uint64_t link = e->link.load(kRelaxed);
@@ -351,6 +696,7 @@ Status Store::Txn::PutImpl(std::string_view key, size_t value_len, int64_t expir
   uint64_t bytes = uint64_t{kEntryHeaderBytes} + key.size() + value_len;
   uint64_t charge = stripe.ChargeFor(bytes);
   if (charge > im.core.g.pages * im.core.g.page_size) return Status::kTooLarge;
+  if (atomic_) return StagePut(key, hash, value_len, expire_ms, fill, ctx);
 
   stripe.RehashStep(1);
   if (Status status = im.MakeRoom(*this, stripe, charge); status != Status::kOk) return status;
@@ -408,6 +754,7 @@ bool Store::Txn::Erase(std::string_view key) {
   uint64_t hash = im.core.Hash(key);
   uint32_t s = im.core.StripeOfHash(hash);
   CheckHeld(Holds(s), s);
+  if (atomic_) return StageErase(key, hash);
   Stripe stripe(im.core, s);
   stripe.RehashStep(1);
   Slot slot;
@@ -427,6 +774,7 @@ bool Store::Txn::SetExpire(std::string_view key, int64_t expire_ms) {
   uint64_t hash = im.core.Hash(key);
   uint32_t s = im.core.StripeOfHash(hash);
   CheckHeld(Holds(s), s);
+  if (atomic_) return StageSetExpire(key, hash, expire_ms);
   Stripe stripe(im.core, s);
   Slot slot;
   if (!stripe.Lookup(key, hash, &slot)) return false;

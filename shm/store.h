@@ -155,6 +155,32 @@ class Store {
 
   // A held lock on one or several stripes; unlocks when destroyed. Operations
   // on a key whose stripe is not held abort the process (a programming error).
+  //
+  // Atomicity. A Txn from Store::Lock, or from LockKeys with a single key,
+  // applies each write at once; a death leaves every write done or not done,
+  // never half (README: "What can and cannot be lost").
+  // A Txn from LockKeys with two or more keys (MSET, MSETNX, RENAME, DEL of
+  // several keys) is atomic as a whole: its Put, PutWith, Erase and SetExpire
+  // calls are staged (new entries written completely but unreachable) and
+  // made visible together when the Txn ends (destructor, Unlock, or a move
+  // assignment onto it). If the holder dies at any instant, the stripes' next
+  // lockers show all of its writes or none; once the destructor (or Unlock)
+  // has returned, all of them are visible and survive any later death.
+  // Inside such a Txn:
+  //  - reads see its own writes: Find/Peek after a Put return the new value
+  //    (a view of the staged entry) and expire time, after an Erase nullopt;
+  //  - a view returned by Find stays valid until the Txn ends or that key is
+  //    written again through the Txn (an Erase of a key leaves the view of
+  //    its old value valid: RENAME's Find(src), Put(dst, view), Erase(src)
+  //    is safe);
+  //  - past four writes on one stripe, its redo log needs a chunk: if the
+  //    page pool is completely full, Put returns kOom, and an Erase or
+  //    SetExpire is applied at once, outside the all-or-nothing set (the
+  //    only exception; README.md);
+  //  - LRU touches and the deletion of keys found expired happen at once
+  //    (neither changes what a reader can see).
+  // Other processes cannot observe a Txn's writes before it ends: they would
+  // need its locks.
   class Txn {
    public:
     Txn() = default;
@@ -186,12 +212,24 @@ class Store {
     bool Touch(std::string_view key);
     // The time this Txn judges expiry by, fixed when it was taken.
     int64_t now_ms() const { return now_ms_; }
-    // Releases the locks now.
+    // Makes the Txn's writes visible (all at once for a multi-key Txn, see
+    // above) and releases the locks now.
     void Unlock();
 
    private:
     friend class Store;
+    struct Staging;  // a multi-key Txn's staged writes (store.cc)
+    struct PendingOp;
+    static std::unique_ptr<Staging>& SpareStaging();  // this thread's, recycled
     Txn(Store* store, int64_t now_ms);
+    PendingOp* FindPending(uint64_t hash, std::string_view key);
+    bool ReserveLogSlot(uint32_t stripe);
+    void ReleaseLogSlot(uint32_t stripe);
+    void Commit();
+    Status StagePut(std::string_view key, uint64_t hash, size_t value_len, int64_t expire_ms,
+                    void (*fill)(void*, char*), void* ctx);
+    bool StageErase(std::string_view key, uint64_t hash);
+    bool StageSetExpire(std::string_view key, uint64_t hash, int64_t expire_ms);
     bool Holds(uint32_t stripe) const;
     Status PutImpl(std::string_view key, size_t value_len, int64_t expire_ms,
                    void (*fill)(void*, char*), void* ctx);
@@ -207,6 +245,8 @@ class Store {
     uint32_t inline_[kInline] = {};
     std::vector<uint32_t> many_;
     std::vector<uint64_t> deferred_;  // evicted chunks, freed at unlock
+    bool atomic_ = false;             // LockKeys with 2+ keys: writes are staged
+    std::unique_ptr<Staging> staging_;
   };
 
  private:

@@ -86,6 +86,17 @@ class Stripe {
   void Unlink(const Slot& slot);
   void AddCounts(int64_t keys, int64_t expires);
 
+  // --- Multi-key Txns (layout.h) -------------------------------------------
+  // Performs one redo-log op on this stripe: publishes a staged entry in
+  // place of the key's current one (or inserts it), unlinks an entry, or sets
+  // its expire time. Idempotent (an op already done is skipped), needs no
+  // allocation (a Put's key must have a table: the Txn made sure). Unless
+  // `repair`, keeps the counters and appends chunks that became unreachable
+  // to `unreachable` (the caller frees them); a repair validates the op first
+  // and leaves counters and chunks to its sweep. False if the op was invalid.
+  bool ApplyTxnOp(uint64_t entry_kind, int64_t expire_ms, bool repair,
+                  std::vector<uint64_t>* unreachable);
+
   // --- Memory --------------------------------------------------------------
   // Charges the stripe's and the global used bytes. 0 if the pool is empty.
   uint64_t AllocChunk(uint64_t bytes);
@@ -140,6 +151,8 @@ class Stripe {
   bool ValidEntryChunk(uint64_t offset, std::string* why) const;
   void Walk(bool repair, SweepResult* result);
   void ResolveIntent(std::string* summary);
+  void DecideTxnsOfHome(std::string* summary);
+  void ResolveTxn(std::string* summary);
   void RebuildSlabs(const SweepResult& result, std::string* summary);
   void CheckSlabs(const SweepResult& result, std::vector<std::string>* errors);
   std::string Where() const { return "stripe " + std::to_string(index_) + ": "; }

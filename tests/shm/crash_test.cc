@@ -117,7 +117,11 @@ int RunChild(const ChildPlan& plan, ChildLog* log) {
       names.push_back(KeyName(key));
     }
     std::vector<std::string_view> views(names.begin(), names.end());
-    Store::Txn txn = views.size() == 1 ? store->Lock(views[0]) : store->LockKeys(views);
+    // A multi-key Txn's writes are acknowledged when it ends (store.h):
+    // until then they are all in flight.
+    const bool multi = views.size() > 1;
+    const uint64_t batch_first = n;
+    Store::Txn txn = multi ? store->LockKeys(views) : store->Lock(views[0]);
     for (size_t b = 0; b < keys.size(); b++) {
       Record& r = log->records[n];
       r.seq = seq++;
@@ -140,9 +144,14 @@ int RunChild(const ChildPlan& plan, ChildLog* log) {
       } else {
         txn.Erase(names[b]);
       }
-      r.acked.store(1, std::memory_order_release);
+      if (!multi) r.acked.store(1, std::memory_order_release);
     }
     txn.Unlock();
+    if (multi) {
+      for (uint64_t i = batch_first; i < n; i++) {
+        log->records[i].acked.store(1, std::memory_order_release);
+      }
+    }
     if (op % 512 == 511) store->ExpireCycle(Store::NowMs(), std::chrono::microseconds(200));
   }
   return 0;
