@@ -77,6 +77,8 @@ std::string RestartOnlyChange(const Config& a, const Config& b) {
   if (a.daemonize != b.daemonize) return "daemonize";
   if (a.pid_file != b.pid_file) return "pidfile";
   if (a.shm_name != b.shm_name) return "shm-name";
+  if (a.admin_bind != b.admin_bind) return "admin-bind";
+  if (a.admin_port != b.admin_port) return "admin-port";
   return "";
 }
 
@@ -149,6 +151,12 @@ int ParseArgs(int argc, char** argv, Config* config) {
       ->capture_default_str();
   app.add_option("--shm-name", config->shm_name,
                  "POSIX shared-memory name of the store (default /redhub-<port>)");
+  app.add_option("--admin-bind", config->admin_bind,
+                 "Address of the metrics and health endpoint (IPv4 or IPv6)")
+      ->capture_default_str();
+  app.add_option("--admin-port", config->admin_port,
+                 "Port of /metrics, /healthz and /readyz; 0 disables the admin process")
+      ->capture_default_str();
   app.add_flag("--shm-keep", config->shm_keep,
                "Keep the store's segment at exit and reuse a kept one at start");
 

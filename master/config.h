@@ -29,6 +29,9 @@ struct Config {
   uint64_t maxmemory = 256ull << 20;
   std::string maxmemory_policy = "noeviction";
   bool shm_keep = false;  // keep the segment at exit, reuse a kept one at start
+  // The admin process: /metrics, /healthz, /readyz. Port 0 disables it.
+  std::string admin_bind = "127.0.0.1";
+  uint16_t admin_port = 9121;
 };
 
 // Parses argv. Returns 0 to go on; otherwise the process exit code, after

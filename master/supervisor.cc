@@ -11,11 +11,16 @@
 #include <cstring>
 #include <sstream>
 
+#include "admin.h"
 #include "channel.h"
+#include "counters.h"
 #include "log.h"
 #include "net.h"
 #include "notify.h"
 #include "proctitle.h"
+#include "store.h"
+#include "store_setup.h"
+#include "worker_counters.h"
 #include "worker_process.h"
 
 extern char** environ;
@@ -32,6 +37,8 @@ constexpr int kInheritVersion = 1;
 constexpr double kQuickCrash = 5.0;
 constexpr double kMaxBackoff = 10.0;
 constexpr double kMaxServingBackoff = 0.5;
+// Workers heartbeat every second; one silent this long is not serving.
+constexpr double kStaleHeartbeat = 2.5;
 
 std::string DescribeStatus(int status) {
   if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
@@ -328,6 +335,7 @@ void Supervisor::WorkerReady(Worker* w) {
     close(w->handoff_fd);
     w->handoff_fd = -1;
   }
+  PublishSlots();
   LOG_NOTICE("Worker %d (pid %d) ready%s", w->slot, static_cast<int>(w->pid),
              old != nullptr ? ", replacing the previous one" : "");
   if (!announced_ready_) {
@@ -362,6 +370,10 @@ void Supervisor::WorkerExited(Worker* w, int status) {
   } else {
     LOG_WARNING("Worker %d (pid %d) %s after %.1f s", w->slot, static_cast<int>(w->pid),
                 DescribeStatus(status).c_str(), lived);
+    uint32_t reason = w->timed_out ? 2 : WIFSIGNALED(status) ? 0 : 1;  // kRestartReasonNames
+    if (w->slot < static_cast<int>(shm::slots::kMaxTrackedSlots)) {
+      Count(shm::slots::RestartSlot(static_cast<uint32_t>(w->slot), reason));
+    }
   }
   ev_io_stop(loop_, &w->control);
   if (w->control_fd >= 0) close(w->control_fd);
@@ -372,9 +384,10 @@ void Supervisor::WorkerExited(Worker* w, int status) {
   if (was_current) slot.current = nullptr;
   if (was_pending) slot.pending = nullptr;
   workers_.remove_if([w](const std::unique_ptr<Worker>& p) { return p.get() == w; });
+  PublishSlots();
 
   if (stopping_) {
-    if (workers_.empty()) ev_break(loop_, EVBREAK_ALL);
+    if (AllGone()) ev_break(loop_, EVBREAK_ALL);
     return;
   }
   if (was_current || was_pending) {
@@ -440,6 +453,7 @@ void Supervisor::RollNext() {
 void Supervisor::OnWatchdog(struct ev_loop* loop, ev_timer* t, int) {
   auto* self = static_cast<Supervisor*>(t->data);
   double now = ev_now(loop);
+  self->PublishSlots();
   for (auto& w : self->workers_) {
     if (now - w->last_heartbeat > self->config_.worker_timeout) {
       // A hung worker holds its clients (and maybe a store lock) hostage:
@@ -447,6 +461,7 @@ void Supervisor::OnWatchdog(struct ev_loop* loop, ev_timer* t, int) {
       LOG_WARNING("Worker %d (pid %d) silent for %.1f s; killing it", w->slot,
                   static_cast<int>(w->pid), now - w->last_heartbeat);
       kill(w->pid, SIGKILL);
+      w->timed_out = true;
       w->last_heartbeat = now;  // one kill per timeout period
     }
   }
@@ -476,7 +491,14 @@ void Supervisor::Reload() {
                 rc != 0 ? "the configuration is invalid"
                         : ("changing '" + restart_only + "' needs a restart").c_str());
     Notify("READY=1\nSTATUS=serving (last reload refused)");
+    Count(shm::slots::kReloadsFailed);
     return;
+  }
+  Count(shm::slots::kReloadsOk);
+  // Memory settings are live: the store reads them from its header.
+  if (store_ != nullptr) {
+    store_->SetMaxmemory(fresh.maxmemory);
+    store_->SetPolicy(PolicyFromName(fresh.maxmemory_policy));
   }
   bool changed = !SameExceptLive(config_, fresh);
   log::Level level;
@@ -541,6 +563,9 @@ void Supervisor::Upgrade() {
   }
   std::string state = st.str();
   LOG_NOTICE("Upgrading: executing %s", executable_.c_str());
+  // The admin process is not handed over: the new image starts its own, on
+  // the same port, so this one must be gone first.
+  StopAdmin(SIGKILL);
   Notify("RELOADING=1");
   // Signals that arrive during execve stay pending until the new image has
   // its handlers; unblocked they would kill it (default actions).
@@ -562,6 +587,8 @@ void Supervisor::Upgrade() {
   sigprocmask(SIG_SETMASK, &old, nullptr);
   LOG_WARNING("Upgrade failed: execve(%s) failed: %s; still running", executable_.c_str(),
               strerror(err));
+  Count(shm::slots::kUpgradesFailed);
+  SpawnAdmin();
   Notify("READY=1\nSTATUS=serving (upgrade failed)");
 }
 
@@ -573,7 +600,8 @@ void Supervisor::Stop() {
   roll_queue_.clear();
   for (Slot& s : slots_) ev_timer_stop(loop_, &s.respawn);
   for (auto& w : workers_) kill(w->pid, SIGTERM);
-  if (workers_.empty()) {
+  StopAdmin(SIGTERM);
+  if (AllGone()) {
     ev_break(loop_, EVBREAK_ALL);
     return;
   }
@@ -589,6 +617,7 @@ void Supervisor::OnStopTimeout(struct ev_loop*, ev_timer* t, int) {
                 static_cast<int>(w->pid));
     kill(w->pid, SIGKILL);
   }
+  if (self->admin_pid_ != 0) kill(self->admin_pid_, SIGKILL);
 }
 
 void Supervisor::OnSignal(struct ev_loop*, ev_signal* s, int) {
@@ -646,6 +675,16 @@ int Supervisor::Run() {
   watchdog_.data = this;
   ev_timer_start(loop_, &watchdog_);
 
+  // The master's block: after an upgrade, Claim returns the one this pid
+  // already owns, so totals carry on.
+  if (counters_ != nullptr) master_block_ = counters_->Claim(getpid());
+  if (upgraded_) Count(shm::slots::kUpgradesOk);
+  PublishSlots();
+  started_at_unix_ = static_cast<double>(time(nullptr));
+  ev_timer_init(&admin_respawn_, OnAdminRespawn, 0, 0);
+  admin_respawn_.data = this;
+  SpawnAdmin();
+
   if (upgraded_) {
     LOG_NOTICE("Upgraded in place (pid %d): replacing inherited workers",
                static_cast<int>(getpid()));
@@ -668,6 +707,96 @@ int Supervisor::Run() {
   ev_run(loop_, 0);
   LOG_NOTICE("All workers stopped; exiting");
   return 0;
+}
+
+void Supervisor::PublishSlots() {
+  if (master_block_ == nullptr) return;
+  // A slot serves when its worker reported ready and still heartbeats: a
+  // hung or stopped worker is not serving even before the watchdog kills it.
+  uint64_t serving = 0;
+  double now = ev_now(loop_);
+  for (const Slot& s : slots_) {
+    serving += s.current != nullptr && s.current->ready &&
+               now - s.current->last_heartbeat < kStaleHeartbeat;
+  }
+  master_block_->Set(shm::slots::kConfiguredSlots, slots_.size());
+  master_block_->Set(shm::slots::kServingSlots, serving);
+}
+
+void Supervisor::Count(uint32_t slot) {
+  if (master_block_ != nullptr) master_block_->Add(slot, 1);
+}
+
+void Supervisor::SpawnAdmin() {
+  if (config_.admin_port == 0 || stopping_ || admin_pid_ != 0 || counters_ == nullptr) return;
+  admin::AdminSpec spec;
+  spec.bind = config_.admin_bind;
+  spec.port = config_.admin_port;
+  spec.store_name = config_.shm_name;
+  spec.counters_name = config_.shm_name + "-stats";
+  spec.master_pid = getpid();
+  spec.version = "0.1.0";
+  spec.started_at_unix = started_at_unix_;
+  spec.max_clients = static_cast<int>(config_.server.max_clients);
+  pid_t pid = fork();
+  if (pid < 0) {
+    LOG_WARNING("fork() for the admin process failed: %s", strerror(errno));
+    ev_timer_set(&admin_respawn_, 5.0, 0);
+    ev_timer_start(loop_, &admin_respawn_);
+    return;
+  }
+  if (pid == 0) {
+    for (ev_signal& sig : signals_) ev_signal_stop(loop_, &sig);
+    ev_loop_destroy(loop_);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    log::SetRole('A');
+    SetProcTitle("redhubd: admin");
+    _exit(admin::RunAdmin(spec));
+  }
+  admin_pid_ = pid;
+  admin_started_ = ev_now(loop_);
+  ev_child_init(&admin_child_, OnAdminExit, pid, 0);
+  admin_child_.data = this;
+  ev_child_start(loop_, &admin_child_);
+  LOG_VERBOSE("Admin process (pid %d) serving metrics on %s:%u", static_cast<int>(pid),
+              config_.admin_bind.c_str(), config_.admin_port);
+}
+
+void Supervisor::StopAdmin(int sig) {
+  ev_timer_stop(loop_, &admin_respawn_);
+  if (admin_pid_ == 0) return;
+  kill(admin_pid_, sig);
+  if (sig == SIGKILL) {
+    // Synchronously: the caller needs the port free (an upgrade).
+    ev_child_stop(loop_, &admin_child_);
+    waitpid(admin_pid_, nullptr, 0);
+    admin_pid_ = 0;
+  }
+}
+
+void Supervisor::OnAdminExit(struct ev_loop* loop, ev_child* c, int) {
+  auto* self = static_cast<Supervisor*>(c->data);
+  ev_child_stop(loop, c);
+  int status = c->rstatus;
+  self->admin_pid_ = 0;
+  if (self->stopping_) {
+    if (self->AllGone()) ev_break(loop, EVBREAK_ALL);
+    return;
+  }
+  double lived = ev_now(loop) - self->admin_started_;
+  LOG_WARNING("Admin process (pid %d) %s after %.1f s", c->rpid, DescribeStatus(status).c_str(),
+              lived);
+  // A port taken by someone else fails at once, every time: back off.
+  self->admin_quick_exits_ = lived < kQuickCrash ? self->admin_quick_exits_ + 1 : 0;
+  double delay = std::min(30.0, 0.5 * (1 << std::min(self->admin_quick_exits_, 6)));
+  ev_timer_set(&self->admin_respawn_, self->admin_quick_exits_ == 0 ? 0 : delay, 0);
+  ev_timer_start(loop, &self->admin_respawn_);
+}
+
+void Supervisor::OnAdminRespawn(struct ev_loop*, ev_timer* t, int) {
+  static_cast<Supervisor*>(t->data)->SpawnAdmin();
 }
 
 }  // namespace redhub::master

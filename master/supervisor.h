@@ -30,6 +30,7 @@
 namespace redhub::shm {
 class Store;
 class CounterArea;
+class CounterBlock;
 }  // namespace redhub::shm
 
 namespace redhub::master {
@@ -69,6 +70,7 @@ class Supervisor {
     double last_heartbeat = 0;
     bool ready = false;
     bool retiring = false;
+    bool timed_out = false;  // killed by the watchdog
   };
   struct Slot {
     int index = 0;
@@ -86,6 +88,18 @@ class Supervisor {
   static void OnRespawn(struct ev_loop* loop, ev_timer* w, int events);
   static void OnWatchdog(struct ev_loop* loop, ev_timer* w, int events);
   static void OnStopTimeout(struct ev_loop* loop, ev_timer* w, int events);
+  static void OnAdminExit(struct ev_loop* loop, ev_child* w, int events);
+  static void OnAdminRespawn(struct ev_loop* loop, ev_timer* w, int events);
+
+  // The admin process (admin/): metrics and health over HTTP, in a child of
+  // its own so that the master never hosts its threads.
+  void SpawnAdmin();
+  void StopAdmin(int sig);
+  // The master's own figures (worker_counters.h): slots configured and
+  // serving, reloads, upgrades, restarts.
+  void PublishSlots();
+  void Count(uint32_t slot);
+  bool AllGone() const { return workers_.empty() && admin_pid_ == 0; }
 
   std::string CreateListeners();
   std::string Inherit(const char* state);
@@ -104,6 +118,13 @@ class Supervisor {
   Config config_;
   shm::Store* store_ = nullptr;
   shm::CounterArea* counters_ = nullptr;
+  shm::CounterBlock* master_block_ = nullptr;
+  pid_t admin_pid_ = 0;
+  double admin_started_ = 0;
+  int admin_quick_exits_ = 0;
+  ev_child admin_child_;
+  ev_timer admin_respawn_;
+  double started_at_unix_ = 0;
   std::vector<std::string> argv_;
   std::string executable_;
   struct ev_loop* loop_;

@@ -206,6 +206,11 @@ CounterBlock* CounterArea::Claim(pid_t pid) {
   impl_->Lock();
   impl_->FoldDead();
   CounterBlock* got = nullptr;
+  // A pid owns at most one block: a process that claims again (the master
+  // after re-executing itself) gets its block back with its figures.
+  for (uint32_t b = 0; b < impl_->h->blocks && got == nullptr; b++) {
+    if (impl_->block(b)->owner_.load(std::memory_order_relaxed) == pid) got = impl_->block(b);
+  }
   for (uint32_t b = 0; b < impl_->h->blocks && got == nullptr; b++) {
     CounterBlock* blk = impl_->block(b);
     if (blk->owner_.load(std::memory_order_relaxed) != 0) continue;

@@ -64,8 +64,9 @@ class CounterArea {
   static bool Remove(const std::string& name);
   ~CounterArea();
 
-  // Takes a free block for `pid`, zeroed, folding dead owners' blocks first.
-  // nullptr if every block belongs to a live process.
+  // Takes a free block for `pid`, zeroed, folding dead owners' blocks first;
+  // a pid that already owns a block gets that one back, unchanged. nullptr if
+  // every block belongs to a live process.
   CounterBlock* Claim(pid_t pid);
   // Gives a block back at a clean exit: its counters are folded at once.
   void Release(CounterBlock* block);

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -698,7 +699,12 @@ std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extr
       continue;
     }
     auto server = std::make_unique<ServerProcess>("redhubd");
+    // No admin process unless a test asks for one: the default port 9121 is
+    // shared by every daemon and often taken.
     std::vector<std::string> args = {"--bind", "127.0.0.1", "--port", std::to_string(port)};
+    if (std::find(extra_args.begin(), extra_args.end(), "--admin-port") == extra_args.end()) {
+      args.insert(args.end(), {"--admin-port", "0"});
+    }
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     if (!server->Start(REDHUBD_PATH, args)) {
       why = "fork failed";
