@@ -157,6 +157,12 @@ int ParseArgs(int argc, char** argv, Config* config) {
   app.add_option("--admin-port", config->admin_port,
                  "Port of /metrics, /healthz and /readyz; 0 disables the admin process")
       ->capture_default_str();
+  app.add_option("--slowlog-log-slower-than", config->slowlog_slower_than,
+                 "Log commands slower than this many microseconds in SLOWLOG (<0: off)")
+      ->capture_default_str();
+  app.add_option("--slowlog-max-len", config->slowlog_max_len, "SLOWLOG entries kept")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
   app.add_flag("--shm-keep", config->shm_keep,
                "Keep the store's segment at exit and reuse a kept one at start");
 

@@ -32,6 +32,8 @@ struct Config {
   // The admin process: /metrics, /healthz, /readyz. Port 0 disables it.
   std::string admin_bind = "127.0.0.1";
   uint16_t admin_port = 9121;
+  int64_t slowlog_slower_than = 10000;  // microseconds; negative disables
+  uint32_t slowlog_max_len = 128;
 };
 
 // Parses argv. Returns 0 to go on; otherwise the process exit code, after

@@ -109,6 +109,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   worker::CommandService::LabelCounters(counters.get());
+  counters->SetSlowLogSettings(config.slowlog_slower_than, config.slowlog_max_len);
   auto remove_segments = [&] {
     counters.reset();
     shm::CounterArea::Remove(counters_name);

@@ -495,6 +495,9 @@ void Supervisor::Reload() {
     return;
   }
   Count(shm::slots::kReloadsOk);
+  if (counters_ != nullptr) {
+    counters_->SetSlowLogSettings(fresh.slowlog_slower_than, fresh.slowlog_max_len);
+  }
   // Memory settings are live: the store reads them from its header.
   if (store_ != nullptr) {
     store_->SetMaxmemory(fresh.maxmemory);

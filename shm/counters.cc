@@ -21,7 +21,7 @@ namespace {
 namespace bip = boost::interprocess;
 
 constexpr uint64_t kMagic = 0x52484354'52534831ull;  // "RHCTRSH1"
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 constexpr int32_t kNoFold = -1;
 constexpr size_t kLabelBytes = 48;
 
@@ -42,6 +42,27 @@ struct AreaHeader {
   // fold is committed once `current` differs from fold_from.
   int32_t fold_block;
   uint32_t fold_from;
+  // The slow log: a ring of slowlog_capacity fixed-size records. An entry is
+  // written completely, then published by advancing next_id (under the
+  // lock), so a writer's death leaves at most an unpublished record.
+  uint64_t slowlog_offset;
+  uint32_t slowlog_capacity;
+  std::atomic<uint32_t> slowlog_max_len;
+  std::atomic<int64_t> slowlog_threshold;  // micros; < 0 = off
+  uint64_t slowlog_next_id;                // ids below this are published
+  uint64_t slowlog_oldest_id;              // ids below this were reset or overwritten
+};
+
+// A SLOWLOG record in the ring: the arguments as (u16 length, bytes) pairs.
+struct SlowRecord {
+  uint64_t id;
+  int64_t unix_time;
+  int64_t micros;
+  uint16_t argc;
+  uint16_t args_bytes;
+  char client_addr[46];
+  char client_name[32];
+  char args[560];
 };
 
 uint64_t AlignUp(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
@@ -137,7 +158,8 @@ std::unique_ptr<CounterArea> CounterArea::Create(const std::string& name,
   uint64_t retired_offset = AlignUp(sizeof(AreaHeader), 64);
   uint64_t labels_offset = AlignUp(retired_offset + 2 * 8ull * o.counters, 64);
   uint64_t blocks_offset = AlignUp(labels_offset + kLabelBytes * o.counters, 64);
-  uint64_t total = blocks_offset + block_bytes * o.blocks;
+  uint64_t slowlog_offset = AlignUp(blocks_offset + block_bytes * o.blocks, 64);
+  uint64_t total = slowlog_offset + sizeof(SlowRecord) * o.slowlog_capacity;
   try {
     bip::shared_memory_object::remove(name.c_str());
     impl->shm = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write);
@@ -166,6 +188,10 @@ std::unique_ptr<CounterArea> CounterArea::Create(const std::string& name,
   h->block_bytes = block_bytes;
   h->retired_offset = retired_offset;
   h->labels_offset = labels_offset;
+  h->slowlog_offset = slowlog_offset;
+  h->slowlog_capacity = o.slowlog_capacity;
+  h->slowlog_max_len.store(std::min<uint32_t>(128, o.slowlog_capacity));
+  h->slowlog_threshold.store(10000);
   h->blocks_offset = blocks_offset;
   h->total_bytes = total;
   InitRobustMutex(&h->lock);
@@ -273,6 +299,102 @@ std::string CounterArea::Label(uint32_t i) const {
   const char* src =
       reinterpret_cast<const char*>(impl_->h) + impl_->h->labels_offset + i * kLabelBytes;
   return std::string(src, strnlen(src, kLabelBytes));
+}
+
+void CounterArea::SetSlowLogSettings(int64_t slower_than_micros, uint32_t max_len) {
+  impl_->h->slowlog_threshold.store(slower_than_micros, std::memory_order_relaxed);
+  impl_->h->slowlog_max_len.store(std::min(max_len, impl_->h->slowlog_capacity),
+                                  std::memory_order_relaxed);
+}
+
+int64_t CounterArea::SlowLogThreshold() const {
+  return impl_->h->slowlog_threshold.load(std::memory_order_relaxed);
+}
+
+uint32_t CounterArea::SlowLogMaxLen() const {
+  return impl_->h->slowlog_max_len.load(std::memory_order_relaxed);
+}
+
+namespace {
+
+void CopyCut(char* dst, size_t cap, std::string_view src) {
+  size_t n = std::min(src.size(), cap - 1);
+  memcpy(dst, src.data(), n);
+  dst[n] = '\0';
+}
+
+}  // namespace
+
+void CounterArea::SlowLogAdd(const SlowLogEntry& e) {
+  AreaHeader* h = impl_->h;
+  if (h->slowlog_capacity == 0) return;
+  impl_->Lock();
+  auto* ring = reinterpret_cast<SlowRecord*>(reinterpret_cast<char*>(h) + h->slowlog_offset);
+  uint64_t id = h->slowlog_next_id;
+  SlowRecord* r = &ring[id % h->slowlog_capacity];
+  r->id = id;
+  r->unix_time = e.unix_time;
+  r->micros = e.micros;
+  CopyCut(r->client_addr, sizeof(r->client_addr), e.client_addr);
+  CopyCut(r->client_name, sizeof(r->client_name), e.client_name);
+  size_t used = 0;
+  uint16_t argc = 0;
+  for (const std::string& a : e.args) {
+    size_t n = std::min(a.size(), sizeof(r->args) - used - 2);
+    if (used + 2 > sizeof(r->args) || (n == 0 && !a.empty())) break;
+    uint16_t len = static_cast<uint16_t>(n);
+    memcpy(r->args + used, &len, 2);
+    memcpy(r->args + used + 2, a.data(), n);
+    used += 2 + n;
+    argc++;
+  }
+  r->argc = argc;
+  r->args_bytes = static_cast<uint16_t>(used);
+  h->slowlog_next_id = id + 1;  // publish
+  impl_->Unlock();
+}
+
+std::vector<SlowLogEntry> CounterArea::SlowLogGet(size_t count) {
+  AreaHeader* h = impl_->h;
+  std::vector<SlowLogEntry> out;
+  impl_->Lock();
+  auto* ring = reinterpret_cast<SlowRecord*>(reinterpret_cast<char*>(h) + h->slowlog_offset);
+  uint64_t len = std::min<uint64_t>(h->slowlog_next_id - h->slowlog_oldest_id,
+                                    h->slowlog_max_len.load(std::memory_order_relaxed));
+  for (uint64_t i = 0; i < len && out.size() < count; i++) {
+    const SlowRecord* r = &ring[(h->slowlog_next_id - 1 - i) % h->slowlog_capacity];
+    SlowLogEntry e;
+    e.id = r->id;
+    e.unix_time = r->unix_time;
+    e.micros = r->micros;
+    e.client_addr = std::string(r->client_addr, strnlen(r->client_addr, sizeof(r->client_addr)));
+    e.client_name = std::string(r->client_name, strnlen(r->client_name, sizeof(r->client_name)));
+    size_t at = 0;
+    for (uint16_t a = 0; a < r->argc && at + 2 <= r->args_bytes; a++) {
+      uint16_t n;
+      memcpy(&n, r->args + at, 2);
+      if (at + 2 + n > r->args_bytes) break;
+      e.args.emplace_back(r->args + at + 2, n);
+      at += 2 + n;
+    }
+    out.push_back(std::move(e));
+  }
+  impl_->Unlock();
+  return out;
+}
+
+uint64_t CounterArea::SlowLogLen() {
+  impl_->Lock();
+  uint64_t len = std::min<uint64_t>(impl_->h->slowlog_next_id - impl_->h->slowlog_oldest_id,
+                                    impl_->h->slowlog_max_len.load(std::memory_order_relaxed));
+  impl_->Unlock();
+  return len;
+}
+
+void CounterArea::SlowLogReset() {
+  impl_->Lock();
+  impl_->h->slowlog_oldest_id = impl_->h->slowlog_next_id;
+  impl_->Unlock();
 }
 
 uint32_t CounterArea::counters() const { return impl_->h->counters; }

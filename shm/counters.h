@@ -32,10 +32,23 @@
 
 namespace redhub::shm {
 
+// One SLOWLOG entry. args holds the command's arguments as Redis keeps
+// them: at most 32 (the last saying "... (N more arguments)"), each cut at
+// 128 bytes ("... (N more bytes)").
+struct SlowLogEntry {
+  uint64_t id = 0;
+  int64_t unix_time = 0;
+  int64_t micros = 0;
+  std::vector<std::string> args;
+  std::string client_addr;
+  std::string client_name;
+};
+
 struct CounterAreaOptions {
-  uint32_t blocks = 256;    // more than workers ever alive at once (reloads double them)
-  uint32_t counters = 512;  // slots per block
-  uint32_t gauges = 16;     // slots [0, gauges) are gauges
+  uint32_t blocks = 256;             // more than workers ever alive at once (reloads double them)
+  uint32_t counters = 512;           // slots per block
+  uint32_t gauges = 16;              // slots [0, gauges) are gauges
+  uint32_t slowlog_capacity = 1024;  // the most SLOWLOG entries slowlog-max-len can keep
 };
 
 // One worker's counters. Only the owner writes.
@@ -80,6 +93,16 @@ class CounterArea {
   // At most 47 bytes each.
   void SetLabel(uint32_t i, std::string_view label);
   std::string Label(uint32_t i) const;
+
+  // The slow log shared by every worker (SLOWLOG), under the area's lock.
+  // Settings live in the segment so the master can change them at reload.
+  void SetSlowLogSettings(int64_t slower_than_micros, uint32_t max_len);
+  int64_t SlowLogThreshold() const;  // < 0: off
+  uint32_t SlowLogMaxLen() const;
+  void SlowLogAdd(const SlowLogEntry& entry);
+  std::vector<SlowLogEntry> SlowLogGet(size_t count);  // newest first
+  uint64_t SlowLogLen();
+  void SlowLogReset();
 
   uint32_t counters() const;
   uint32_t gauges() const;

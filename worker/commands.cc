@@ -313,6 +313,12 @@ Action CmdConfig(CommandContext& ctx) {
       {"appendonly", "no"},
       {"maxmemory", std::to_string(st.maxmemory)},
       {"maxmemory-policy", PolicyName(st.policy)},
+      {"slowlog-log-slower-than",
+       std::to_string(ctx.service.counter_area() ? ctx.service.counter_area()->SlowLogThreshold()
+                                                 : -1)},
+      {"slowlog-max-len",
+       std::to_string(ctx.service.counter_area() ? ctx.service.counter_area()->SlowLogMaxLen()
+                                                 : 0)},
   };
   std::vector<const std::pair<std::string, std::string>*> found;
   for (const auto& p : params) {
@@ -456,6 +462,60 @@ Action CmdInfo(CommandContext& ctx) {
   return Action::kNone;
 }
 
+// SLOWLOG over the log every worker shares (shm/counters.h).
+Action CmdSlowlog(CommandContext& ctx) {
+  std::string_view sub = ctx.args[1];
+  shm::CounterArea* area = ctx.service.counter_area();
+  if (EqualsNoCase(sub, "GET") && ctx.args.size() <= 3) {
+    int64_t count = 10;
+    if (ctx.args.size() == 3 && (!ParseInt64(ctx.args[2], &count) || count < -1)) {
+      ctx.w.Error("ERR count should be greater than or equal to -1");
+      return Action::kNone;
+    }
+    std::vector<shm::SlowLogEntry> entries;
+    if (area != nullptr) entries = area->SlowLogGet(count < 0 ? SIZE_MAX : count);
+    ctx.w.Array(static_cast<int64_t>(entries.size()));
+    for (const auto& e : entries) {
+      ctx.w.Array(6);
+      ctx.w.Int(static_cast<int64_t>(e.id));
+      ctx.w.Int(e.unix_time);
+      ctx.w.Int(e.micros);
+      ctx.w.Array(static_cast<int64_t>(e.args.size()));
+      for (const auto& a : e.args) ctx.w.Bulk(a);
+      ctx.w.Bulk(e.client_addr);
+      ctx.w.Bulk(e.client_name);
+    }
+  } else if (EqualsNoCase(sub, "LEN") && ctx.args.size() == 2) {
+    ctx.w.Int(area != nullptr ? static_cast<int64_t>(area->SlowLogLen()) : 0);
+  } else if (EqualsNoCase(sub, "RESET") && ctx.args.size() == 2) {
+    if (area != nullptr) area->SlowLogReset();
+    ctx.w.OK();
+  } else if (EqualsNoCase(sub, "HELP") && ctx.args.size() == 2) {
+    const char* lines[] = {
+        "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "GET [<count>]",
+        "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+        "    Entries are made of:",
+        "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+        "    client name",
+        "LEN",
+        "    Return the length of the slowlog.",
+        "RESET",
+        "    Reset the slowlog.",
+        "HELP",
+        "    Print this help."};
+    ctx.w.Array(static_cast<int64_t>(std::size(lines)));
+    for (const char* l : lines) ctx.w.String(l);
+  } else if (EqualsNoCase(sub, "GET") || EqualsNoCase(sub, "LEN") || EqualsNoCase(sub, "RESET")) {
+    std::string name = "slowlog|" + std::string(sub);
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    WrongArity(ctx.w, name);
+  } else {
+    UnknownSubcommand(ctx.w, sub, "SLOWLOG");
+  }
+  return Action::kNone;
+}
+
 const CommandSpec kServerCommands[] = {
     // name, arity, flags, first key, last key, step, handler
     {"client", -2, kLoading, 0, 0, 0, CmdClient},
@@ -467,6 +527,7 @@ const CommandSpec kServerCommands[] = {
     {"ping", -1, kFast, 0, 0, 0, CmdPing},
     {"quit", -1, kFast | kLoading, 0, 0, 0, CmdQuit},
     {"select", 2, kFast | kLoading, 0, 0, 0, CmdSelect},
+    {"slowlog", -2, kLoading, 0, 0, 0, CmdSlowlog},
     {"time", 1, kFast | kLoading, 0, 0, 0, CmdTime},
 };
 
@@ -595,6 +656,10 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
     block_->Add(shm::slots::CommandSlot(c, shm::slots::kCalls), 1);
     block_->Add(shm::slots::CommandSlot(c, shm::slots::kMicros), static_cast<uint64_t>(ns / 1000));
     uint64_t us = static_cast<uint64_t>(ns / 1000);
+    if (int64_t slower = area_->SlowLogThreshold();
+        slower >= 0 && static_cast<int64_t>(us) >= slower) {
+      LogSlow(conn, cmd.args, static_cast<int64_t>(us));
+    }
     uint32_t b = 0;
     while (b < shm::slots::kBuckets && us > shm::slots::kBucketMicros[b]) b++;
     if (b < shm::slots::kBuckets) block_->Add(shm::slots::HistogramSlot(c, b), 1);
@@ -604,6 +669,28 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
     }
   }
   return action;
+}
+
+void CommandService::LogSlow(Conn& conn, std::span<const std::string_view> args, int64_t us) {
+  // As Redis's slowlogCreateEntry: at most 32 arguments (the last one says
+  // how many more), each cut at 128 bytes.
+  shm::SlowLogEntry e;
+  e.unix_time = time(nullptr);
+  e.micros = us;
+  e.client_addr = conn.remote_addr();
+  e.client_name = conn.name();
+  size_t argc = std::min<size_t>(args.size(), 32);
+  for (size_t i = 0; i < argc; i++) {
+    if (argc != args.size() && i == argc - 1) {
+      e.args.push_back("... (" + std::to_string(args.size() - argc + 1) + " more arguments)");
+    } else if (args[i].size() > 128) {
+      e.args.push_back(std::string(args[i].substr(0, 128)) + "... (" +
+                       std::to_string(args[i].size() - 128) + " more bytes)");
+    } else {
+      e.args.emplace_back(args[i]);
+    }
+  }
+  area_->SlowLogAdd(e);
 }
 
 void CommandService::CountError(std::string_view reply) {

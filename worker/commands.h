@@ -100,6 +100,7 @@ class CommandService {
   // Copies the event loop's figures into this worker's block (per-command
   // figures are written as commands run). Called every tick and before INFO.
   void PublishLoopStats();
+  shm::CounterArea* counter_area() const { return area_; }
   // Every slot of shm/worker_counters.h summed over all workers (this
   // worker's own figures first published).
   std::vector<uint64_t> Totals();
@@ -109,6 +110,7 @@ class CommandService {
  private:
   // Counts an error reply (the text after '-') by its first word.
   void CountError(std::string_view reply);
+  void LogSlow(Conn& conn, std::span<const std::string_view> args, int64_t micros);
 
  public:
   double started_at = 0;

@@ -208,5 +208,53 @@ TEST_F(ServerCommandsTest, ClientAndCommandAndSelect) {
   EXPECT_EQ(t->elements, 2u);
 }
 
+// SLOWLOG is shared by the workers: with a threshold of 0 every command is
+// logged, whichever worker ran it, newest first.
+TEST(SlowlogTest, EveryWorkersSlowCommandsInOneLog) {
+  auto server =
+      StartRedhubd({"--workers", "2", "--maxmemory", "8mb", "--slowlog-log-slower-than", "0"});
+  ASSERT_NE(server, nullptr);
+  std::vector<Context> conns;
+  std::map<int, redisContext*> by_slot;
+  for (int i = 0; i < 40 && by_slot.size() < 2; i++) {
+    conns.push_back(ConnectHiredis(server->port()));
+    ASSERT_NE(conns.back(), nullptr);
+    by_slot.emplace(WorkerOf(conns.back().get()).first, conns.back().get());
+  }
+  ASSERT_EQ(by_slot.size(), 2u);
+  ASSERT_EQ(DescribeReply(Command(by_slot[0], {"SLOWLOG", "RESET"}).get()), "+OK");
+  ASSERT_EQ(DescribeReply(Command(by_slot[0], {"CLIENT", "SETNAME", "zero"}).get()), "+OK");
+  ASSERT_EQ(DescribeReply(Command(by_slot[0], {"SET", "slow-key", "v"}).get()), "+OK");
+  ASSERT_NE(Command(by_slot[1], {"ECHO", std::string(200, 'e')}), nullptr);
+
+  Reply got = Command(by_slot[1], {"SLOWLOG", "GET", "3"});
+  ASSERT_NE(got, nullptr);
+  ASSERT_EQ(got->type, REDIS_REPLY_ARRAY);
+  ASSERT_EQ(got->elements, 3u);
+  // Newest first: ECHO (worker 1), SET (worker 0, named), CLIENT SETNAME.
+  const redisReply* echo = got->element[0];
+  ASSERT_EQ(echo->elements, 6u);
+  ASSERT_EQ(echo->element[3]->elements, 2u);
+  EXPECT_EQ(DescribeReply(echo->element[3]->element[0]), "$4 ECHO");
+  EXPECT_EQ(std::string(echo->element[3]->element[1]->str),
+            std::string(128, 'e') + "... (72 more bytes)");
+  const redisReply* set = got->element[1];
+  EXPECT_EQ(DescribeReply(set->element[3]->element[1]), "$8 slow-key");
+  EXPECT_EQ(DescribeReply(set->element[5]), "$4 zero");
+  EXPECT_EQ(set->element[0]->integer + 1, echo->element[0]->integer);
+  EXPECT_GE(set->element[2]->integer, 0);
+
+  ASSERT_EQ(DescribeReply(Command(by_slot[1], {"SLOWLOG", "RESET"}).get()), "+OK");
+  // The RESET itself is logged once it has run, as in Redis.
+  EXPECT_EQ(DescribeReply(Command(by_slot[0], {"SLOWLOG", "LEN"}).get()), ":1");
+  EXPECT_EQ(DescribeReply(Command(by_slot[0], {"SLOWLOG", "GET", "-2"}).get()),
+            "-ERR count should be greater than or equal to -1");
+  Reply cfg = Command(by_slot[0], {"CONFIG", "GET", "slowlog-*"});
+  ASSERT_NE(cfg, nullptr);
+  ASSERT_EQ(cfg->elements, 4u);
+  EXPECT_EQ(DescribeReply(cfg->element[1]), "$1 0");
+  EXPECT_EQ(DescribeReply(cfg->element[3]), "$3 128");
+}
+
 }  // namespace
 }  // namespace redhub::integration
