@@ -6,11 +6,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "server_process.h"
@@ -206,6 +208,57 @@ TEST_F(MetricsTest, ReadyzIsUnavailableWhileAWorkerSlotIsNotServing) {
   EXPECT_EQ(HttpGet(admin_port_, "/healthz").status, 200);
   ASSERT_EQ(kill(workers[1], SIGCONT), 0);
   EXPECT_TRUE(WaitUntil([&] { return HttpGet(admin_port_, "/readyz").status == 200; }));
+}
+
+// Scraping 100 times a second while clients work changes no reply: every
+// GET returns what its client SET, and every scrape succeeds.
+TEST_F(MetricsTest, ScrapingDuringLoadChangesNoReply) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> scrapes{0}, failed_scrapes{0};
+  std::thread scraper([&] {
+    auto next = Clock::now();
+    while (!stop.load()) {
+      HttpReply r = HttpGet(admin_port_, "/metrics");
+      (r.status == 200 && r.body.find("redis_up 1") != std::string::npos ? scrapes
+                                                                         : failed_scrapes)++;
+      next += milliseconds(10);
+      std::this_thread::sleep_until(next);  // the scrape rate, not a wait for state
+    }
+  });
+  std::atomic<int> wrong{0}, ok{0};
+  std::vector<std::thread> clients;
+  for (int id = 0; id < 4; id++) {
+    clients.emplace_back([&, id] {
+      Context c = ConnectHiredis(server_->port());
+      if (!c) {
+        wrong++;
+        return;
+      }
+      for (int n = 0; !stop.load(); n++) {
+        std::string key = "s" + std::to_string(id) + ":" + std::to_string(n % 100);
+        std::string value = std::to_string(n);
+        Reply set = Command(c.get(), {"SET", key, value});
+        Reply get = Command(c.get(), {"GET", key});
+        if (!set || !get || get->type != REDIS_REPLY_STRING ||
+            std::string(get->str, get->len) != value) {
+          wrong++;
+        } else {
+          ok++;
+        }
+      }
+    });
+  }
+  auto end = Clock::now() + std::chrono::seconds(3);
+  while (Clock::now() < end && scrapes.load() < 200) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  stop = true;
+  scraper.join();
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(ok.load(), 100);
+  EXPECT_GE(scrapes.load(), 100);
+  EXPECT_EQ(failed_scrapes.load(), 0);
 }
 
 TEST_F(MetricsTest, RedisExporterScrapingRedhubdAgrees) {
