@@ -54,3 +54,17 @@ trap cleanup EXIT
 
 "${as_root[@]}" apt-get update -qq
 "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# The test-only servers above register services that would start at the
+# next boot: redis-server on 6379, Prometheus on 9090 and the Redis
+# exporter on 9121, redhubd's default admin port. Tests start their own on
+# free ports, so keep the ones installed here from starting by themselves.
+if command -v systemctl >/dev/null 2>&1; then
+  for svc in redis-server prometheus prometheus-node-exporter prometheus-redis-exporter; do
+    for p in "${missing[@]}"; do
+      if [ "$p" = "$svc" ] || { [ "$svc" = prometheus-node-exporter ] && [ "$p" = prometheus ]; }; then
+        "${as_root[@]}" systemctl disable "$svc" >/dev/null 2>&1 || true
+      fi
+    done
+  done
+fi
