@@ -100,6 +100,36 @@ TEST(StoreTest, AKeyWrittenOnOneConnectionIsReadOnFiftyOthersOnEveryWorker) {
   EXPECT_EQ(DescribeReply(Command(readers[42].get(), {"DBSIZE"}).get()), ":1");
 }
 
+// Under allkeys-lru a full store makes room: writes far beyond maxmemory
+// all succeed, old keys are evicted (counted in INFO), memory stays under
+// the limit, and the daemon keeps serving. (Which keys go is approximate
+// LRU with a 1 s clock, as in Redis, so a sub-second test cannot ask for
+// a particular survivor.)
+TEST(StoreTest, AllKeysLruEvictsInsteadOfRefusingWrites) {
+  auto server =
+      StartRedhubd({"--workers", "2", "--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru"});
+  ASSERT_NE(server, nullptr);
+  Context c = ConnectHiredis(server->port());
+  ASSERT_NE(c, nullptr);
+  const std::string value(1000, 'v');
+  for (int i = 0; i < 10000; i++) {  // ~10 MB into 2 MB
+    Reply r = Command(c.get(), {"SET", "k" + std::to_string(i), value});
+    ASSERT_NE(r, nullptr) << i;
+    ASSERT_EQ(DescribeReply(r.get()), "+OK") << "write " << i;
+  }
+  std::optional<int64_t> evicted = InfoInt(c.get(), "stats", "evicted_keys");
+  std::optional<int64_t> used = InfoInt(c.get(), "memory", "used_memory");
+  Reply dbsize = Command(c.get(), {"DBSIZE"});
+  ASSERT_NE(dbsize, nullptr);
+  ASSERT_TRUE(evicted && used);
+  EXPECT_GT(*evicted, 5000);
+  EXPECT_LE(*used, 2 << 20);
+  EXPECT_EQ(dbsize->integer + *evicted, 10000);
+  // The newest key was written last, after every eviction it caused.
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"GET", "k9999"}).get()).substr(0, 5), "$1000");
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"PING"}).get()), "+PONG");
+}
+
 // Several clients write distinct keys as fast as they can while a worker is
 // SIGKILLed at random every 200 ms for 20 s. A client whose worker dies sees
 // its connection close, reconnects and goes on. Every write that got +OK
