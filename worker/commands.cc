@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -542,16 +543,30 @@ const std::vector<CommandSpec>& AllCommands() {
   return table;
 }
 
-struct NameHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
+// Command lookup runs once per request, so it is an open-addressing table
+// keyed by an FNV-1a hash of the ASCII-lower-cased name, computed while
+// lower-casing (no locale-aware tolower, no std::string, no allocation).
+constexpr size_t kIndexSize = 512;  // a power of two, well above the table's size
 
-const std::unordered_map<std::string, const CommandSpec*, NameHash, std::equal_to<>>& Index() {
+uint32_t NameHash(const char* lower, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ static_cast<unsigned char>(lower[i])) * 16777619u;
+  return h;
+}
+
+const std::array<const CommandSpec*, kIndexSize>& Index() {
   static const auto* index = [] {
-    auto* m = new std::unordered_map<std::string, const CommandSpec*, NameHash, std::equal_to<>>;
-    for (const auto& spec : AllCommands()) m->emplace(spec.name, &spec);
-    return m;
+    auto* t = new std::array<const CommandSpec*, kIndexSize>{};
+    for (const auto& spec : AllCommands()) {
+      size_t n = strlen(spec.name);
+      for (uint32_t i = NameHash(spec.name, n);; i++) {
+        if ((*t)[i % kIndexSize] == nullptr) {
+          (*t)[i % kIndexSize] = &spec;
+          break;
+        }
+      }
+    }
+    return t;
   }();
   return *index;
 }
@@ -614,15 +629,20 @@ CommandService::CommandService(ServiceInfo info, shm::Store* store)
 const std::vector<CommandSpec>& CommandService::Table() { return AllCommands(); }
 
 const CommandSpec* CommandService::Lookup(std::string_view name) {
-  // Lower-case into a stack buffer: no allocation per command.
   char lower[32];
   if (name.size() >= sizeof(lower)) return nullptr;
   for (size_t i = 0; i < name.size(); i++) {
-    lower[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+    char c = name[i];
+    lower[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
   }
   const auto& index = Index();
-  auto it = index.find(std::string_view(lower, name.size()));
-  return it == index.end() ? nullptr : it->second;
+  for (uint32_t i = NameHash(lower, name.size());; i++) {
+    const CommandSpec* spec = index[i % kIndexSize];
+    if (spec == nullptr) return nullptr;
+    if (strncmp(spec->name, lower, name.size()) == 0 && spec->name[name.size()] == '\0') {
+      return spec;
+    }
+  }
 }
 
 Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writer& w) {
@@ -647,12 +667,11 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
   // read on each side, written straight into this worker's block.
   auto c = static_cast<uint32_t>(spec - Table().data());
   size_t reply_at = w.buffer().size();
-  timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  uint64_t t0 = clock_.Now();
   Action action = spec->handler(ctx);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
+  uint64_t t1 = clock_.Now();
   if (c < shm::slots::kMaxCommands) {
-    int64_t ns = (t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec);
+    auto ns = static_cast<int64_t>(clock_.Nanos(t1 - t0));
     block_->Add(shm::slots::CommandSlot(c, shm::slots::kCalls), 1);
     block_->Add(shm::slots::CommandSlot(c, shm::slots::kMicros), static_cast<uint64_t>(ns / 1000));
     uint64_t us = static_cast<uint64_t>(ns / 1000);

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "cycle_clock.h"
+
 namespace redhub::shm {
 class Store;
 class CounterArea;
@@ -121,6 +123,7 @@ class CommandService {
   shm::Store* store_;
   shm::CounterArea* area_ = nullptr;
   shm::CounterBlock* block_ = nullptr;
+  CycleClock clock_;
 };
 
 }  // namespace redhub::worker
