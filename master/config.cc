@@ -170,7 +170,11 @@ int ParseArgs(int argc, char** argv, Config* config) {
     app.parse(argc, argv);
     config->config_file = app.get_config_ptr()->as<std::string>();
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? -1 : app.exit(e);
+    // app.exit prints the help, the version or the error (once: it prints
+    // on every call). --help and --version succeed; any other parse error is
+    // a usage error, exit code 2 like the checks below, not CLI11's
+    // per-kind codes (104, 105, ...).
+    return app.exit(e) == 0 ? -1 : 2;
   }
   if (read_cap < 512 || read_cap > (1u << 30)) {
     std::cerr << "--read-buffer: must be between 512b and 1gb\n";

@@ -36,8 +36,8 @@ struct Config {
   uint32_t slowlog_max_len = 128;
 };
 
-// Parses argv. Returns 0 to go on; otherwise the process exit code, after
-// CLI11 printed help, the version or the error.
+// Parses argv. Returns 0 to go on, -1 after --help or --version (exit 0),
+// or 2 (a usage error) after the error was printed to stderr.
 int ParseArgs(int argc, char** argv, Config* config);
 
 // Settings that a running worker takes without being replaced.

@@ -125,7 +125,17 @@ int main(int argc, char** argv) {
     if (!upgraded) remove_segments();
     return 1;
   }
-  if (!config.pid_file.empty() && !WritePidFile(config.pid_file)) return 1;
+  if (!config.pid_file.empty() && !WritePidFile(config.pid_file)) {
+    // After an upgrade the workers serve on: keep going without the file.
+    // At a first start nothing serves yet: fail, and leave nothing behind
+    // (the store reserves up to maxmemory of /dev/shm).
+    if (!upgraded) {
+      LOG_WARNING("Cannot start: cannot write the pid file %s", config.pid_file.c_str());
+      remove_segments();
+      if (!config.unix_socket.empty()) unlink(config.unix_socket.c_str());
+      return 1;
+    }
+  }
   int rc = supervisor.Run();
   // Tear-down in reverse. Run() returns only after a stop (an upgrade
   // re-executes instead), when every worker is gone: no one maps the

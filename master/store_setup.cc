@@ -69,7 +69,13 @@ std::unique_ptr<shm::Store> OpenStore(const Config& config, bool inherited, std:
   o.maxmemory = config.maxmemory;
   o.policy = PolicyFromName(config.maxmemory_policy);
   o.if_exists = config.shm_keep ? shm::IfExists::kReuse : shm::IfExists::kReplace;
+  // Whether a kept segment is there to reuse, for the error message.
+  bool existed = config.shm_keep && access(("/dev/shm" + config.shm_name).c_str(), F_OK) == 0;
   auto store = shm::Store::Create(o, error);
+  if (!store && existed) {
+    *error += " (--shm-keep reuses only a store a redhubd kept: remove /dev/shm" + config.shm_name +
+              ", or start without --shm-keep to replace it)";
+  }
   if (store) {
     shm::Stats st = store->stats();
     LOG_NOTICE("Store %s: %llu keys, %.1f MB segment, maxmemory %.1f MB, %u stripes",

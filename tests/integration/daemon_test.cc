@@ -1,0 +1,717 @@
+// The daemon's operating interface, through the real binary: --pidfile,
+// systemd's NOTIFY_SOCKET protocol, SIGUSR1 log reopening, --daemonize,
+// IPv6 listeners, data kept across reload (SIGHUP) and upgrade (SIGUSR2),
+// --shm-keep across restarts, a segment in use or incompatible, and bad
+// flags. Every wait is bounded; every process started is stopped by pid and
+// every segment created is removed however the test ends.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "server_process.h"
+#include "store.h"
+
+namespace redhub::integration {
+namespace {
+
+// ---- files and processes ----
+
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+bool FileExists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+// A fresh temporary directory, removed with everything in it at the end.
+class TempDir {
+ public:
+  TempDir() {
+    const char* tmp = getenv("TMPDIR");
+    std::string templ =
+        std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/redhub-dt-XXXXXX";
+    if (mkdtemp(templ.data()) != nullptr) path_ = templ;
+  }
+  ~TempDir() {
+    if (!path_.empty()) RunCommand({"rm", "-rf", path_}, kTimeout);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  bool ok() const { return !path_.empty(); }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Removes a store segment (and its counter segment) however the test ends.
+struct SegmentGuard {
+  std::string name;
+  ~SegmentGuard() {
+    shm::Store::Remove(name);
+    shm::Store::Remove(name + "-stats");
+  }
+};
+
+std::string UniqueShmName(const std::string& what) {
+  static int n = 0;
+  return "/redhub-dt-" + what + "-" + std::to_string(getpid()) + "-" + std::to_string(n++);
+}
+
+std::string ShmPath(const std::string& name) { return "/dev/shm" + name; }
+
+// Whether pid has ended: gone, or a zombie nobody reaped yet.
+bool ProcessEnded(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  size_t paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
+}
+
+// The master's children titled "redhubd: worker <slot>" (not retiring).
+std::set<pid_t> ServingWorkerPids(pid_t master) {
+  std::set<pid_t> out;
+  for (pid_t pid : ChildPids(master)) {
+    std::string title = ProcessTitle(pid);
+    if (title.starts_with("redhubd: worker ") && title.find("retiring") == std::string::npos) {
+      out.insert(pid);
+    }
+  }
+  return out;
+}
+
+// Every one of `workers` slots is served by a worker not in `old`, and no
+// other child runs (the old ones are gone).
+bool AllWorkersReplaced(pid_t master, const std::set<pid_t>& old, size_t workers) {
+  std::set<pid_t> now = ServingWorkerPids(master);
+  if (now.size() != workers || ChildPids(master).size() != workers) return false;
+  for (pid_t p : now) {
+    if (old.count(p)) return false;
+  }
+  return true;
+}
+
+std::string DescribePids(const std::set<pid_t>& pids) {
+  std::string out;
+  for (pid_t p : pids) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(p);
+  }
+  return '{' + out + '}';
+}
+
+// ---- starting the daemon ----
+
+struct LaunchOptions {
+  std::vector<std::string> args;  // besides --bind, --port and --admin-port
+  std::string bind = "127.0.0.1";
+  std::string logfile;           // if set, --logfile and where "Ready" is looked for
+  std::vector<std::string> env;  // NAME=value, through env(1)
+};
+
+LaunchOptions WithArgs(std::vector<std::string> args) {
+  LaunchOptions o;
+  o.args = std::move(args);
+  return o;
+}
+
+// Whether the server's log (its stderr, or the --logfile) has the line.
+bool HasReadyLine(ServerProcess& server, const std::string& logfile) {
+  std::string log = logfile.empty() ? server.Log() : ReadWholeFile(logfile);
+  size_t at = log.find("Ready to accept connections");
+  return at != std::string::npos && log.find('\n', at) != std::string::npos;
+}
+
+// redhubd on a free port, serving, with every worker up ("Ready to accept
+// connections" logged). Retries on a start that fails (a port race).
+std::unique_ptr<ServerProcess> Launch(const LaunchOptions& o) {
+  std::string why;
+  for (int attempt = 1; attempt <= 3; attempt++) {
+    uint16_t port = PickFreePort();
+    if (port == 0) continue;
+    std::vector<std::string> args = {"--bind",       o.bind, "--port", std::to_string(port),
+                                     "--admin-port", "0"};
+    if (!o.logfile.empty()) args.insert(args.end(), {"--logfile", o.logfile});
+    args.insert(args.end(), o.args.begin(), o.args.end());
+    auto server = std::make_unique<ServerProcess>("redhubd");
+    bool started;
+    if (o.env.empty()) {
+      started = server->Start(REDHUBD_PATH, args);
+    } else {
+      // env(1) execs redhubd in place: the pid stays the master's.
+      std::vector<std::string> env_args = o.env;
+      env_args.push_back(REDHUBD_PATH);
+      env_args.insert(env_args.end(), args.begin(), args.end());
+      started = server->Start("/usr/bin/env", env_args);
+    }
+    if (!started) {
+      why = "fork failed";
+      continue;
+    }
+    server->set_port(port);
+    if (server->WaitReady() &&
+        WaitUntil([&] { return HasReadyLine(*server, o.logfile) || !server->Running(); }) &&
+        server->Running()) {
+      return server;
+    }
+    bool running = server->Running();
+    server->Stop();
+    why = "attempt " + std::to_string(attempt) + " on port " + std::to_string(port) +
+          " failed; log:\n" + server->Log() +
+          (o.logfile.empty() ? "" : "\n--logfile:\n" + ReadWholeFile(o.logfile));
+    if (running) break;
+  }
+  ADD_FAILURE() << "redhubd did not start: " << why;
+  return nullptr;
+}
+
+// ---- RESP ----
+
+void SetKeys(redisContext* c, int n, const std::string& prefix) {
+  for (int i = 0; i < n; i++) {
+    std::string k = prefix + std::to_string(i);
+    ASSERT_EQ(DescribeReply(Command(c, {"SET", k, "value-" + k}).get()), "+OK") << k;
+  }
+}
+
+void ExpectKeys(redisContext* c, int n, const std::string& prefix, const std::string& when) {
+  for (int i = 0; i < n; i++) {
+    std::string k = prefix + std::to_string(i);
+    std::string want = "value-" + k;
+    std::string expected = "$";
+    expected += std::to_string(want.size());
+    expected += ' ';
+    expected += want;
+    EXPECT_EQ(DescribeReply(Command(c, {"GET", k}).get()), expected) << k << " " << when;
+  }
+}
+
+// ---- 1. --pidfile ----
+
+TEST(DaemonTest, PidFileHoldsTheMasterPidAndIsRemovedAtStop) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string pidfile = dir.File("redhubd.pid");
+  auto server = Launch(WithArgs({"--workers", "2", "--pidfile", pidfile}));
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(ReadWholeFile(pidfile), std::to_string(server->pid()) + "\n");
+  int status = server->Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_FALSE(FileExists(pidfile)) << "the pid file outlived a clean stop";
+}
+
+// A pid file that cannot be written fails the start and leaves neither the
+// store's segments (which reserve maxmemory of /dev/shm) nor the unix socket.
+TEST(DaemonTest, UnwritablePidFileFailsTheStartAndLeavesNothingBehind) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string shm_name = UniqueShmName("pidfail");
+  SegmentGuard segment{shm_name};
+  const std::string sock = dir.File("redhubd.sock");
+  ServerProcess server("redhubd-pidfail");
+  ASSERT_TRUE(server.Start(REDHUBD_PATH, {"--port", "0", "--unixsocket", sock, "--admin-port", "0",
+                                          "--workers", "1", "--maxmemory", "16mb", "--shm-name",
+                                          shm_name, "--pidfile", dir.File("missing/redhubd.pid")}));
+  int status = 0;
+  ASSERT_TRUE(server.WaitExit(kTimeout, &status)) << server.Log();
+  server.Stop();  // it exited, as it should: nothing to stop, nothing to report
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+  EXPECT_NE(server.Log().find("Cannot start: cannot write the pid file"), std::string::npos)
+      << server.Log();
+  EXPECT_FALSE(FileExists(ShmPath(shm_name)));
+  EXPECT_FALSE(FileExists(ShmPath(shm_name + "-stats")));
+  EXPECT_FALSE(FileExists(sock));
+}
+
+// ---- 2. NOTIFY_SOCKET ----
+
+class NotifyListener {
+ public:
+  explicit NotifyListener(const std::string& path) : path_(path) {
+    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (fd_ < 0 || path.size() >= sizeof(addr.sun_path)) return;
+    memcpy(addr.sun_path, path.data(), path.size());
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~NotifyListener() {
+    if (fd_ >= 0) close(fd_);
+  }
+  bool ok() const { return fd_ >= 0; }
+
+  // Receives datagrams until one contains needle; returns it, or nullopt at
+  // the timeout. Every datagram received is kept in received().
+  std::optional<std::string> WaitFor(const std::string& needle, milliseconds timeout = kTimeout) {
+    Clock::time_point deadline = Clock::now() + timeout;
+    while (true) {
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) return std::nullopt;
+      pollfd p{fd_, POLLIN, 0};
+      int n = poll(&p, 1, static_cast<int>(left));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return std::nullopt;
+      char buf[4096];
+      ssize_t got = recv(fd_, buf, sizeof(buf), 0);
+      if (got < 0) continue;
+      std::string msg(buf, static_cast<size_t>(got));
+      received_.push_back(msg);
+      if (msg.find(needle) != std::string::npos) return msg;
+    }
+  }
+  std::string Received() const {
+    std::string out;
+    for (const std::string& m : received_) out += "[" + m + "] ";
+    return out;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::vector<std::string> received_;
+};
+
+TEST(DaemonTest, NotifySocketGetsReadyReloadingAndStopping) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string path = dir.File("notify.sock");
+  NotifyListener notify(path);
+  ASSERT_TRUE(notify.ok()) << "cannot bind " << path << ": " << strerror(errno);
+  LaunchOptions o = WithArgs({"--workers", "2"});
+  o.env = {"NOTIFY_SOCKET=" + path};
+  auto server = Launch(o);
+  ASSERT_NE(server, nullptr);
+
+  std::optional<std::string> ready = notify.WaitFor("READY=1");
+  ASSERT_TRUE(ready) << notify.Received();
+  EXPECT_NE(ready->find("MAINPID=" + std::to_string(server->pid())), std::string::npos) << *ready;
+
+  ASSERT_TRUE(server->Signal(SIGHUP));
+  ASSERT_TRUE(notify.WaitFor("RELOADING=1")) << notify.Received();
+  ASSERT_TRUE(notify.WaitFor("READY=1", milliseconds(10000))) << notify.Received();
+  EXPECT_TRUE(server->WaitForLogLine("Reloaded:")) << server->Log();
+
+  ASSERT_TRUE(server->Signal(SIGTERM));
+  EXPECT_TRUE(notify.WaitFor("STOPPING=1")) << notify.Received();
+  int status = 0;
+  ASSERT_TRUE(server->WaitExit(milliseconds(10000), &status));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+// ---- 3. SIGUSR1 ----
+
+TEST(DaemonTest, SigusrOneReopensTheLogFileAfterARename) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string log = dir.File("redhubd.log");
+  const std::string rotated = log + ".1";
+  LaunchOptions o = WithArgs({"--workers", "1"});
+  o.logfile = log;
+  auto server = Launch(o);
+  ASSERT_NE(server, nullptr);
+  ASSERT_EQ(rename(log.c_str(), rotated.c_str()), 0) << strerror(errno);
+  ASSERT_FALSE(FileExists(log));
+
+  ASSERT_TRUE(server->Signal(SIGUSR1));
+  EXPECT_TRUE(WaitUntil([&] {
+    return ReadWholeFile(log).find("Log file reopened\n") != std::string::npos;
+  })) << "new file:\n"
+      << ReadWholeFile(log) << "\nrotated file:\n"
+      << ReadWholeFile(rotated);
+  std::string old_lines = ReadWholeFile(rotated);
+  EXPECT_NE(old_lines.find("Ready to accept connections"), std::string::npos) << old_lines;
+  EXPECT_EQ(old_lines.find("Log file reopened"), std::string::npos) << old_lines;
+
+  // The master goes on logging to the new file.
+  ASSERT_TRUE(server->Signal(SIGHUP));
+  EXPECT_TRUE(WaitUntil([&] { return ReadWholeFile(log).find("Reloaded:") != std::string::npos; }))
+      << ReadWholeFile(log);
+  EXPECT_TRUE(server->WaitReady());
+  int status = server->Stop(milliseconds(10000));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+// ---- 4. --daemonize ----
+
+// Makes this process the reaper of orphaned descendants (the daemonized
+// master) while it lives, so that their exit status can be read.
+class SubreaperScope {
+ public:
+  SubreaperScope() { ok_ = prctl(PR_SET_CHILD_SUBREAPER, 1) == 0; }
+  ~SubreaperScope() { prctl(PR_SET_CHILD_SUBREAPER, 0); }
+  bool ok() const { return ok_; }
+
+ private:
+  bool ok_ = false;
+};
+
+// Kills a process we do not own as a child by pid at the end of a test,
+// unless it is already gone.
+struct KillGuard {
+  pid_t pid = 0;
+  ~KillGuard() {
+    if (pid > 0 && !ProcessEnded(pid)) kill(pid, SIGKILL);
+    if (pid > 0) {
+      int status;
+      WaitUntil([&] { return waitpid(pid, &status, WNOHANG) != 0 || ProcessEnded(pid); });
+    }
+  }
+};
+
+TEST(DaemonTest, DaemonizeDetachesWritesThePidFileAndStopsOnSigterm) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  SubreaperScope reaper;
+  ASSERT_TRUE(reaper.ok()) << strerror(errno);
+  const std::string log = dir.File("redhubd.log");
+  const std::string pidfile = dir.File("redhubd.pid");
+  const std::string shm_name = UniqueShmName("daemonize");
+  SegmentGuard segment{shm_name};
+  uint16_t port = PickFreePort();
+  ASSERT_NE(port, 0);
+
+  ServerProcess launcher("redhubd-launcher");
+  ASSERT_TRUE(launcher.Start(
+      REDHUBD_PATH,
+      {"--daemonize", "--logfile", log, "--pidfile", pidfile, "--bind", "127.0.0.1", "--port",
+       std::to_string(port), "--admin-port", "0", "--workers", "2", "--shm-name", shm_name}));
+  int status = 0;
+  ASSERT_TRUE(launcher.WaitExit(kTimeout, &status)) << "the launching process did not exit";
+  launcher.Stop();  // it exited, as it should: nothing to stop, nothing to report
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << launcher.Log();
+
+  pid_t pid = 0;
+  ASSERT_TRUE(WaitUntil([&] {
+    std::string text = ReadWholeFile(pidfile);
+    if (text.empty() || text.back() != '\n') return false;
+    pid = atoi(text.c_str());
+    return pid > 0;
+  })) << "no pid file; log:\n"
+      << ReadWholeFile(log);
+  KillGuard guard{pid};
+  EXPECT_NE(pid, launcher.pid());
+  EXPECT_EQ(ProcessTitle(pid), "redhubd: master");
+
+  EXPECT_TRUE(WaitUntil([&] {
+    Socket s = Socket::Connect(port, milliseconds(500));
+    return s.valid() && s.SendAll("PING\r\n") && s.RecvN(7) == "+PONG\r\n";
+  })) << ReadWholeFile(log);
+  EXPECT_TRUE(WaitUntil(
+      [&] { return ReadWholeFile(log).find("Ready to accept connections") != std::string::npos; }));
+
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int daemon_status = -1;
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        pid_t r = waitpid(pid, &daemon_status, WNOHANG);
+        return r == pid || (r < 0 && ProcessEnded(pid));
+      },
+      milliseconds(10000)))
+      << "the daemon did not exit on SIGTERM; log:\n"
+      << ReadWholeFile(log);
+  if (daemon_status != -1) {
+    EXPECT_TRUE(WIFEXITED(daemon_status) && WEXITSTATUS(daemon_status) == 0) << daemon_status;
+  }
+  EXPECT_FALSE(FileExists(pidfile));
+  EXPECT_FALSE(FileExists(ShmPath(shm_name)));
+}
+
+// ---- 5. IPv6 ----
+
+bool CanBindIpv6Loopback() {
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  close(fd);
+  return ok;
+}
+
+// PING over a blocking IPv6 connection with timeouts; the reply or "".
+std::string PingIpv6(uint16_t port) {
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  a.sin6_port = htons(port);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      send(fd, "PING\r\n", 6, MSG_NOSIGNAL) == 6) {
+    char buf[64];
+    while (out.size() < 7) {
+      ssize_t n = recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  return out;
+}
+
+TEST(DaemonTest, ServesOnIpv4AndIpv6Loopback) {
+  if (!CanBindIpv6Loopback()) GTEST_SKIP() << "::1 cannot be bound on this machine";
+  LaunchOptions o = WithArgs({"--workers", "2"});
+  o.bind = "127.0.0.1,::1";
+  auto server = Launch(o);
+  ASSERT_NE(server, nullptr);
+  EXPECT_TRUE(server->WaitForLogLine("[::1]:" + std::to_string(server->port()))) << server->Log();
+  EXPECT_EQ(PingIpv6(server->port()), "+PONG\r\n");
+  Socket v4 = Socket::Connect(server->port());
+  ASSERT_TRUE(v4.valid());
+  ASSERT_TRUE(v4.SendAll("PING\r\n"));
+  EXPECT_EQ(v4.RecvN(7), "+PONG\r\n");
+}
+
+// ---- 6. data across reload and upgrade ----
+
+TEST(DaemonTest, KeysSurviveReloadAndUpgrade) {
+  constexpr size_t kWorkers = 2;
+  auto server = StartRedhubd({"--workers", std::to_string(kWorkers)});
+  ASSERT_NE(server, nullptr);
+  const pid_t master = server->pid();
+  {
+    Context c = ConnectHiredis(server->port());
+    ASSERT_NE(c, nullptr);
+    SetKeys(c.get(), 100, "key:");
+  }
+
+  std::set<pid_t> before = ServingWorkerPids(master);
+  ASSERT_EQ(before.size(), kWorkers);
+  ASSERT_TRUE(server->Signal(SIGHUP));
+  ASSERT_TRUE(server->WaitForLogLine("Reloaded:")) << server->Log();
+  ASSERT_TRUE(
+      WaitUntil([&] { return AllWorkersReplaced(master, before, kWorkers); }, milliseconds(10000)))
+      << "before " << DescribePids(before) << ", now " << DescribePids(ServingWorkerPids(master));
+  {
+    Context c = ConnectHiredis(server->port());
+    ASSERT_NE(c, nullptr);
+    ExpectKeys(c.get(), 100, "key:", "after the reload");
+  }
+
+  before = ServingWorkerPids(master);
+  ASSERT_TRUE(server->Signal(SIGUSR2));
+  ASSERT_TRUE(server->WaitForLogLine("Upgraded in place")) << server->Log();
+  ASSERT_TRUE(
+      WaitUntil([&] { return AllWorkersReplaced(master, before, kWorkers); }, milliseconds(10000)))
+      << "before " << DescribePids(before) << ", now " << DescribePids(ServingWorkerPids(master));
+  EXPECT_TRUE(server->Running());
+  EXPECT_EQ(ProcessTitle(master), "redhubd: master");
+  {
+    Context c = ConnectHiredis(server->port());
+    ASSERT_NE(c, nullptr);
+    ExpectKeys(c.get(), 100, "key:", "after the upgrade");
+    EXPECT_EQ(DescribeReply(Command(c.get(), {"DBSIZE"}).get()), ":100");
+  }
+  EXPECT_EQ(server->Stop(milliseconds(10000)), 0);
+}
+
+// ---- 7. --shm-keep ----
+
+TEST(DaemonTest, ShmKeepKeepsKeysAndTtlsAcrossARestart) {
+  const std::string shm_name = UniqueShmName("keep");
+  SegmentGuard segment{shm_name};
+  const std::vector<std::string> args = {"--workers",  "2",      "--maxmemory", "16mb",
+                                         "--shm-name", shm_name, "--shm-keep"};
+  int64_t ttl_before = 0;
+  {
+    auto server = Launch(WithArgs(args));
+    ASSERT_NE(server, nullptr);
+    Context c = ConnectHiredis(server->port());
+    ASSERT_NE(c, nullptr);
+    SetKeys(c.get(), 20, "plain:");
+    for (int i = 0; i < 20; i++) {
+      std::string k = "ttl:" + std::to_string(i);
+      ASSERT_EQ(DescribeReply(Command(c.get(), {"SET", k, "value-" + k, "EX", "1000"}).get()),
+                "+OK");
+    }
+    Reply ttl = Command(c.get(), {"PTTL", "ttl:0"});
+    ASSERT_TRUE(ttl && ttl->type == REDIS_REPLY_INTEGER) << DescribeReply(ttl.get());
+    ttl_before = ttl->integer;
+    c.reset();
+    EXPECT_EQ(server->Stop(), 0);
+  }
+  EXPECT_TRUE(FileExists(ShmPath(shm_name))) << "--shm-keep did not keep the segment";
+
+  auto server = Launch(WithArgs(args));
+  ASSERT_NE(server, nullptr);
+  Context c = ConnectHiredis(server->port());
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"DBSIZE"}).get()), ":40");
+  ExpectKeys(c.get(), 20, "plain:", "after a restart");
+  ExpectKeys(c.get(), 20, "ttl:", "after a restart");
+  for (int i = 0; i < 20; i++) {
+    std::string k = std::to_string(i);
+    EXPECT_EQ(DescribeReply(Command(c.get(), {"TTL", "plain:" + k}).get()), ":-1") << k;
+    Reply ttl = Command(c.get(), {"PTTL", "ttl:" + k});
+    ASSERT_TRUE(ttl && ttl->type == REDIS_REPLY_INTEGER) << DescribeReply(ttl.get());
+    EXPECT_GT(ttl->integer, 900 * 1000) << k;
+    // Still counting down: never more than before the restart.
+    if (i == 0) {
+      EXPECT_LT(ttl->integer, ttl_before);
+    }
+    EXPECT_LE(ttl->integer, 1000 * 1000) << k;
+  }
+  c.reset();
+  EXPECT_EQ(server->Stop(), 0);
+  EXPECT_TRUE(FileExists(ShmPath(shm_name)));
+}
+
+// ---- 8. a segment in use ----
+
+TEST(DaemonTest, SecondDaemonOnASegmentInUseExitsAtOnce) {
+  const std::string shm_name = UniqueShmName("inuse");
+  SegmentGuard segment{shm_name};
+  auto first = Launch(WithArgs({"--workers", "2", "--maxmemory", "16mb", "--shm-name", shm_name}));
+  ASSERT_NE(first, nullptr);
+  {
+    Context c = ConnectHiredis(first->port());
+    ASSERT_NE(c, nullptr);
+    ASSERT_EQ(DescribeReply(Command(c.get(), {"SET", "mine", "first"}).get()), "+OK");
+  }
+  std::set<pid_t> users = {first->pid()};
+  for (pid_t p : ChildPids(first->pid())) users.insert(p);
+
+  uint16_t port = PickFreePort();
+  ASSERT_NE(port, 0);
+  ServerProcess second("redhubd-second");
+  ASSERT_TRUE(second.Start(
+      REDHUBD_PATH, {"--bind", "127.0.0.1", "--port", std::to_string(port), "--admin-port", "0",
+                     "--workers", "2", "--maxmemory", "16mb", "--shm-name", shm_name}));
+  int status = 0;
+  ASSERT_TRUE(second.WaitExit(kTimeout, &status)) << second.Log();
+  second.Stop();  // it exited, as it should: nothing to stop, nothing to report
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << status;
+  std::string log = second.Log();
+  size_t at = log.find("in use by pid ");
+  ASSERT_NE(at, std::string::npos) << log;
+  EXPECT_NE(log.find(shm_name), std::string::npos) << log;
+  pid_t named = atoi(log.c_str() + at + 14);
+  EXPECT_TRUE(users.count(named)) << "named pid " << named << ", users " << DescribePids(users);
+
+  // The first one is unharmed: same data, still serving.
+  EXPECT_TRUE(FileExists(ShmPath(shm_name)));
+  Context c = ConnectHiredis(first->port());
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"GET", "mine"}).get()), "$5 first");
+  c.reset();
+  EXPECT_EQ(first->Stop(), 0);
+  EXPECT_FALSE(FileExists(ShmPath(shm_name)));
+}
+
+// ---- 9. an incompatible kept segment ----
+
+TEST(DaemonTest, IncompatibleKeptSegmentIsRefusedWithShmKeepAndReplacedWithout) {
+  const std::string shm_name = UniqueShmName("junk");
+  SegmentGuard segment{shm_name};
+  {
+    int fd = open(ShmPath(shm_name).c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    std::string zeros(4096, '\0');
+    ASSERT_EQ(write(fd, zeros.data(), zeros.size()), 4096);
+    close(fd);
+  }
+  uint16_t port = PickFreePort();
+  ASSERT_NE(port, 0);
+  std::vector<std::string> args = {"--bind",       "127.0.0.1", "--port",     std::to_string(port),
+                                   "--admin-port", "0",         "--workers",  "1",
+                                   "--maxmemory",  "16mb",      "--shm-name", shm_name};
+  std::vector<std::string> keep_args = args;
+  keep_args.push_back("--shm-keep");
+  ServerProcess kept("redhubd-keep");
+  ASSERT_TRUE(kept.Start(REDHUBD_PATH, keep_args));
+  int status = 0;
+  ASSERT_TRUE(kept.WaitExit(kTimeout, &status)) << kept.Log();
+  kept.Stop();  // it exited, as it should: nothing to stop, nothing to report
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << status;
+  std::string log = kept.Log();
+  EXPECT_NE(log.find("Cannot start: store " + shm_name), std::string::npos) << log;
+  EXPECT_NE(log.find("shared memory segment " + shm_name), std::string::npos) << log;
+  EXPECT_NE(log.find("remove /dev/shm" + shm_name + ", or start without --shm-keep"),
+            std::string::npos)
+      << log;
+  // Refused, not destroyed: the operator decides.
+  EXPECT_EQ(ReadWholeFile(ShmPath(shm_name)), std::string(4096, '\0'));
+
+  // Without --shm-keep a start replaces it.
+  auto server = Launch(WithArgs({"--workers", "1", "--maxmemory", "16mb", "--shm-name", shm_name}));
+  ASSERT_NE(server, nullptr);
+  Context c = ConnectHiredis(server->port());
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"SET", "k", "v"}).get()), "+OK");
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"GET", "k"}).get()), "$1 v");
+  c.reset();
+  EXPECT_EQ(server->Stop(), 0);
+}
+
+// ---- 10. bad flags ----
+
+TEST(DaemonTest, BadFlagsExitWithCodeTwoNamingTheFlagAndLeaveNoSegment) {
+  const std::string shm_name = UniqueShmName("flags");
+  SegmentGuard segment{shm_name};
+  const std::vector<std::vector<std::string>> cases = {
+      {"--maxmemory", "12qb"},
+      {"--workers", "0"},
+      {"--maxmemory-policy", "bogus"},
+      {"--port", "70000"},
+  };
+  for (const auto& bad : cases) {
+    std::vector<std::string> argv = {REDHUBD_PATH, "--bind",     "127.0.0.1", "--admin-port",
+                                     "0",          "--shm-name", shm_name};
+    argv.insert(argv.end(), bad.begin(), bad.end());
+    RunResult r = RunCommand(argv, kTimeout);
+    std::string what = bad[0] + " " + bad[1];
+    ASSERT_TRUE(r.started) << what;
+    EXPECT_FALSE(r.timed_out) << what;
+    EXPECT_EQ(r.exit_code, 2) << what << ": " << r.Describe();
+    EXPECT_NE(r.err.find(bad[0]), std::string::npos) << what << ": " << r.Describe();
+    // One message, not the same one twice.
+    EXPECT_EQ(r.err.find("Run with --help"), r.err.rfind("Run with --help"))
+        << what << ": " << r.Describe();
+    EXPECT_FALSE(FileExists(ShmPath(shm_name))) << what;
+    EXPECT_FALSE(FileExists(ShmPath(shm_name + "-stats"))) << what;
+  }
+  // --help still succeeds.
+  RunResult help = RunCommand({REDHUBD_PATH, "--help"}, kTimeout);
+  EXPECT_TRUE(help.ok()) << help.Describe();
+  EXPECT_NE(help.out.find("--maxmemory"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace redhub::integration
