@@ -639,6 +639,12 @@ void Supervisor::OnSignal(struct ev_loop*, ev_signal* s, int) {
       break;
     case SIGUSR1:
       if (std::string e = log::Reopen(); !e.empty()) LOG_WARNING("%s", e.c_str());
+      // Workers write to the same file through their own descriptors: as
+      // nginx does, they reopen it too, or rotation would keep them on the
+      // renamed file until the next reload.
+      for (auto& w : self->workers_) {
+        worker::SendMessage(w->control_fd, worker::MessageType::kReopenLog, {});
+      }
       LOG_NOTICE("Log file reopened");
       break;
   }

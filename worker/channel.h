@@ -12,8 +12,9 @@ namespace redhub::worker {
 
 enum class MessageType : uint16_t {
   // master -> worker
-  kRetire = 1,  // carries the handoff socket to the slot's new worker
-  kConfig = 2,  // live settings (payload: EncodeLiveConfig)
+  kRetire = 1,     // carries the handoff socket to the slot's new worker
+  kConfig = 2,     // live settings (payload: EncodeLiveConfig)
+  kReopenLog = 3,  // reopen the log file (log rotation, SIGUSR1 to the master)
   // worker -> master
   kReady = 10,
   kHeartbeat = 11,

@@ -55,6 +55,9 @@ void OnControl(struct ev_loop* loop, ev_io* w, int) {
         st->loop->Retire(m.fd);
         m.fd = -1;
         break;
+      case MessageType::kReopenLog:
+        if (std::string e = log::Reopen(); !e.empty()) LOG_WARNING("%s", e.c_str());
+        break;
       case MessageType::kConfig: {
         Options o = st->loop->options();
         int level = static_cast<int>(log::GetLevel());

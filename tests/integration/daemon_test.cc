@@ -353,10 +353,14 @@ TEST(DaemonTest, SigusrOneReopensTheLogFileAfterARename) {
   EXPECT_NE(old_lines.find("Ready to accept connections"), std::string::npos) << old_lines;
   EXPECT_EQ(old_lines.find("Log file reopened"), std::string::npos) << old_lines;
 
-  // The master goes on logging to the new file.
+  // The master goes on logging to the new file, and so do the workers
+  // that were running at the SIGUSR1 (they log their retirement).
   ASSERT_TRUE(server->Signal(SIGHUP));
   EXPECT_TRUE(WaitUntil([&] { return ReadWholeFile(log).find("Reloaded:") != std::string::npos; }))
       << ReadWholeFile(log);
+  EXPECT_TRUE(WaitUntil([&] { return ReadWholeFile(log).find("Retiring:") != std::string::npos; }))
+      << ReadWholeFile(log);
+  EXPECT_EQ(ReadWholeFile(rotated).find("Retiring:"), std::string::npos);
   EXPECT_TRUE(server->WaitReady());
   int status = server->Stop(milliseconds(10000));
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
