@@ -57,6 +57,8 @@ const char* CrashPointName(CrashPoint point) {
       return "txn-applied";
     case CrashPoint::kRepairTxn:
       return "repair-txn";
+    case CrashPoint::kTxnAbort:
+      return "txn-abort";
     case CrashPoint::kCount:
       break;
   }

@@ -30,6 +30,7 @@ enum class CrashPoint : uint32_t {
   kTxnApplied,    // a participant's part published and its record cleared,
                   // its replaced entries and redo log not yet freed
   kRepairTxn,     // repair rolling a committed Txn's part forward, midway
+  kTxnAbort,      // Txn::Abort: one staged entry freed, the others not yet
   kCount,
 };
 

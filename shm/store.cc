@@ -302,6 +302,7 @@ Store::Txn& Store::Txn::operator=(Txn&& other) noexcept {
     many_ = std::move(other.many_);
     deferred_ = std::move(other.deferred_);
     atomic_ = other.atomic_;
+    wrote_ = other.wrote_;
     staging_ = std::move(other.staging_);
     other.store_ = nullptr;
     other.count_ = 0;
@@ -330,6 +331,57 @@ void Store::Txn::Unlock() {
   store_ = nullptr;
   count_ = 0;
   many_.clear();
+  wrote_ = false;
+}
+
+void Store::Txn::Abort() {
+  if (store_ == nullptr) return;
+  if (!atomic_) {
+    if (wrote_) {
+      Fatal(
+          "Txn::Abort after a write through a Txn that does not stage its writes (Store::Lock, "
+          "or LockKeys with one key)");
+    }
+    Unlock();
+    return;
+  }
+  if (staging_) {
+    Discard();
+    staging_->ops.clear();
+    staging_->logs.clear();
+    SpareStaging() = std::move(staging_);
+  }
+  // Staging may have made a stripe's first table for a key it never wrote.
+  Impl& im = *store_->impl_;
+  const uint32_t* s = stripes();
+  for (uint32_t i = 0; i < count_; i++) Stripe(im.core, s[i]).MaybeResize();
+  Unlock();  // nothing left to commit: frees the evicted chunks, unlocks
+}
+
+// A redo log's chunk, reserved while staging (0: the log is inline in the
+// stripe header).
+static void FreeLog(Core& core, uint32_t s, uint32_t capacity, uint64_t chunk) {
+  if (chunk == 0) return;
+  Stripe stripe(core, s);
+  stripe.Charge(-static_cast<int64_t>(stripe.ChargeFor(LogBytes(capacity))));
+  stripe.FreeChunk(chunk);
+}
+
+// Abort: frees what staging allocated. Nothing of it is reachable (no stripe
+// record names a log, no chain a staged entry), so a death here is a death
+// before the commit: the repair's sweep frees whatever is left.
+void Store::Txn::Discard() {
+  Impl& im = *store_->impl_;
+  for (const PendingOp& op : staging_->ops) {
+    if (op.kind != kTxnOpPut) continue;  // erase, expire: only recorded
+    Stripe stripe(im.core, op.stripe);
+    stripe.Charge(-static_cast<int64_t>(stripe.EntryCharge(op.entry)));
+    stripe.FreeChunk(op.entry);
+    MaybeCrash(CrashPoint::kTxnAbort);
+  }
+  for (const Staging::Log& log : staging_->logs) {
+    FreeLog(im.core, log.stripe, log.capacity, log.chunk);
+  }
 }
 
 // The commit protocol (layout.h): redo logs written and every participant
@@ -341,10 +393,7 @@ void Store::Txn::Commit() {
   Impl& im = *store_->impl_;
   Staging& st = *staging_;
   auto free_log = [&](const Staging::Log& log) {
-    if (log.chunk == 0) return;  // inline in the stripe header
-    Stripe stripe(im.core, log.stripe);
-    stripe.Charge(-static_cast<int64_t>(stripe.ChargeFor(LogBytes(log.capacity))));
-    stripe.FreeChunk(log.chunk);
+    FreeLog(im.core, log.stripe, log.capacity, log.chunk);
   };
   if (st.ops.empty()) {
     for (const Staging::Log& log : st.logs) free_log(log);
@@ -744,6 +793,7 @@ Status Store::Txn::PutImpl(std::string_view key, size_t value_len, int64_t expir
     MaybeCrash(CrashPoint::kAfterPublish);
     stripe.AddCounts(1, expire != 0);
   }
+  wrote_ = true;
   stripe.MaybeResize();
   return Status::kOk;
 }
@@ -764,6 +814,7 @@ bool Store::Txn::Erase(std::string_view key) {
   MaybeCrash(CrashPoint::kAfterUnlink);
   stripe.FreeChunk(slot.entry);
   if (expired) im.core.header->expired.fetch_add(1, kRelaxed);
+  wrote_ = wrote_ || !expired;
   stripe.MaybeResize();
   return !expired;
 }
@@ -786,6 +837,7 @@ bool Store::Txn::SetExpire(std::string_view key, int64_t expire_ms) {
   }
   if (expire_ms == kKeepTtl) return true;
   e->expire_ms.store(expire_ms, kRelaxed);  // one aligned store: never torn
+  wrote_ = true;
   stripe.AddCounts(0, (expire_ms != 0) - (old != 0));
   return true;
 }

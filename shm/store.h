@@ -166,6 +166,7 @@ class Store {
   // assignment onto it). If the holder dies at any instant, the stripes' next
   // lockers show all of its writes or none; once the destructor (or Unlock)
   // has returned, all of them are visible and survive any later death.
+  // Abort (below) ends it with none of them instead.
   // Inside such a Txn:
   //  - reads see its own writes: Find/Peek after a Put return the new value
   //    (a view of the staged entry) and expire time, after an Erase nullopt;
@@ -215,6 +216,20 @@ class Store {
     // Makes the Txn's writes visible (all at once for a multi-key Txn, see
     // above) and releases the locks now.
     void Unlock();
+    // Ends the Txn without its writes, and releases the locks (MSET refused
+    // halfway by kOom). For a multi-key Txn: every staged Put, Erase and
+    // SetExpire is dropped (the staged entries and the redo log's chunk are
+    // freed); every key is exactly as before the Txn. Not undone: what was
+    // never part of the all-or-nothing set (LRU touches, expired keys
+    // deleted, keys evicted to make room, and an Erase or SetExpire the
+    // completely full pool made apply at once, see above). A death during
+    // Abort is a death before the commit: none of the writes appear.
+    // A Txn that does not stage (Store::Lock, or LockKeys with one key)
+    // writes in place and cannot take a write back: Abort is Unlock if
+    // nothing was written through it (a Put that did not return kOk, or an
+    // Erase or SetExpire that returned false, wrote nothing), and aborts the
+    // process (a programming error) after a write. No-op on an ended Txn.
+    void Abort();
 
    private:
     friend class Store;
@@ -226,6 +241,7 @@ class Store {
     bool ReserveLogSlot(uint32_t stripe);
     void ReleaseLogSlot(uint32_t stripe);
     void Commit();
+    void Discard();
     Status StagePut(std::string_view key, uint64_t hash, size_t value_len, int64_t expire_ms,
                     void (*fill)(void*, char*), void* ctx);
     bool StageErase(std::string_view key, uint64_t hash);
@@ -246,6 +262,7 @@ class Store {
     std::vector<uint32_t> many_;
     std::vector<uint64_t> deferred_;  // evicted chunks, freed at unlock
     bool atomic_ = false;             // LockKeys with 2+ keys: writes are staged
+    bool wrote_ = false;              // not atomic_: a write was applied in place
     std::unique_ptr<Staging> staging_;
   };
 

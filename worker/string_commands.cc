@@ -400,9 +400,10 @@ Action CmdMget(CommandContext& ctx) {
 }
 
 // MSET key value [key value ...]: atomic with respect to other clients (all
-// stripes held). Not with respect to memory: if the store refuses a key
-// halfway, the keys before it keep their new values (Redis refuses the whole
-// command up front).
+// stripes held) and all or nothing: if the store refuses a key halfway, the
+// Txn is aborted and no key changes (as Redis, which refuses the whole
+// command up front). With one key the Txn does not stage, but then the
+// refused Put is its only write and changed nothing, which Abort allows.
 Action CmdMset(CommandContext& ctx) {
   if (ctx.args.size() % 2 == 0) {
     WrongArity(ctx.w, "mset");
@@ -412,6 +413,7 @@ Action CmdMset(CommandContext& ctx) {
   shm::Store::Txn txn = ctx.service.store().LockKeys(keys.keys());
   for (size_t i = 1; i < ctx.args.size(); i += 2) {
     if (txn.Put(ctx.args[i], ctx.args[i + 1], 0) != shm::Status::kOk) {
+      txn.Abort();
       ctx.w.Error(kErrOom);
       return Action::kNone;
     }
@@ -421,8 +423,7 @@ Action CmdMset(CommandContext& ctx) {
 }
 
 // MSETNX: 0 and no change if any key exists, else sets them all and 1. A
-// refusal halfway erases the keys already set (none existed before), so the
-// command is all or nothing here too.
+// refusal halfway aborts the Txn, so the command is all or nothing here too.
 Action CmdMsetnx(CommandContext& ctx) {
   if (ctx.args.size() % 2 == 0) {
     WrongArity(ctx.w, "msetnx");
@@ -438,7 +439,7 @@ Action CmdMsetnx(CommandContext& ctx) {
   }
   for (size_t i = 1; i < ctx.args.size(); i += 2) {
     if (txn.Put(ctx.args[i], ctx.args[i + 1], 0) != shm::Status::kOk) {
-      for (size_t j = 1; j < i; j += 2) txn.Erase(ctx.args[j]);
+      txn.Abort();
       ctx.w.Error(kErrOom);
       return Action::kNone;
     }

@@ -719,7 +719,8 @@ int FillUntilOom(redisContext* c, const std::string& prefix, const std::string& 
 
 // A full store (noeviction) refuses every write with Redis's exact OOM
 // error, and nothing else: reads keep working, a refused SET ... GET or
-// GETSET sends only the error, and a refused MSETNX leaves none of its keys.
+// GETSET sends only the error, and a refused MSET or MSETNX changes none of
+// its keys.
 TEST_F(StringCommandsTest, FullStoreAnswersOom) {
   Start({"--workers", "2", "--maxmemory", "2mb"});
   ASSERT_EQ(Do({"SET", "counter", "10"}), "+OK");
@@ -780,6 +781,13 @@ TEST_F(StringCommandsTest, FullStoreAnswersOom) {
   // does not, and the first is taken back.
   ASSERT_EQ(Do({"DEL", "big:0"}), ":1");
   EXPECT_EQ(Do({"MSETNX", "small", "", "huge", std::string(100 * 1024, 'h')}), kOom);
+  EXPECT_EQ(Do({"EXISTS", "small", "huge"}), ":0");
+  // MSET likewise: its existing keys' new values fit, the new huge one does
+  // not, and the whole command changes nothing.
+  EXPECT_EQ(Do({"MSET", "counter", "99", "text", "xyz", "small", "", "huge",
+                std::string(100 * 1024, 'h')}),
+            kOom);
+  EXPECT_EQ(Do({"MGET", "counter", "text", "small", "huge"}), "*4 [$2 10, $3 abc, (nil), (nil)]");
   EXPECT_EQ(Do({"EXISTS", "small", "huge"}), ":0");
 
   // Freeing memory makes writes work again.

@@ -524,6 +524,150 @@ TEST_F(AtomicTest, ReadsItsOwnWritesAndPublishesAtTheEnd) {
   ExpectNoLeak();
 }
 
+// Abort. The keys: every key of one stripe (more than its inline redo log
+// holds, so the log spills into a chunk), and six of six other stripes; the
+// even ones of the crowded stripe and the first three others exist before the
+// Txn (some with an expire time), the last three others' stripes are empty.
+struct AbortKeys {
+  std::vector<uint32_t> all, existing;
+};
+
+AbortKeys PickAbortKeys(Store& store) {
+  AbortKeys a;
+  auto stripe_of = [&](uint32_t k) { return store.StripeOf(KeyName(k)); };
+  const uint32_t crowded = stripe_of(0);
+  std::vector<uint32_t> used = {crowded};
+  size_t n = 0;
+  for (uint32_t k = 0; k < kKeys; k++) {
+    if (stripe_of(k) == crowded) {
+      a.all.push_back(k);
+      if (n++ % 2 == 0) a.existing.push_back(k);
+    }
+  }
+  size_t others = 0;
+  for (uint32_t k = 0; k < kKeys && others < 6; k++) {
+    if (std::find(used.begin(), used.end(), stripe_of(k)) != used.end()) continue;
+    used.push_back(stripe_of(k));
+    a.all.push_back(k);
+    if (others++ < 3) a.existing.push_back(k);
+  }
+  return a;
+}
+
+// Stages, in one Txn over all the keys: a Put of every new key (one twice,
+// some large), and for the existing ones an Erase, a SetExpire or a Put.
+// Returns an error, empty if the Txn read its own writes.
+std::string StageAbortWrites(Store::Txn& txn, const AbortKeys& a) {
+  for (size_t i = 0; i < a.all.size(); i++) {
+    uint32_t k = a.all[i];
+    std::string key = KeyName(k);
+    bool existing = std::find(a.existing.begin(), a.existing.end(), k) != a.existing.end();
+    if (existing && i % 3 == 0) {
+      if (!txn.Erase(key) || txn.Find(key)) return "erase of " + key;
+    } else if (existing && i % 3 == 1) {
+      if (!txn.SetExpire(key, kFarFuture + 7) || txn.Find(key)->expire_ms != kFarFuture + 7) {
+        return "set expire of " + key;
+      }
+    } else {
+      std::string value = ValueOf(1000, i, k, i % 4 == 0 ? 20000 : 50);
+      if (txn.Put(key, "first") != Status::kOk) return "put of " + key;
+      if (txn.Put(key, value, i % 2 ? kFarFuture + 9 : 0) != Status::kOk) return "put of " + key;
+      auto e = txn.Find(key);
+      if (!e || e->value != value) return "read back of " + key;
+    }
+  }
+  return "";
+}
+
+// A multi-key Txn's Abort drops every staged write: old values, expire times
+// and absences are intact, nothing leaked, and the locks are free.
+TEST_F(AtomicTest, AbortLeavesEveryKeyAsBefore) {
+  AbortKeys a = PickAbortKeys(store());
+  ASSERT_GE(a.all.size(), 12u);
+  for (size_t i = 0; i < a.existing.size(); i++) {
+    std::string key = KeyName(a.existing[i]);
+    Store::Txn txn = store().Lock(key);
+    Value v{ValueOf(7, i, a.existing[i], 30), i % 2 ? kFarFuture : 0};
+    ASSERT_EQ(txn.Put(key, v.value, v.expire), Status::kOk);
+    model_[a.existing[i]] = v;
+  }
+  // Finish the rehashes those Puts started: a Txn's writes step them on,
+  // which frees old tables, and would blur the comparison below.
+  for (int i = 0; i < 3; i++) store().ExpireCycle(Store::NowMs(), std::chrono::milliseconds(50));
+  const Stats before = store().stats();
+  std::vector<std::string> names;
+  for (uint32_t k : a.all) names.push_back(KeyName(k));
+  std::vector<std::string_view> keys(names.begin(), names.end());
+  for (int round = 0; round < 3; round++) {  // the recycled Staging, again
+    Store::Txn txn = store().LockKeys(keys);
+    ASSERT_EQ(StageAbortWrites(txn, a), "");
+    txn.Abort();
+    txn.Abort();  // ended: nothing more
+  }
+  const Stats after = store().stats();
+  EXPECT_EQ(after.keys, before.keys);
+  EXPECT_EQ(after.keys_with_expiry, before.keys_with_expiry);
+  EXPECT_EQ(after.used_bytes, before.used_bytes);
+  EXPECT_EQ(after.pages_free, before.pages_free) << "pages leaked";
+  auto errors = store().Audit();
+  EXPECT_TRUE(errors.empty()) << testing::JoinErrors(errors);
+  // Another process sees exactly the state before (and gets the locks).
+  ASSERT_EQ(Verify("after an abort", ~uint64_t{0}, Mode::kMset), 2);
+  EXPECT_EQ(store().stats().repairs, 0u);
+
+  // A Txn that does not stage: Abort is Unlock before any write, a
+  // programming error after one.
+  {
+    std::string key = KeyName(a.all.back());
+    Store::Txn txn = store().Lock(key);
+    EXPECT_FALSE(txn.Erase(key));
+    txn.Abort();
+    EXPECT_DEATH(
+        {
+          Store::Txn t = store().LockKeys(std::span<const std::string_view>(&keys[0], 1));
+          (void)t.Put(keys[0], "x");
+          t.Abort();
+        },
+        "does not stage");
+  }
+  ExpectNoLeak();
+}
+
+// A death inside Abort is a death before the commit: a fresh process sees the
+// state before the Txn, and nothing leaks.
+TEST_F(AtomicTest, ADeathDuringAbortLeavesTheStateBefore) {
+  AbortKeys a = PickAbortKeys(store());
+  for (size_t i = 0; i < a.existing.size(); i++) {
+    std::string key = KeyName(a.existing[i]);
+    Store::Txn txn = store().Lock(key);
+    Value v{ValueOf(8, i, a.existing[i], 40), i % 2 ? kFarFuture : 0};
+    ASSERT_EQ(txn.Put(key, v.value, v.expire), Status::kOk);
+    model_[a.existing[i]] = v;
+  }
+  std::string name = store_->name();
+  for (uint32_t nth : {1u, 3u}) {
+    pid_t pid = testing::ForkChild([&] {
+      std::string error;
+      auto other = Store::Attach(name, &error);
+      if (!other) return 2;
+      std::vector<std::string> names;
+      for (uint32_t k : a.all) names.push_back(KeyName(k));
+      std::vector<std::string_view> keys(names.begin(), names.end());
+      Store::Txn txn = other->LockKeys(keys);
+      if (!StageAbortWrites(txn, a).empty()) return 3;
+      ArmCrashPointForTesting(CrashPoint::kTxnAbort, nth);
+      txn.Abort();
+      return 4;  // not reached
+    });
+    int status = testing::WaitChild(pid, std::chrono::seconds(10));
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+    ASSERT_EQ(Verify(testing::Name("after a kill in abort, nth ", nth), ~uint64_t{0}, Mode::kMset),
+              2);
+  }
+  EXPECT_GT(store().stats().repairs, 0u);
+  ExpectNoLeak();
+}
+
 TEST_F(AtomicTest, KillsAtEveryTxnCrashPoint) {
   struct Case {
     CrashPoint point;
