@@ -6,25 +6,12 @@
 #include <cstdio>
 #include <cstring>
 
+#include "counters.h"
 #include "worker_counters.h"
 
 namespace redhub::admin {
 
-bool ProcessAlive(pid_t pid) {
-  if (pid <= 0) return false;
-  if (kill(pid, 0) != 0 && errno != EPERM) return false;
-  // A zombie still answers kill(0): read its state from /proc.
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
-  FILE* f = fopen(path, "r");
-  if (f == nullptr) return false;
-  char buf[512];
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  const char* paren = strrchr(buf, ')');  // "pid (comm) S ...": comm may hold ')'
-  return paren == nullptr || paren[1] == '\0' || paren[2] != 'Z';
-}
+bool ProcessAlive(pid_t pid) { return shm::ProcessAlive(pid); }
 
 Verdict Liveness(pid_t master_pid) {
   if (master_pid > 0 && !ProcessAlive(master_pid)) {

@@ -11,7 +11,7 @@ namespace {
 
 // Redis's string2ll: an optional '-', then digits with no leading zero, no
 // '+', no blanks, and no overflow. Anything else is not a number.
-bool ParseInt64(const char* p, size_t len, int64_t* out) {
+bool ParseInt64Raw(const char* p, size_t len, int64_t* out) {
   if (len == 0 || len > 20) return false;
   bool negative = false;
   size_t i = 0;
@@ -65,6 +65,8 @@ int HexValue(char c) {
 }
 
 }  // namespace
+
+bool ParseInt64(std::string_view s, int64_t* out) { return ParseInt64Raw(s.data(), s.size(), out); }
 
 bool SplitArgs(std::string_view line, std::string* storage, std::vector<std::string_view>* args) {
   const char* p = line.data();
@@ -230,7 +232,7 @@ ParseStatus Parser::Parse(const char* data, size_t len, Command* cmd, size_t* co
         const char* p = data + pos_;
         int64_t n;
         if (args_left_ < 0) {
-          if (!ParseInt64(p + 1, cr - p - 1, &n) || n > limits_.max_multibulk_len) {
+          if (!ParseInt64Raw(p + 1, cr - p - 1, &n) || n > limits_.max_multibulk_len) {
             return Fail("ERR Protocol error: invalid multibulk length");
           }
           pos_ = cr + 2 - data;
@@ -247,7 +249,7 @@ ParseStatus Parser::Parse(const char* data, size_t len, Command* cmd, size_t* co
           char got = (*p == '\r' || *p == '\n') ? ' ' : *p;
           return Fail(std::string("ERR Protocol error: expected '$', got '") + got + "'");
         }
-        if (!ParseInt64(p + 1, cr - p - 1, &n) || n < 0 ||
+        if (!ParseInt64Raw(p + 1, cr - p - 1, &n) || n < 0 ||
             static_cast<uint64_t>(n) > limits_.max_bulk_len) {
           return Fail("ERR Protocol error: invalid bulk length");
         }
@@ -287,7 +289,7 @@ ParseStatus Parser::Parse(const char* data, size_t len, Command* cmd, size_t* co
         while (q < end && *q >= '0' && *q <= '9' && q - p <= 20) q++;
         if (q == end) return ParseStatus::kNeedMore;
         int64_t n;
-        if (*q != ' ' || !ParseInt64(p + 1, q - p - 1, &n) ||
+        if (*q != ' ' || !ParseInt64Raw(p + 1, q - p - 1, &n) ||
             static_cast<uint64_t>(n) > limits_.max_bulk_len) {
           return Fail("ERR Protocol error: invalid bulk length");
         }

@@ -67,9 +67,9 @@ struct SlowRecord {
 
 uint64_t AlignUp(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
 
-// Alive and not a zombie waiting for its parent: a zombie's gauges (clients
-// it no longer has) must not be counted.
-bool Alive(pid_t pid) {
+}  // namespace
+
+bool ProcessAlive(pid_t pid) {
   if (pid <= 0) return false;
   if (kill(pid, 0) != 0 && errno != EPERM) return false;
   char path[64];
@@ -84,8 +84,6 @@ bool Alive(pid_t pid) {
   const char* paren = strrchr(buf, ')');
   return paren == nullptr || paren[1] == '\0' || paren[2] != 'Z';
 }
-
-}  // namespace
 
 struct CounterArea::Impl {
   bip::shared_memory_object shm;
@@ -137,7 +135,7 @@ struct CounterArea::Impl {
   void FoldDead() {
     for (uint32_t b = 0; b < h->blocks; b++) {
       pid_t owner = block(b)->owner_.load(std::memory_order_relaxed);
-      if (owner != 0 && !Alive(owner)) Fold(b);
+      if (owner != 0 && !ProcessAlive(owner)) Fold(b);
     }
   }
 };

@@ -44,6 +44,10 @@ struct SlowLogEntry {
   std::string client_name;
 };
 
+// Alive and not a zombie: a zombie still answers kill(pid, 0), but its
+// gauges (clients it no longer has) must not count.
+bool ProcessAlive(pid_t pid);
+
 struct CounterAreaOptions {
   uint32_t blocks = 256;             // more than workers ever alive at once (reloads double them)
   uint32_t counters = 512;           // slots per block

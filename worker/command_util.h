@@ -29,8 +29,8 @@ inline bool EqualsNoCase(std::string_view a, std::string_view b) {
 }
 
 // Redis's string2ll: optional '-', digits, no leading zeros or blanks, no
-// overflow.
-bool ParseInt64(std::string_view s, int64_t* out);
+// overflow (the parser's own, from <redhub/resp.h>).
+using resp::ParseInt64;
 // Redis's string2ld/strtold rules for INCRBYFLOAT: no blanks, finite.
 bool ParseLongDouble(std::string_view s, long double* out);
 

@@ -575,33 +575,6 @@ const std::array<const CommandSpec*, kIndexSize>& Index() {
 
 std::span<const CommandSpec> ServerCommands() { return kServerCommands; }
 
-bool ParseInt64(std::string_view s, int64_t* out) {
-  if (s.empty() || s.size() > 20) return false;
-  size_t i = 0;
-  bool negative = s[0] == '-';
-  if (negative && s.size() == 1) return false;
-  if (negative) i = 1;
-  if (s[i] == '0') {
-    if (s.size() - i != 1 || negative) return false;
-    *out = 0;
-    return true;
-  }
-  uint64_t v = 0;
-  for (; i < s.size(); i++) {
-    unsigned d = static_cast<unsigned char>(s[i]) - '0';
-    if (d > 9 || v > (UINT64_MAX - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  if (negative) {
-    if (v > static_cast<uint64_t>(INT64_MAX) + 1) return false;
-    *out = static_cast<int64_t>(0 - v);
-  } else {
-    if (v > static_cast<uint64_t>(INT64_MAX)) return false;
-    *out = static_cast<int64_t>(v);
-  }
-  return true;
-}
-
 bool ParseLongDouble(std::string_view s, long double* out) {
   if (s.empty() || s.size() > 5120) return false;
   std::string buf(s);

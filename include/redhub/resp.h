@@ -106,6 +106,10 @@ class Parser {
   std::string error_;
 };
 
+// Redis's string2ll: an optional '-', then digits with no leading zero, no
+// '+', no blanks and no overflow. For handlers parsing integer arguments.
+bool ParseInt64(std::string_view s, int64_t* out);
+
 // Splits a line into arguments with Redis's sdssplitargs rules: blanks
 // separate arguments; "double quotes" understand \n \r \t \b \a \xHH and
 // \<char>; 'single quotes' understand \'; a closing quote must be followed by
