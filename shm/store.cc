@@ -226,7 +226,7 @@ void Store::SetEventSink(std::function<void(std::string_view)> sink) {
 Store::Txn Store::Lock(std::string_view key) {
   uint32_t s = StripeOf(key);
   impl_->LockStripe(s);
-  Txn txn(this, NowMs());
+  Txn txn(this, now_ms_ != 0 ? now_ms_ : NowMs());
   txn.inline_[0] = s;
   txn.count_ = 1;
   return txn;
@@ -240,7 +240,7 @@ Store::Txn Store::LockKeys(std::span<const std::string_view> keys) {
   stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
   // Ascending order: two Txns can never wait for each other in a cycle.
   for (uint32_t s : stripes) impl_->LockStripe(s);
-  Txn txn(this, NowMs());
+  Txn txn(this, now_ms_ != 0 ? now_ms_ : NowMs());
   txn.atomic_ = keys.size() > 1;
   txn.count_ = static_cast<uint32_t>(stripes.size());
   if (txn.count_ <= Txn::kInline) {

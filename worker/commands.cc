@@ -635,6 +635,13 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
     return Action::kNone;
   }
   CommandContext ctx{conn, cmd.args, w, *this};
+  // Expiry is judged by the time this request's batch was read (see
+  // Store::set_now_ms), and reset after so nothing else sees a stale time.
+  struct NowScope {
+    shm::Store* store;
+    ~NowScope() { store->set_now_ms(0); }
+  } now_scope{store_};
+  if (loop_ != nullptr) store_->set_now_ms(static_cast<int64_t>(ev_now(loop_->loop()) * 1000));
   if (block_ == nullptr) return spec->handler(ctx);
   // Per-command figures for INFO commandstats and the metrics: one clock
   // read on each side, written straight into this worker's block.

@@ -250,6 +250,11 @@ void EventLoop::Read(Connection* c) {
   }
   c->in.Commit(n);
   stats_.net_input_bytes += n;
+  // The loop's time is taken when epoll returns; a request can arrive after
+  // that and before this recv. Handlers that judge time by ev_now() (the
+  // store's expiry) need a time after their request was sent: refresh it
+  // once per read, not once per command.
+  ev_now_update(loop_);
   c->last_active_ = ev_now(loop_);
   if (!Process(c)) return;
   if (c->in.size() > options_.max_query_buffer) {
