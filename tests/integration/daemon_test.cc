@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "counters.h"
 #include "server_process.h"
 #include "store.h"
 
@@ -533,6 +534,52 @@ TEST(DaemonTest, ServesOnAUnixSocketToo) {
   int status = server->Stop(milliseconds(10000));
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_FALSE(FileExists(sock));
+}
+
+// A hung worker (here: stopped) stops heartbeating; after --worker-timeout
+// the master kills it with SIGKILL and a new worker serves its slot.
+TEST(DaemonTest, SilentWorkerIsKilledAndReplaced) {
+  auto server = StartRedhubd({"--workers", "2", "--worker-timeout", "1"});
+  ASSERT_NE(server, nullptr);
+  std::set<pid_t> before = ServingWorkerPids(server->pid());
+  ASSERT_EQ(before.size(), 2u);
+  pid_t hung = *before.begin();
+  ASSERT_EQ(kill(hung, SIGSTOP), 0);
+  EXPECT_TRUE(server->WaitForLogLine("(pid " + std::to_string(hung) + ") silent for"))
+      << server->Log();
+  EXPECT_TRUE(WaitUntil([&] {
+    std::set<pid_t> now = ServingWorkerPids(server->pid());
+    return now.size() == 2 && !now.count(hung);
+  })) << server->Log();
+  EXPECT_FALSE(ProcessExists(hung) && ProcessTitle(hung).starts_with("redhubd: worker"));
+  Context c = ConnectHiredis(server->port());
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"PING"}).get()), "+PONG");
+}
+
+// Workers never outlive a killed master (PR_SET_PDEATHSIG), nor does the
+// admin process.
+TEST(DaemonTest, WorkersDieWithAKilledMaster) {
+  uint16_t admin = PickFreePort();
+  auto server = StartRedhubd({"--workers", "2", "--admin-port", std::to_string(admin)});
+  ASSERT_NE(server, nullptr);
+  std::vector<pid_t> children;
+  ASSERT_TRUE(WaitUntil([&] {
+    children = ChildPids(server->pid());
+    return children.size() == 3;  // two workers and the admin process
+  })) << server->Log();
+  ASSERT_TRUE(server->Signal(SIGKILL));
+  int status = 0;
+  ASSERT_TRUE(server->WaitExit(kTimeout, &status));
+  EXPECT_TRUE(WaitUntil([&] {
+    for (pid_t p : children) {
+      if (ProcessExists(p) && ProcessTitle(p).starts_with("redhubd:")) return false;
+    }
+    return true;
+  })) << "a child of the killed master is still running";
+  // The segments it leaves are replaced by the next start on this port.
+  shm::Store::Remove("/redhub-" + std::to_string(server->port()));
+  shm::CounterArea::Remove("/redhub-" + std::to_string(server->port()) + "-stats");
 }
 
 // ---- 6. data across reload and upgrade ----
