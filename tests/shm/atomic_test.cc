@@ -535,7 +535,14 @@ struct AbortKeys {
 AbortKeys PickAbortKeys(Store& store) {
   AbortKeys a;
   auto stripe_of = [&](uint32_t k) { return store.StripeOf(KeyName(k)); };
-  const uint32_t crowded = stripe_of(0);
+  // The stripe holding the most keys: the hash seed is random per segment,
+  // so a fixed key's stripe may hold too few to spill the inline log.
+  std::map<uint32_t, int> per_stripe;
+  for (uint32_t k = 0; k < kKeys; k++) per_stripe[stripe_of(k)]++;
+  uint32_t crowded = stripe_of(0);
+  for (const auto& [stripe, count] : per_stripe) {
+    if (count > per_stripe[crowded]) crowded = stripe;
+  }
   std::vector<uint32_t> used = {crowded};
   size_t n = 0;
   for (uint32_t k = 0; k < kKeys; k++) {
