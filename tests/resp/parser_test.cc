@@ -870,8 +870,7 @@ TEST(SplitArgsTest, NeverLooksPastTheEndOfTheLine) {
 
 // sdssplitargs ends an unquoted argument only at ' ', '\n', '\r', '\t' or
 // NUL, while it skips any isspace() byte between arguments: in Redis,
-// "a\vb" is one argument. Disabled until the parser follows this (see the
-// report of the tests/resp work).
+// "a\vb" is one argument.
 TEST(SplitArgsTest, VerticalTabAndFormFeedDoNotEndAnUnquotedArgument) {
   EXPECT_EQ(Split("a\vb c"), (Args{"a\vb", "c"}));
   EXPECT_EQ(Split("a\fb"), (Args{"a\fb"}));
@@ -982,8 +981,7 @@ TEST(ParserTest, PendingAndReset) {
 // Error() is documented as the reply text, but "got '%c'" copies the
 // offending byte as is, so a CR or LF there splits the reply in two if it is
 // sent without AppendError's sanitising. Redis replaces CR and LF in error
-// replies by spaces (addReplyErrorFormatEx). Disabled until the parser does
-// (see the report of the tests/resp work).
+// replies by spaces (addReplyErrorFormatEx); so does the parser.
 TEST(ParserTest, ErrorTextIsOneLine) {
   ExpectError("*1\r\n\r\n", "ERR Protocol error: expected '$', got ' '");
   ExpectError("*1\r\n\n\r\n", "ERR Protocol error: expected '$', got ' '");
