@@ -708,12 +708,17 @@ TEST_P(MidCommandTest, ConnectionFollowsTwoReplacementsInARow) {
   ASSERT_TRUE(s.SendAll(command.substr(0, command.size() / 2)));
   // The worker has read the first half (it answers nothing yet, so wait for
   // its successor to be ready and for it to say it is retiring).
+  // Replaced: new workers in every slot, each reported ready to the master
+  // (a worker has its title before it is ready, and the master refuses an
+  // upgrade while a worker is still starting).
   auto replaced = [&](const std::set<pid_t>& gone) {
     return WaitUntil([&] {
       std::map<int, pid_t> now = ServingWorkers(master);
       if (now.size() != kWorkers) return false;
+      std::string log = server->Log();
       for (auto& [slot, pid] : now) {
         if (gone.count(pid)) return false;
+        if (log.find("(pid " + std::to_string(pid) + ") ready") == std::string::npos) return false;
       }
       return true;
     });
