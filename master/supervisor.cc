@@ -448,6 +448,10 @@ void Supervisor::RollNext() {
     return;
   }
   Notify("READY=1\nSTATUS=serving");
+  if (upgrade_deferred_) {
+    upgrade_deferred_ = false;
+    Upgrade();
+  }
 }
 
 void Supervisor::OnWatchdog(struct ev_loop* loop, ev_timer* t, int) {
@@ -537,9 +541,12 @@ void Supervisor::SetCloexec(bool on) {
 
 void Supervisor::Upgrade() {
   for (Slot& s : slots_) {
-    if (s.pending != nullptr || s.current == nullptr) {
-      LOG_WARNING("Upgrade refused: worker %d is starting; try again when all workers serve",
-                  s.index);
+    if (s.pending != nullptr || s.current == nullptr || !s.current->ready) {
+      // The inherited state names each slot's serving worker; a starting
+      // one has none yet. Upgrade as soon as every slot serves (RollNext).
+      LOG_NOTICE("Upgrade deferred: worker %d is starting; upgrading once every worker serves",
+                 s.index);
+      upgrade_deferred_ = true;
       return;
     }
   }

@@ -137,6 +137,7 @@ class Supervisor {
   bool stopping_ = false;
   bool announced_ready_ = false;
   bool upgraded_ = false;
+  bool upgrade_deferred_ = false;  // SIGUSR2 came while a worker was starting
   ev_signal signals_[6];
   ev_timer watchdog_;
   ev_timer stop_timer_;

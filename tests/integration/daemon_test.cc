@@ -577,6 +577,29 @@ TEST(DaemonTest, WorkersDieWithAKilledMaster) {
   shm::CounterArea::Remove("/redhub-" + std::to_string(server->port()) + "-stats");
 }
 
+// SIGUSR2 right behind a SIGHUP arrives while the reload's new workers are
+// starting: the upgrade waits for them instead of being refused, then runs
+// (same master pid, every worker new, the data still there).
+TEST(DaemonTest, UpgradeDuringAReloadIsDeferredNotRefused) {
+  auto server = StartRedhubd({"--workers", "2"});
+  ASSERT_NE(server, nullptr);
+  {
+    Context c = ConnectHiredis(server->port());
+    ASSERT_NE(c, nullptr);
+    ASSERT_EQ(DescribeReply(Command(c.get(), {"SET", "k", "v"}).get()), "+OK");
+  }
+  std::set<pid_t> before = ServingWorkerPids(server->pid());
+  ASSERT_TRUE(server->Signal(SIGHUP));
+  ASSERT_TRUE(server->Signal(SIGUSR2));
+  ASSERT_TRUE(server->WaitForLogLine("Upgraded in place")) << server->Log();
+  EXPECT_TRUE(WaitUntil([&] { return AllWorkersReplaced(server->pid(), before, 2); }))
+      << server->Log();
+  EXPECT_EQ(server->Log().find("Upgrade refused"), std::string::npos) << server->Log();
+  Context c = ConnectHiredis(server->port());
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"GET", "k"}).get()), "$1 v");
+}
+
 // ---- 6. data across reload and upgrade ----
 
 TEST(DaemonTest, KeysSurviveReloadAndUpgrade) {
