@@ -233,20 +233,28 @@ Store::Txn Store::Lock(std::string_view key) {
 }
 
 Store::Txn Store::LockKeys(std::span<const std::string_view> keys) {
-  std::vector<uint32_t> stripes;
-  stripes.reserve(keys.size());
-  for (std::string_view key : keys) stripes.push_back(StripeOf(key));
-  std::sort(stripes.begin(), stripes.end());
-  stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
+  // Sort and dedupe the stripes in place: in the Txn's inline array when the
+  // keys fit (MGET/MSET of a few keys take no allocation), else in many_.
+  uint32_t inline_stripes[Txn::kInline];
+  std::vector<uint32_t> many;
+  uint32_t* stripes = inline_stripes;
+  if (keys.size() > Txn::kInline) {
+    many.resize(keys.size());
+    stripes = many.data();
+  }
+  for (size_t i = 0; i < keys.size(); i++) stripes[i] = StripeOf(keys[i]);
+  std::sort(stripes, stripes + keys.size());
+  size_t count = std::unique(stripes, stripes + keys.size()) - stripes;
   // Ascending order: two Txns can never wait for each other in a cycle.
-  for (uint32_t s : stripes) impl_->LockStripe(s);
+  for (size_t i = 0; i < count; i++) impl_->LockStripe(stripes[i]);
   Txn txn(this, now_ms_ != 0 ? now_ms_ : NowMs());
   txn.atomic_ = keys.size() > 1;
-  txn.count_ = static_cast<uint32_t>(stripes.size());
-  if (txn.count_ <= Txn::kInline) {
-    std::copy(stripes.begin(), stripes.end(), txn.inline_);
+  txn.count_ = static_cast<uint32_t>(count);
+  if (count <= Txn::kInline) {
+    std::copy(stripes, stripes + count, txn.inline_);
   } else {
-    txn.many_ = std::move(stripes);
+    many.resize(count);
+    txn.many_ = std::move(many);
   }
   return txn;
 }

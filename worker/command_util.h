@@ -21,8 +21,6 @@ inline constexpr std::string_view kErrNotFloat = "ERR value is not a valid float
 inline constexpr std::string_view kErrNoSuchKey = "ERR no such key";
 inline constexpr std::string_view kErrOom =
     "OOM command not allowed when used memory > 'maxmemory'.";
-inline constexpr std::string_view kErrWrongType =
-    "WRONGTYPE Operation against a key holding the wrong kind of value";
 
 inline bool EqualsNoCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
@@ -31,8 +29,6 @@ inline bool EqualsNoCase(std::string_view a, std::string_view b) {
 // Redis's string2ll: optional '-', digits, no leading zeros or blanks, no
 // overflow (the parser's own, from <redhub/resp.h>).
 using resp::ParseInt64;
-// Redis's string2ld/strtold rules for INCRBYFLOAT: no blanks, finite.
-bool ParseLongDouble(std::string_view s, long double* out);
 
 void WrongArity(resp::Writer& w, std::string_view name);
 void UnknownSubcommand(resp::Writer& w, std::string_view sub, std::string_view cmd);

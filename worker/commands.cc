@@ -575,18 +575,6 @@ const std::array<const CommandSpec*, kIndexSize>& Index() {
 
 std::span<const CommandSpec> ServerCommands() { return kServerCommands; }
 
-bool ParseLongDouble(std::string_view s, long double* out) {
-  if (s.empty() || s.size() > 5120) return false;
-  std::string buf(s);
-  if (isspace(static_cast<unsigned char>(buf[0]))) return false;
-  char* end;
-  errno = 0;
-  long double v = strtold(buf.c_str(), &end);
-  if (*end != '\0' || errno == ERANGE || std::isnan(v)) return false;
-  *out = v;
-  return true;
-}
-
 void WrongArity(resp::Writer& w, std::string_view name) {
   w.Error("ERR wrong number of arguments for '" + std::string(name) + "' command");
 }

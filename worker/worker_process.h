@@ -13,7 +13,7 @@
 namespace redhub::shm {
 class Store;
 class CounterArea;
-}
+}  // namespace redhub::shm
 
 namespace redhub::worker {
 
@@ -27,7 +27,7 @@ struct WorkerSpec {
   int adopt_fd = -1;            // connections from the predecessor, or -1
   Options options;
   ServiceInfo info;
-  shm::Store* store = nullptr;  // mapped by the master before fork()
+  shm::Store* store = nullptr;           // mapped by the master before fork()
   shm::CounterArea* counters = nullptr;  // likewise; this worker claims a block
   double drain_timeout = 30;
   double heartbeat_interval = 1;

@@ -27,21 +27,24 @@ std::string ReadFile(const std::string& path) {
 }
 
 TEST(DeployFilesTest, PrometheusConfigLoads) {
-  if (std::string(PROMTOOL_PATH).empty()) GTEST_SKIP() << "promtool not installed";
+  if (std::string(PROMTOOL_PATH).empty())
+    FAIL() << "promtool not installed (deploy/install-deps.sh installs it)";
   // Also loads the rule files it names (relative to the config's folder).
   auto r = testing::RunCommand({PROMTOOL_PATH, "check", "config", "prometheus.yml"}, kDeploy);
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 TEST(DeployFilesTest, AlertRulesLoad) {
-  if (std::string(PROMTOOL_PATH).empty()) GTEST_SKIP() << "promtool not installed";
+  if (std::string(PROMTOOL_PATH).empty())
+    FAIL() << "promtool not installed (deploy/install-deps.sh installs it)";
   auto r = testing::RunCommand({PROMTOOL_PATH, "check", "rules", "redhub-alerts.yml"}, kDeploy);
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 // Each alert fires on the series it is meant for (redhub-alerts.test.yml).
 TEST(DeployFilesTest, AlertRulesFireAsIntended) {
-  if (std::string(PROMTOOL_PATH).empty()) GTEST_SKIP() << "promtool not installed";
+  if (std::string(PROMTOOL_PATH).empty())
+    FAIL() << "promtool not installed (deploy/install-deps.sh installs it)";
   auto r = testing::RunCommand({PROMTOOL_PATH, "test", "rules", "redhub-alerts.test.yml"}, kTests);
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
@@ -75,7 +78,8 @@ TEST(DeployFilesTest, AlertsAndDashboardUseExportedNames) {
 }
 
 TEST(DeployFilesTest, GrafanaDashboardIsJson) {
-  if (std::string(PYTHON3_PATH).empty()) GTEST_SKIP() << "python3 not installed";
+  if (std::string(PYTHON3_PATH).empty())
+    FAIL() << "python3 not installed (deploy/install-deps.sh installs it)";
   auto r =
       testing::RunCommand({PYTHON3_PATH, "-m", "json.tool", "grafana-dashboard.json"}, kDeploy);
   EXPECT_EQ(r.exit_code, 0) << r.output;

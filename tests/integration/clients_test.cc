@@ -39,7 +39,8 @@ class ClientsTest : public ::testing::TestWithParam<ServerKind> {
 };
 
 TEST_P(ClientsTest, RedisCli) {
-  if (std::string(REDIS_CLI_PATH).empty()) GTEST_SKIP() << "redis-cli not found";
+  if (std::string(REDIS_CLI_PATH).empty())
+    FAIL() << "redis-cli not found (deploy/install-deps.sh installs it)";
   // Not on a terminal, redis-cli prints raw replies, one per line.
   EXPECT_EQ(Cli({"PING"}), "PONG\n");
   EXPECT_EQ(Cli({"SET", "a", "b"}), "OK\n");
@@ -55,7 +56,8 @@ TEST_P(ClientsTest, RedisCli) {
 }
 
 TEST_P(ClientsTest, RedisBenchmark) {
-  if (std::string(REDIS_BENCHMARK_PATH).empty()) GTEST_SKIP() << "redis-benchmark not found";
+  if (std::string(REDIS_BENCHMARK_PATH).empty())
+    FAIL() << "redis-benchmark not found (deploy/install-deps.sh installs it)";
   RunResult r = RunCommand({REDIS_BENCHMARK_PATH, "-h", "127.0.0.1", "-p", port_, "-q", "-n",
                             "20000", "-t", "set,get", "-P", "16"},
                            std::chrono::seconds(30));
@@ -153,23 +155,7 @@ print("ok")
 )PY";
 
 TEST_P(ClientsTest, RedisPy) {
-  if (std::string(PYTHON3_PATH).empty()) GTEST_SKIP() << "python3 not found";
-  RunResult probe = RunCommand({PYTHON3_PATH, "-c", "import redis"}, kClientTimeout);
-  if (!probe.ok()) GTEST_SKIP() << "redis-py is not installed: " << probe.Describe();
-
-  char path[] = "/tmp/redhub-it-py-XXXXXX.py";
-  int fd = mkstemps(path, 3);
-  ASSERT_GE(fd, 0);
-  close(fd);
-  struct Remove {
-    const char* path;
-    ~Remove() { unlink(path); }
-  } remove{path};
-  {
-    std::ofstream out(path);
-    out << kPythonScript;
-  }
-  RunResult r = RunCommand({PYTHON3_PATH, path, port_, KindName(GetParam())}, kClientTimeout);
+  RunResult r = RunPython(kPythonScript, {port_, KindName(GetParam())}, kClientTimeout);
   EXPECT_TRUE(r.ok()) << r.Describe();
   EXPECT_EQ(r.out, "ok\n") << r.Describe();
 }

@@ -955,7 +955,8 @@ TEST_P(KeyspaceTest, Resp3Replies) {
 // redis-cli -3 prints our replies as it prints Redis 7.0's (the expected
 // outputs are redis-cli 7.0's against redis-server 7.0).
 TEST_P(KeyspaceTest, RedisCliResp3) {
-  if (std::string(REDIS_CLI_PATH).empty()) GTEST_SKIP() << "redis-cli not found";
+  if (std::string(REDIS_CLI_PATH).empty())
+    FAIL() << "redis-cli not found (deploy/install-deps.sh installs it)";
   const std::string port = std::to_string(server_->port());
   auto cli = [&](const std::vector<std::string>& args) {
     std::vector<std::string> argv = {REDIS_CLI_PATH, "-3", "-h", "127.0.0.1", "-p", port};
@@ -1062,22 +1063,7 @@ print("ok")
 )PY";
 
 TEST_P(KeyspaceTest, RedisPy) {
-  if (std::string(PYTHON3_PATH).empty()) GTEST_SKIP() << "python3 not found";
-  RunResult probe = RunCommand({PYTHON3_PATH, "-c", "import redis"}, kClientTimeout);
-  if (!probe.ok()) GTEST_SKIP() << "redis-py is not installed: " << probe.Describe();
-  char path[] = "/tmp/redhub-it-keyspace-XXXXXX.py";
-  int fd = mkstemps(path, 3);
-  ASSERT_GE(fd, 0);
-  close(fd);
-  struct Remove {
-    const char* path;
-    ~Remove() { unlink(path); }
-  } remove{path};
-  {
-    std::ofstream out(path);
-    out << kPythonScript;
-  }
-  RunResult r = RunCommand({PYTHON3_PATH, path, std::to_string(server_->port())}, kClientTimeout);
+  RunResult r = RunPython(kPythonScript, {std::to_string(server_->port())}, kClientTimeout);
   EXPECT_TRUE(r.ok()) << r.Describe();
   EXPECT_EQ(r.out, "ok\n") << r.Describe();
 }

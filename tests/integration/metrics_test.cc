@@ -138,14 +138,13 @@ TEST_F(MetricsTest, CountsExactlyWhatClientsSentOverAllWorkers) {
   EXPECT_GT(Sample(after, "redis_memory_used_bytes"), 0);
   EXPECT_EQ(Sample(after, "redis_memory_max_bytes"), 8 << 20);
 
-  if (access("/usr/bin/promtool", X_OK) == 0) {
-    std::string path = testing::TempDir() + "metrics-" + std::to_string(getpid()) + ".txt";
-    std::ofstream(path) << HttpGet(admin_port_, "/metrics").body;
-    RunResult r = RunCommand({"bash", "-c", "/usr/bin/promtool check metrics < " + path},
-                             milliseconds(20000));
-    EXPECT_TRUE(r.ok()) << r.Describe();
-    unlink(path.c_str());
-  }
+  ASSERT_EQ(access("/usr/bin/promtool", X_OK), 0) << "deploy/install-deps.sh installs promtool";
+  std::string path = testing::TempDir() + "metrics-" + std::to_string(getpid()) + ".txt";
+  std::ofstream(path) << HttpGet(admin_port_, "/metrics").body;
+  RunResult r =
+      RunCommand({"bash", "-c", "/usr/bin/promtool check metrics < " + path}, milliseconds(20000));
+  EXPECT_TRUE(r.ok()) << r.Describe();
+  unlink(path.c_str());
 }
 
 TEST_F(MetricsTest, NoCounterGoesBackwardsWhenAWorkerIsKilled) {
@@ -263,7 +262,8 @@ TEST_F(MetricsTest, ScrapingDuringLoadChangesNoReply) {
 
 TEST_F(MetricsTest, RedisExporterScrapingRedhubdAgrees) {
   const char* exporter = "/usr/bin/prometheus-redis-exporter";
-  if (access(exporter, X_OK) != 0) GTEST_SKIP() << "prometheus-redis-exporter not installed";
+  ASSERT_EQ(access(exporter, X_OK), 0)
+      << exporter << " missing (deploy/install-deps.sh installs it)";
   Context c = ConnectHiredis(server_->port());
   ASSERT_NE(c, nullptr);
   for (int k = 0; k < 7; k++) {

@@ -146,7 +146,8 @@ TEST_F(ServerCommandsTest, HelloSwitchesToResp3OnlyForThatConnection) {
 }
 
 TEST_F(ServerCommandsTest, RedisCliResp3) {
-  if (std::string(REDIS_CLI_PATH).empty()) GTEST_SKIP() << "redis-cli not found";
+  if (std::string(REDIS_CLI_PATH).empty())
+    FAIL() << "redis-cli not found (deploy/install-deps.sh installs it)";
   auto cli = [&](std::vector<std::string> args) {
     std::vector<std::string> argv = {REDIS_CLI_PATH, "-3", "-h",
                                      "127.0.0.1",    "-p", std::to_string(server_->port())};

@@ -447,6 +447,13 @@ Reply Command(redisContext* c, const std::vector<std::string>& argv) {
       redisCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data())));
 }
 
+RunResult RunPython(const std::string& script, const std::vector<std::string>& args,
+                    milliseconds timeout) {
+  std::vector<std::string> argv = {PYTHON3_PATH, "-c", script};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, timeout);
+}
+
 std::string DescribeReply(const redisReply* r) {
   if (r == nullptr) return "(no reply)";
   switch (r->type) {

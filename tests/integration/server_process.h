@@ -53,6 +53,10 @@ struct RunResult {
 // /dev/null, collects its output and waits for it to end; kills it at the
 // timeout.
 RunResult RunCommand(const std::vector<std::string>& argv, milliseconds timeout);
+// Runs a Python script (given as text) with Debian's python3, which has
+// redis-py; args become sys.argv[1:].
+RunResult RunPython(const std::string& script, const std::vector<std::string>& args,
+                    milliseconds timeout);
 
 // ---- processes ----
 

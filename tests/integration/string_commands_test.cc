@@ -832,7 +832,8 @@ TEST_F(StringCommandsTest, Resp3Replies) {
     EXPECT_EQ(s.RecvN(expected.size()), expected) << ::testing::PrintToString(argv);
   }
 
-  if (std::string(REDIS_CLI_PATH).empty()) GTEST_SKIP() << "redis-cli not found";
+  if (std::string(REDIS_CLI_PATH).empty())
+    FAIL() << "redis-cli not found (deploy/install-deps.sh installs it)";
   const std::string port = std::to_string(server_->port());
   auto cli = [&](const std::vector<std::string>& args) {
     // --no-raw: the typed form ("(nil)", "(integer) 1", "\"text\"") even
