@@ -24,7 +24,8 @@
 namespace redhub::shm {
 
 inline constexpr uint64_t kMagic = 0x314D485342554852ULL;  // "RHUBSHM1", little-endian
-inline constexpr uint32_t kLayoutVersion = 2;  // 2: multi-key txn records in StripeHeader
+// 2: multi-key txn records in StripeHeader; 3: StripeHeader::version
+inline constexpr uint32_t kLayoutVersion = 3;
 
 // ---------------------------------------------------------------------------
 // Links. A link is one aligned 8-byte word: the offset of the next entry in a
@@ -197,6 +198,11 @@ inline uint64_t InlineTxnLog(uint32_t count) { return uint64_t{count} << 1 | 1; 
 
 struct alignas(64) StripeHeader {
   pthread_mutex_t mu;  // robust, process-shared
+  // Odd while a process holds `mu` (it may be changing the stripe), and
+  // changed by every lock and unlock: a seqlock for reads that take no lock
+  // (Store::ReadUnlocked). A holder that dies leaves it odd; the next locker
+  // makes it odd again (a new value) before repairing, and even at unlock.
+  std::atomic<uint64_t> version;
   // tables[1] != 0 while rehashing from tables[0] into tables[1].
   std::atomic<uint64_t> tables[2];
   std::atomic<uint64_t> rehash_index;

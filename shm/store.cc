@@ -46,16 +46,31 @@ struct Store::Impl {
 
   // Lock order: ascending stripe index; see Store::LockKeys.
   void LockStripe(uint32_t s) {
-    if (LockRobust(&core.stripes[s].mu, "stripe", s) == LockResult::kOwnerDied) RepairStripe(s);
+    LockResult r = LockRobust(&core.stripes[s].mu, "stripe", s);
+    BeginWrite(s);
+    if (r == LockResult::kOwnerDied) RepairStripe(s);
   }
   // Never blocks, so it may be used while holding other stripes in any order.
   bool TryLockStripe(uint32_t s) {
     LockResult r = TryLockRobust(&core.stripes[s].mu, "stripe", s);
     if (r == LockResult::kBusy) return false;
+    BeginWrite(s);
     if (r == LockResult::kOwnerDied) RepairStripe(s);
     return true;
   }
-  void UnlockStripe(uint32_t s) { UnlockRobust(&core.stripes[s].mu); }
+  void UnlockStripe(uint32_t s) {
+    std::atomic<uint64_t>& v = core.stripes[s].version;
+    v.store(v.load(kRelaxed) + 1, std::memory_order_release);  // even: no writer
+    UnlockRobust(&core.stripes[s].mu);
+  }
+  // The seqlock's write side (StripeHeader::version), under the lock: a new
+  // odd value, also when a dead holder left it odd. The fence keeps the
+  // stripe's writes after it for a reader on another core.
+  void BeginWrite(uint32_t s) {
+    std::atomic<uint64_t>& v = core.stripes[s].version;
+    v.store((v.load(kRelaxed) + 1) | 1, kRelaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+  }
 
   void RepairStripe(uint32_t s) {
     std::string summary;
@@ -222,6 +237,54 @@ void Store::SetEventSink(std::function<void(std::string_view)> sink) {
 
 // ---------------------------------------------------------------------------
 // Locking
+
+Store::ReadResult Store::ReadUnlockedImpl(std::string_view key,
+                                          void (*emit)(void*, const EntryView&), void* ctx) {
+  const Core& core = impl_->core;
+  uint64_t hash = core.Hash(key);
+  uint32_t s = core.StripeOfHash(hash);
+  const std::atomic<uint64_t>& version = core.stripes[s].version;
+  // Pairs with BeginWrite's fence: if this load sees no writer, the reads
+  // below see no writes of one that starts later, unless the recheck
+  // catches it.
+  const uint64_t v = version.load(std::memory_order_acquire);
+  if (v & 1) return ReadResult::kRetry;
+  auto unchanged = [&] {
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return version.load(kRelaxed) == v;
+  };
+  uint64_t offset = 0;
+  switch (Stripe(core, s).LookupUnlocked(key, hash, &offset)) {
+    case Stripe::Probe::kInvalid:
+      return ReadResult::kRetry;
+    case Stripe::Probe::kAbsent:
+      return unchanged() ? ReadResult::kAbsent : ReadResult::kRetry;
+    case Stripe::Probe::kFound:
+      break;
+  }
+  EntryHeader* e = core.Entry(offset);
+  const int64_t now = now_ms_ != 0 ? now_ms_ : NowMs();
+  const int64_t expire = e->expire_ms.load(kRelaxed);
+  const uint32_t value_len = e->value_len;
+  uint64_t link = e->link.load(kRelaxed);
+  // Checked before emit copies anything, so that a torn length never makes
+  // it copy a stranger's bytes (or many of them); checked again after.
+  if (Expired(expire, now) || !unchanged() ||
+      core.g.total_bytes - offset - kEntryHeaderBytes - key.size() < value_len) {
+    return ReadResult::kRetry;
+  }
+  const uint32_t lru = LruClock(now);
+  emit(ctx, EntryView{std::string_view(e->value(), value_len), expire,
+                      (lru - LinkLru(link)) & kLruClockMax});
+  if (!unchanged()) return ReadResult::kRetry;
+  // The LRU touch, at most once a second per key: a CAS, so that it never
+  // undoes a locked writer's store to this word (that makes it fail). If the
+  // entry was replaced since the check, the word is another's and differs.
+  if (LinkLru(link) != lru) {
+    e->link.compare_exchange_strong(link, MakeLink(LinkOffset(link), lru), kRelaxed);
+  }
+  return ReadResult::kFound;
+}
 
 Store::Txn Store::Lock(std::string_view key) {
   uint32_t s = StripeOf(key);

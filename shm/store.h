@@ -119,6 +119,26 @@ class Store {
 
   // Locks the stripe of `key`.
   Txn Lock(std::string_view key);
+
+  // GET without taking a lock (a seqlock read, StripeHeader::version): calls
+  // emit(const EntryView&) at most once, with a view into shared memory that
+  // another process may be changing; emit must only copy from it (append a
+  // reply, say). Returns kFound or kAbsent if the read was consistent: the
+  // key had that value (or none) at one instant during the call. kRetry: the
+  // stripe changed, or is locked, or the key is found expired (deleting it
+  // needs the lock); whatever emit produced must be discarded and the read
+  // done under Lock. Touches the LRU clock like Find. Never blocks, never
+  // writes except that clock.
+  enum class ReadResult { kFound, kAbsent, kRetry };
+  template <typename Emit>
+  ReadResult ReadUnlocked(std::string_view key, Emit&& emit) {
+    return ReadUnlockedImpl(
+        key,
+        [](void* ctx, const EntryView& view) {
+          (*static_cast<std::remove_reference_t<Emit>*>(ctx))(view);
+        },
+        &emit);
+  }
   // Locks the stripes of all `keys`. Lock order rule: stripes are always taken
   // in ascending index order, and the page pool's lock only after stripes;
   // code that holds a stripe may take another only with a try-lock.
@@ -278,6 +298,8 @@ class Store {
   struct Impl;
   Store(std::string name, std::unique_ptr<Impl> impl);
   static std::unique_ptr<Store> Open(const std::string& name, bool resync, std::string* error);
+  ReadResult ReadUnlockedImpl(std::string_view key, void (*emit)(void*, const EntryView&),
+                              void* ctx);
 
   std::string name_;
   std::unique_ptr<Impl> impl_;

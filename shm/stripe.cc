@@ -246,6 +246,39 @@ bool Stripe::Lookup(std::string_view key, uint64_t hash, Slot* slot) const {
   return false;
 }
 
+Stripe::Probe Stripe::LookupUnlocked(std::string_view key, uint64_t hash, uint64_t* found) const {
+  // A healthy chain is about one entry long (tables grow at load factor 1);
+  // a walk this long means a cycle through reused chunks.
+  constexpr int kMaxSteps = 64;
+  const uint64_t end = c_.g.total_bytes;
+  int steps = 0;
+  for (int i = 0; i < 2; i++) {
+    uint64_t desc = h_->tables[i].load(kRelaxed);
+    if (desc == 0) continue;
+    uint64_t table = TableOffset(desc);
+    uint32_t log2 = TableLog2(desc);
+    if (log2 > kMaxTableLog2 || !c_.InPool(table) || (uint64_t{8} << log2) > end - table) {
+      return Probe::kInvalid;
+    }
+    const auto* link = &c_.At<std::atomic<uint64_t>>(table)[hash & ((uint64_t{1} << log2) - 1)];
+    for (uint64_t e = LinkOffset(link->load(kRelaxed)); e != 0;
+         e = LinkOffset(link->load(kRelaxed))) {
+      if (++steps > kMaxSteps || !c_.InPool(e) || end - e < kEntryHeaderBytes) {
+        return Probe::kInvalid;
+      }
+      EntryHeader* entry = c_.Entry(e);
+      uint32_t key_len = entry->key_len;
+      if (key_len == key.size() && end - e - kEntryHeaderBytes >= key_len &&
+          memcmp(entry->key(), key.data(), key_len) == 0) {
+        *found = e;
+        return Probe::kFound;
+      }
+      link = &entry->link;
+    }
+  }
+  return Probe::kAbsent;
+}
+
 void Stripe::Unlink(const Slot& slot) {
   EntryHeader* e = c_.Entry(slot.entry);
   Publish(slot.link, LinkOffset(e->link.load(kRelaxed)));

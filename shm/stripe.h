@@ -72,6 +72,13 @@ class Stripe {
 
   // --- Entries -------------------------------------------------------------
   bool Lookup(std::string_view key, uint64_t hash, Slot* slot) const;
+  // Lookup without the lock, for a seqlock read: the stripe may change under
+  // it, so every offset is checked against the segment before it is followed
+  // and the walk is bounded. kInvalid: something read was torn (the caller
+  // retries or takes the lock); kFound and kAbsent mean something only if
+  // the stripe's version did not change meanwhile.
+  enum class Probe { kFound, kAbsent, kInvalid };
+  Probe LookupUnlocked(std::string_view key, uint64_t hash, uint64_t* entry) const;
   // The bucket slot a new key is linked into (the new table while rehashing);
   // creates the first table. nullptr if that needs a page and there is none.
   std::atomic<uint64_t>* InsertSlot(uint64_t hash);

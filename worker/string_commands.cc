@@ -282,6 +282,18 @@ Action CmdPsetex(CommandContext& ctx) {
 // ---- GET and its relatives ----
 
 Action CmdGet(CommandContext& ctx) {
+  // Most GETs take no lock: the reply is written straight from shared memory
+  // and kept if the stripe did not change meanwhile (Store::ReadUnlocked).
+  const size_t mark = ctx.w.buffer().size();
+  auto read = ctx.service.store().ReadUnlocked(
+      ctx.args[1], [&](const shm::EntryView& view) { ctx.w.Bulk(view.value); });
+  if (read != shm::Store::ReadResult::kRetry) {
+    const bool found = read == shm::Store::ReadResult::kFound;
+    CountLookup(ctx, found);
+    if (!found) ctx.w.Null();
+    return Action::kNone;
+  }
+  ctx.w.buffer().resize(mark);
   shm::Store::Txn txn = ctx.service.store().Lock(ctx.args[1]);
   auto e = txn.Find(ctx.args[1]);
   CountLookup(ctx, e.has_value());
