@@ -124,6 +124,8 @@ class CommandService {
   shm::CounterArea* area_ = nullptr;
   shm::CounterBlock* block_ = nullptr;
   CycleClock clock_;
+  uint64_t clock_mark_ = 0;   // when the last command ended
+  uint64_t clock_batch_ = 0;  // in which of the loop's batches
 };
 
 }  // namespace redhub::worker

@@ -274,6 +274,7 @@ void EventLoop::Read(Connection* c) {
 bool EventLoop::Process(Connection* c) {
   resp::Command cmd;
   size_t used;
+  batch_++;
   while (!c->close_after) {
     resp::ParseStatus st = c->parser.Parse(c->in.data(), c->in.size(), &cmd, &used);
     if (st == resp::ParseStatus::kNeedMore) break;

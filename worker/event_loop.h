@@ -102,6 +102,10 @@ class EventLoop {
   struct ev_loop* loop() const {
     return loop_;
   }
+  // Changes every time the loop starts running a connection's buffered
+  // requests: commands dispatched under one value ran back to back, with
+  // only the loop's own bookkeeping and parsing between them.
+  uint64_t batch() const { return batch_; }
 
  private:
   static void OnAccept(struct ev_loop* loop, ev_io* w, int events);
@@ -148,6 +152,7 @@ class EventLoop {
   ev_signal sigterm_;
   Connection* head_ = nullptr;
   uint64_t next_id_ = 0;
+  uint64_t batch_ = 0;
   bool draining_ = false;
   bool retiring_ = false;
   ev_io handoff_out_;  // retiring: answers from the successor

@@ -204,6 +204,15 @@ TEST_F(ServerCommandsTest, ClientAndCommandAndSelect) {
             "-ERR DB index is out of range");
   EXPECT_EQ(DescribeReply(Command(c.get(), {"NOSUCH", "a"}).get()),
             "-ERR unknown command 'NOSUCH', with args beginning with: 'a' ");
+  // Command names match whatever their case, and only whole: a NUL byte or
+  // a name longer than any command's is unknown, not a prefix match.
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"gEt", "nosuchkey"}).get()), "(nil)");
+  EXPECT_EQ(DescribeReply(Command(c.get(), {std::string("get\0", 4), "k"}).get()).rfind(
+                "-ERR unknown command", 0),
+            0u);
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"getgetgetgetgetgetgetgetget", "k"}).get()).rfind(
+                "-ERR unknown command", 0),
+            0u);
   Reply t = Command(c.get(), {"TIME"});
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->elements, 2u);
