@@ -9,6 +9,13 @@
 # drift on the machine (thermal, noisy neighbours) affects both sides alike.
 # Every figure is the median over the rounds.
 #
+# redis-benchmark does not look at the replies it gets, so before the rounds
+# every server must pass a reply check with real clients (redis-cli --pipe,
+# redis-cli reading commands from stdin, and a raw byte-exact pipelined
+# exchange larger than 256 KB), and after every run one benchmark key must
+# read back as the benchmark's value. Any wrong reply ends the script with
+# exit status 1, so no figure is printed for a server that answers wrongly.
+#
 # CPU per request = CPU time (utime+stime, plus cutime+cstime of reaped
 # children) that the server and all its descendants used during the run,
 # divided by the request count. It is read from /proc before and after every run. On a
@@ -28,7 +35,13 @@ REQUESTS=""          # if set, the request count for every case
 QUICK=0
 WORKERS=""
 REDHUBD_ARGS=""
-KEYSPACE=1000000     # redis-benchmark -r: the same random key space for both servers
+KEYSPACE=1000000     # redis-benchmark -r: the same random key space for both servers; 0 = no -r
+CASES_SEL=""         # --cases: comma-separated P<n> names
+CASES_GIVEN=0
+CMDS_SEL=""          # --cmds: comma-separated commands
+CMDS_GIVEN=0
+CHECK_TIMEOUT=20     # seconds allowed for each client call of the reply checks
+BENCH_DATASIZE=3     # redis-benchmark -d default: the size of every SET value
 BENCH_TIMEOUT=120    # seconds allowed for each redis-benchmark run
 READY_TIMEOUT=10     # seconds allowed for a server to answer PING
 STOP_TIMEOUT=5       # seconds between SIGTERM and SIGKILL at shutdown
@@ -45,11 +58,15 @@ SERVERS=(redis redhub)
 usage() {
   cat <<EOF
 Usage: bench/compare.sh [--redhubd PATH] [--rounds N] [--requests N] [--quick]
-                        [--workers N] [--redhubd-args "ARGS"]
+                        [--workers N] [--redhubd-args "ARGS"] [--keyspace N]
+                        [--cases LIST] [--cmds LIST]
 
 Benchmarks redhubd and redis-server side by side on 127.0.0.1 with
 redis-benchmark (SET and GET; -c 512 -P 1024, -c 50 -P 16, -c 50 -P 1) and
 prints a Markdown table of medians to stdout. Progress goes to stderr.
+Before the rounds both servers must pass a reply check (redis-benchmark does
+not check replies); after every run one benchmark key is read back. A wrong
+reply stops the script with exit status 1.
 
   --redhubd PATH        redhubd binary (default: build/master/redhubd under
                         the repository root)
@@ -61,6 +78,15 @@ prints a Markdown table of medians to stdout. Progress goes to stderr.
                         explicit --rounds still applies)
   --workers N           pass --workers N to redhubd
   --redhubd-args ARGS   more redhubd arguments, split on whitespace
+  --keyspace N          redis-benchmark -r N: random keys key:000000000000 to
+                        key:<N-1> (default: 1000000). 0 = no -r: every
+                        request uses the one key "key:__rand_int__"
+  --cases LIST          comma-separated cases by pipeline depth, from P1024,
+                        P16, P1 (default: all), e.g. --cases P1024,P16
+  --cmds LIST           comma-separated commands, from SET, GET (default:
+                        both). SET always runs before GET. With GET and no
+                        SET, the keys are loaded with one untimed SET run
+                        before the rounds
   -h, --help            show this help
 EOF
 }
@@ -87,7 +113,7 @@ while (($#)); do
       val=${opt#*=}
       opt=${opt%%=*}
       ;;
-    --redhubd | --rounds | --requests | --workers | --redhubd-args)
+    --redhubd | --rounds | --requests | --workers | --redhubd-args | --keyspace | --cases | --cmds)
       (($# >= 2)) || die "$opt needs a value"
       val=$2
       shift
@@ -109,6 +135,20 @@ while (($#)); do
       WORKERS=$val
       ;;
     --redhubd-args) REDHUBD_ARGS=$val ;;
+    --keyspace)
+      [[ $val =~ ^[0-9]+$ ]] ||
+        die "--keyspace needs a non-negative integer (0 = one key, no -r), got '$val'"
+      ((${#val} <= 10)) || die "--keyspace is too large: '$val'"
+      KEYSPACE=$((10#$val))
+      ;;
+    --cases)
+      CASES_SEL=$val
+      CASES_GIVEN=1
+      ;;
+    --cmds)
+      CMDS_SEL=$val
+      CMDS_GIVEN=1
+      ;;
     --quick) QUICK=1 ;;
     -h | --help)
       usage
@@ -124,6 +164,83 @@ done
 
 if ((QUICK)) && ((!ROUNDS_GIVEN)); then
   ROUNDS=1
+fi
+
+# Keep the cases named in --cases (by their "P<n>" part), in table order.
+select_cases() {
+  local list=$1 item want ci p known="" found
+  local -a items=() picked=()
+  local -A chosen=()
+  for ci in "${!CASES[@]}"; do
+    IFS='|' read -r _ _ p _ <<<"${CASES[$ci]}"
+    known+="${known:+, }P$p"
+  done
+  IFS=',' read -r -a items <<<"$list"
+  ((${#items[@]})) || die "--cases needs at least one of: $known"
+  for item in "${items[@]}"; do
+    item=${item//[[:space:]]/}
+    [[ -n $item ]] || die "--cases: empty name in '$list' (known: $known)"
+    want=${item^^}
+    found=0
+    for ci in "${!CASES[@]}"; do
+      IFS='|' read -r _ _ p _ <<<"${CASES[$ci]}"
+      if [[ $want == "P$p" ]]; then
+        chosen[$ci]=1
+        found=1
+      fi
+    done
+    ((found)) || die "--cases: unknown case '$item' (known: $known)"
+  done
+  for ci in "${!CASES[@]}"; do
+    if [[ -n ${chosen[$ci]:-} ]]; then
+      picked+=("${CASES[$ci]}")
+    fi
+  done
+  CASES=("${picked[@]}")
+}
+
+# Keep the commands named in --cmds, in the order of CMDS (SET before GET).
+select_cmds() {
+  local list=$1 item want cmd found
+  local -a items=() picked=()
+  local -A chosen=()
+  IFS=',' read -r -a items <<<"$list"
+  ((${#items[@]})) || die "--cmds needs at least one of: ${CMDS[*]}"
+  for item in "${items[@]}"; do
+    item=${item//[[:space:]]/}
+    [[ -n $item ]] || die "--cmds: empty name in '$list' (known: ${CMDS[*]})"
+    want=${item^^}
+    found=0
+    for cmd in "${CMDS[@]}"; do
+      if [[ $want == "$cmd" ]]; then
+        chosen[$cmd]=1
+        found=1
+      fi
+    done
+    ((found)) || die "--cmds: unknown command '$item' (known: ${CMDS[*]})"
+  done
+  for cmd in "${CMDS[@]}"; do
+    if [[ -n ${chosen[$cmd]:-} ]]; then
+      picked+=("$cmd")
+    fi
+  done
+  CMDS=("${picked[@]}")
+}
+
+if ((CASES_GIVEN)); then
+  select_cases "$CASES_SEL"
+fi
+if ((CMDS_GIVEN)); then
+  select_cmds "$CMDS_SEL"
+fi
+
+# redis-benchmark key options: -r N, or none for the one key key:__rand_int__.
+KEY_ARGS=()
+if ((KEYSPACE > 0)); then
+  KEY_ARGS=(-r "$KEYSPACE")
+  keys_text="-r $KEYSPACE"
+else
+  keys_text="one key (no -r)"
 fi
 
 REDHUB_EXTRA=()
@@ -334,6 +451,302 @@ start_server() {
   die "$name could not bind a port in 3 attempts"
 }
 
+# ---------------------------------------------------------- reply checks
+# redis-benchmark counts replies but never looks at them, so a server that
+# answers wrongly could still post a fine figure. These checks use real
+# clients and compare every reply exactly; any wrong reply ends the script.
+# Their keys start with "cmpcheck:"; FLUSHALL removes them before the rounds.
+
+CHECK_A_KEYS=2000 # check a: distinct keys written in one redis-cli --pipe batch
+CHECK_B_KEYS=300  # check b: SETs (then GETs) in one batch of more than 256 KB
+CHECK_B_SIZE=1024 # check b: bytes per value
+
+# The value of every SET that redis-benchmark sends: newer versions (7.0
+# here) make it with genBenchmarkRandomData() in redis-benchmark.c (an LCG
+# seeded with 1234, one character '0' + 6 bits per byte); older ones send
+# all 'x'.
+# The first check that reads a benchmark key settles which one this
+# redis-benchmark uses; from then on only that value is accepted.
+bench_random_data() {
+  local n=$1 state=1234 i out="" ch
+  for ((i = 0; i < n; i++)); do
+    state=$(((state * 1103515245 + 12345) & 0xFFFFFFFF))
+    printf -v ch '%03o' $((48 + ((state >> 16) & 63)))
+    printf -v ch %b "\\0$ch"
+    out+=$ch
+  done
+  printf '%s' "$out"
+}
+BENCH_VALUE_NEW=$(bench_random_data "$BENCH_DATASIZE")
+BENCH_VALUE_OLD=$(printf "%${BENCH_DATASIZE}s" '' | tr ' ' x)
+BENCH_VALUE="" # set by the first successful bench_value_ok
+
+bench_value_ok() {
+  local got=$1
+  if [[ -n $BENCH_VALUE ]]; then
+    [[ $got == "$BENCH_VALUE" ]]
+    return
+  fi
+  if [[ $got == "$BENCH_VALUE_NEW" || $got == "$BENCH_VALUE_OLD" ]]; then
+    BENCH_VALUE=$got
+    return 0
+  fi
+  return 1
+}
+
+bench_value_text() {
+  if [[ -n $BENCH_VALUE ]]; then
+    printf "'%s'" "$BENCH_VALUE"
+  else
+    printf "'%s' (or '%s' from an older redis-benchmark)" "$BENCH_VALUE_NEW" "$BENCH_VALUE_OLD"
+  fi
+}
+
+# redis-cli against one server port, limited to CHECK_TIMEOUT seconds, so
+# that a server that hangs fails the check instead of hanging the script.
+cli() {
+  local port=$1
+  shift
+  timeout "$CHECK_TIMEOUT" redis-cli -h 127.0.0.1 -p "$port" "$@"
+}
+
+exit_text() { # exit_text RC: how a client call ended
+  case $1 in
+    0) printf 'exit 0' ;;
+    124) printf 'timed out after %ss' "$CHECK_TIMEOUT" ;;
+    3) printf 'could not connect' ;;
+    *) printf 'exit %s' "$1" ;;
+  esac
+}
+
+check_fail() {
+  local name=$1
+  shift
+  log_tail "${SRV_LOG[$name]}"
+  die "reply check failed on $name (pid ${SRV_PID[$name]}, port ${SRV_PORT[$name]}): $*"
+}
+
+# first_diff WANT GOT: how many lines differ and the first of them, with
+# values cut to 60 bytes and CRs dropped.
+first_diff() {
+  awk '
+    function cut(s) {
+      gsub(/\r/, "", s)
+      return length(s) > 60 ? substr(s, 1, 60) "..." : s
+    }
+    NR == FNR { want[FNR] = $0; nw = FNR; next }
+    { got[FNR] = $0; ng = FNR }
+    END {
+      n = nw > ng ? nw : ng
+      bad = 0
+      for (i = 1; i <= n; i++) {
+        if ((i in want) && (i in got) && want[i] == got[i]) continue
+        if (!bad++) first = i
+      }
+      if (!bad) { printf "no line differs"; exit }
+      printf "%d of %d lines wrong, first at line %d: expected [%s], got [%s]", bad, nw, first,
+        (first in want) ? cut(want[first]) : "<nothing>",
+        (first in got) ? cut(got[first]) : "<nothing>"
+    }' "$1" "$2"
+}
+
+expect_dbsize() { # expect_dbsize NAME COUNT WHEN
+  local out rc=0
+  out=$(cli "${SRV_PORT[$1]}" DBSIZE 2>&1) || rc=$?
+  if ((rc != 0)) || [[ $out != "$2" ]]; then
+    check_fail "$1" "DBSIZE $3 replied '$out' ($(exit_text "$rc")), expected $2"
+  fi
+}
+
+flush_server() { # flush_server NAME WHEN
+  local out rc=0
+  out=$(cli "${SRV_PORT[$1]}" FLUSHALL 2>&1) || rc=$?
+  if ((rc != 0)) || [[ $out != OK ]]; then
+    check_fail "$1" "FLUSHALL $2 replied '$out' ($(exit_text "$rc")), expected OK"
+  fi
+  expect_dbsize "$1" 0 "after FLUSHALL $2"
+}
+
+# Printable values without '"' and '\' so that redis-cli --no-raw prints them
+# unchanged between double quotes.
+CHECK_POOL='ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 !#$%&()*+,-./:;<=>?@[]^_{|}~'
+
+# Check a files in DIR: a.resp (N SETs of distinct keys and values, RESP),
+# a.get (N inline GETs) and a.want (the GET replies as redis-cli --no-raw
+# prints them).
+gen_check_a() {
+  awk -v dir="$1" -v n="$CHECK_A_KEYS" -v pool="$CHECK_POOL" '
+    BEGIN {
+      np = length(pool)
+      pool = pool pool
+      for (i = 1; i <= n; i++) {
+        k = "cmpcheck:a:" i
+        v = "val" i "-" substr(pool, (i * 31) % np + 1, 1 + (i * 7) % 61)
+        printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(k), k, length(v), v > (dir "/a.resp")
+        printf "GET %s\n", k > (dir "/a.get")
+        printf "\"%s\"\n", v > (dir "/a.want")
+      }
+    }'
+}
+
+# Check b files in DIR: b.req (N SETs of SIZE-byte distinct values, then N
+# GETs of them, then PING and QUIT, RESP, one batch), b.want (the exact reply
+# bytes), b.get and b.getwant (inline GETs and their --no-raw replies).
+gen_check_b() {
+  awk -v dir="$1" -v n="$CHECK_B_KEYS" -v size="$CHECK_B_SIZE" -v pool="$CHECK_POOL" '
+    BEGIN {
+      np = length(pool)
+      req = dir "/b.req"
+      want = dir "/b.want"
+      for (i = 1; i <= n; i++) {
+        key[i] = "cmpcheck:b:" i
+        v = "big" i ":"
+        o = (i * 17) % np
+        while (length(v) < size) v = v substr(pool, o + 1) substr(pool, 1, o)
+        val[i] = substr(v, 1, size)
+      }
+      for (i = 1; i <= n; i++) {
+        printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(key[i]), key[i], size, val[i] > req
+        printf "+OK\r\n" > want
+      }
+      for (i = 1; i <= n; i++) {
+        printf "*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", length(key[i]), key[i] > req
+        printf "$%d\r\n%s\r\n", size, val[i] > want
+        printf "GET %s\n", key[i] > (dir "/b.get")
+        printf "\"%s\"\n", val[i] > (dir "/b.getwant")
+      }
+      printf "*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nQUIT\r\n" > req
+      printf "+PONG\r\n+OK\r\n" > want
+    }'
+}
+
+# raw_exchange PORT REQUEST-FILE OUT-FILE: send the whole file on one TCP
+# connection while reading the replies into OUT-FILE until the server closes
+# the connection (the file ends with QUIT) or CHECK_TIMEOUT seconds pass.
+# cat writes out what it reads at once, so OUT-FILE holds every byte that
+# came, also after a time-out. redis-cli --pipe only counts replies, so this
+# is the byte-exact check of the replies to one large pipelined batch.
+# Returns 3 if it cannot connect.
+raw_exchange() {
+  local port=$1 req=$2 out=$3 fd="" wpid rc=0 wrc=0
+  : >"$out"
+  exec {fd}<>"/dev/tcp/127.0.0.1/$port" || true
+  [[ -n $fd ]] || return 3
+  timeout "$CHECK_TIMEOUT" cat -- "$req" >&"$fd" &
+  wpid=$!
+  timeout "$CHECK_TIMEOUT" cat <&"$fd" >"$out" || rc=$?
+  wait "$wpid" || wrc=$?
+  exec {fd}>&-
+  ((rc == 0)) || return "$rc"
+  return "$wrc"
+}
+
+# The checks run once per server before the rounds.
+check_server() {
+  local name=$1 port=${SRV_PORT[$1]} dir="$WORK_DIR/check-$1" out rc size nbytes diff_at
+  mkdir -p -- "$dir"
+  flush_server "$name" "before the checks"
+
+  # a. CHECK_A_KEYS distinct keys written in one pipelined batch, read back
+  #    one GET at a time, every value compared.
+  gen_check_a "$dir"
+  rc=0
+  cli "$port" --pipe <"$dir/a.resp" >"$dir/a.pipe" 2>&1 || rc=$?
+  out=$(tail -n 1 -- "$dir/a.pipe")
+  if ((rc != 0)) || [[ $out != "errors: 0, replies: $CHECK_A_KEYS" ]]; then
+    check_fail "$name" "redis-cli --pipe with $CHECK_A_KEYS SETs ($(exit_text "$rc")) ended with" \
+      "'$out', expected 'errors: 0, replies: $CHECK_A_KEYS'"
+  fi
+  rc=0
+  cli "$port" --no-raw <"$dir/a.get" >"$dir/a.got" 2>&1 || rc=$?
+  if ((rc != 0)) || ! cmp -s -- "$dir/a.want" "$dir/a.got"; then
+    check_fail "$name" "GET of the $CHECK_A_KEYS keys written by redis-cli --pipe ($(exit_text "$rc")):" \
+      "$(first_diff "$dir/a.want" "$dir/a.got")"
+  fi
+  expect_dbsize "$name" "$CHECK_A_KEYS" "after $CHECK_A_KEYS SETs of distinct keys"
+
+  # b. One batch of more than 256 KB (SETs of 1 KB values, GETs of them,
+  #    PING, QUIT), written in one go so that commands straddle socket reads;
+  #    the reply bytes must be exactly the expected ones, nothing more.
+  gen_check_b "$dir"
+  size=$(wc -c <"$dir/b.req")
+  nbytes=$(wc -c <"$dir/b.want")
+  ((size > 262144)) || die "internal: check batch is only $size bytes"
+  rc=0
+  raw_exchange "$port" "$dir/b.req" "$dir/b.got" || rc=$?
+  if ((rc != 0)) || ! cmp -s -- "$dir/b.want" "$dir/b.got"; then
+    out="got $(wc -c <"$dir/b.got") reply bytes, expected $nbytes"
+    if ((rc == 124)); then
+      out+=" (the server did not close the connection after QUIT)"
+    fi
+    if ! cmp -s -- "$dir/b.want" "$dir/b.got"; then
+      diff_at=$(cmp -- "$dir/b.want" "$dir/b.got" 2>&1 | head -n 1 || true)
+      out+="; ${diff_at//"$dir/"/}"
+      out+="; $(first_diff "$dir/b.want" "$dir/b.got")"
+    fi
+    check_fail "$name" "one pipelined batch of $size bytes ($CHECK_B_KEYS SETs of $CHECK_B_SIZE-byte" \
+      "values, $CHECK_B_KEYS GETs, PING, QUIT; $(exit_text "$rc")): $out"
+  fi
+  #    The same values read back by another client.
+  rc=0
+  cli "$port" --no-raw <"$dir/b.get" >"$dir/b.got2" 2>&1 || rc=$?
+  if ((rc != 0)) || ! cmp -s -- "$dir/b.getwant" "$dir/b.got2"; then
+    check_fail "$name" "GET of the $CHECK_B_KEYS keys of the large batch ($(exit_text "$rc")):" \
+      "$(first_diff "$dir/b.getwant" "$dir/b.got2")"
+  fi
+  expect_dbsize "$name" $((CHECK_A_KEYS + CHECK_B_KEYS)) "after both check batches"
+  log "$name: replies to $CHECK_A_KEYS pipelined SETs and a $size-byte batch are right"
+}
+
+# c. After a benchmark run: one key that redis-benchmark wrote must hold the
+#    benchmark's value, and the key count must fit the key space.
+check_bench_key() {
+  local name=$1 what=$2 port=${SRV_PORT[$1]} key out rc=0
+  local -a lines=()
+  if ((KEYSPACE == 0)); then
+    key="key:__rand_int__"
+  else
+    key=$(cli "$port" RANDOMKEY 2>&1) || rc=$?
+    if ((rc != 0)) || ! [[ $key =~ ^key:[0-9]{12}$ ]] || ((10#${key#key:} >= KEYSPACE)); then
+      check_fail "$name" "after $what: RANDOMKEY replied '$key' ($(exit_text "$rc")), expected a" \
+        "benchmark key (key: and 12 digits, below $KEYSPACE)"
+    fi
+  fi
+  out=$(printf 'GET %s\nDBSIZE\n' "$key" | cli "$port" 2>&1) || rc=$?
+  mapfile -t lines <<<"$out"
+  if ((rc != 0)) || ! bench_value_ok "${lines[0]:-}"; then
+    check_fail "$name" "after $what: GET $key replied '${lines[0]:-}' ($(exit_text "$rc")), expected" \
+      "$(bench_value_text)"
+  fi
+  if ((KEYSPACE == 0)); then
+    if [[ ${lines[1]:-} != 1 ]]; then
+      check_fail "$name" "after $what: DBSIZE replied '${lines[1]:-}', expected 1 (without -r" \
+        "redis-benchmark writes only $key)"
+    fi
+  elif ! [[ ${lines[1]:-} =~ ^[0-9]+$ ]] || ((lines[1] < 1 || lines[1] > KEYSPACE)); then
+    check_fail "$name" "after $what: DBSIZE replied '${lines[1]:-}', expected 1 to $KEYSPACE"
+  fi
+}
+
+# With GET but no SET, fill the key space once (untimed) so that the GETs
+# read values as they do after a SET run.
+PRELOAD=0
+preload_keys() {
+  local name=$1 port=${SRV_PORT[$1]} rc=0
+  local -a args=(-c 1 -n 1)
+  if ((KEYSPACE > 0)); then
+    args=(-c 50 -P 64 -n $((2 * KEYSPACE)) -r "$KEYSPACE")
+  fi
+  log "$name: loading keys with redis-benchmark -t set ${args[*]}"
+  timeout --foreground "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" "${args[@]}" \
+    -t set -q >"$WORK_DIR/preload.out" 2>&1 || rc=$?
+  if ((rc != 0)); then
+    log_tail "$WORK_DIR/preload.out"
+    die "loading the keys into $name failed ($(exit_text "$rc"))"
+  fi
+  check_bench_key "$name" "loading the keys"
+}
+
 # ------------------------------------------------------------- benchmark
 
 # Parse redis-benchmark -q --csv output. Columns are found by name from the
@@ -373,7 +786,7 @@ run_one() {
   # --foreground keeps redis-benchmark in our process group so that Ctrl-C
   # reaches it.
   timeout --foreground "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" \
-    -c "$clients" -P "$pipeline" -n "$n" -r "$KEYSPACE" \
+    -c "$clients" -P "$pipeline" -n "$n" ${KEY_ARGS[@]+"${KEY_ARGS[@]}"} \
     -t "${cmd,,}" -q --csv >"$out" 2>"$err" || rc=$?
   after=$(tree_ticks "$pid")
   # Ctrl-C or SIGTERM: redis-benchmark died of it and timeout reports
@@ -398,6 +811,7 @@ run_one() {
     log_tail "$err"
     return 0
   fi
+  check_bench_key "$name" "$label $cmd run"
   fields=$(parse_csv "$cmd" "$out")
   if [[ -z $fields ]]; then
     log "WARNING: no $cmd row in redis-benchmark output for $label on $name; run left out"
@@ -438,12 +852,35 @@ median() {
 start_server redis
 start_server redhub
 
+for name in "${SERVERS[@]}"; do
+  check_server "$name"
+done
+log "replies verified on redis and redhub"
+for name in "${SERVERS[@]}"; do
+  flush_server "$name" "after the checks"
+done
+
+have_set=0
+have_get=0
+for cmd in "${CMDS[@]}"; do
+  case $cmd in
+    SET) have_set=1 ;;
+    GET) have_get=1 ;;
+  esac
+done
+if ((have_get && !have_set)); then
+  PRELOAD=1
+  for name in "${SERVERS[@]}"; do
+    preload_keys "$name"
+  done
+fi
+
 counts=""
 for ci in "${!CASES[@]}"; do
   IFS='|' read -r label _ _ def <<<"${CASES[$ci]}"
   counts+="${counts:+, }$label: $(case_requests "$def")"
 done
-log "rounds: $ROUNDS; requests per run: $counts"
+log "rounds: $ROUNDS; keys: $keys_text; commands: ${CMDS[*]}; requests per run: $counts"
 
 for ((round = 1; round <= ROUNDS; round++)); do
   # Odd rounds run redis first in every pair, even rounds redhub, so that
@@ -489,7 +926,15 @@ kernel=$(uname -r)
 now=$(date -u '+%Y-%m-%d %H:%M UTC')
 echo "Machine: ${cpu_model:-unknown CPU}, nproc ${ncpu}, Linux ${kernel}, redis-server ${redis_version:-unknown}, ${now}"
 echo
-echo "redhubd: \`$redhub_cmd\` at $git_rev; redis-benchmark on 127.0.0.1, -r $KEYSPACE, $rounds_text; requests per run: $counts."
+preload_text=""
+if ((PRELOAD)); then
+  if ((KEYSPACE > 0)); then
+    preload_text=", keys loaded by one untimed SET run"
+  else
+    preload_text=", the key set once untimed"
+  fi
+fi
+echo "redhubd: \`$redhub_cmd\` at $git_rev; redis-benchmark on 127.0.0.1, $keys_text$preload_text, $rounds_text; replies verified; requests per run: $counts."
 echo
 echo "| case | cmd | redis req/s | redhub req/s | ratio | redis µs CPU/req | redhub µs CPU/req | redis p50/p99 ms | redhub p50/p99 ms |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
