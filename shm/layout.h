@@ -210,6 +210,11 @@ struct alignas(64) StripeHeader {
   std::atomic<uint64_t> keys;
   std::atomic<uint64_t> expires;
   std::atomic<uint64_t> used;  // bytes of chunks and runs in use
+  // The part of `used`'s changes not yet added to SegmentHeader::used_bytes:
+  // the store-wide counter is written once per few KB of change instead of
+  // at every write (one cache line all workers' writes would bounce). See
+  // Stripe::Charge for the bound this keeps on the maxmemory check.
+  std::atomic<int64_t> unflushed;
   MoveIntent intent;
   // Multi-key Txn record (see above). txn_log: this stripe's redo log (a
   // chunk, or inline in txn_ops), valid while txn_state != 0. As a home:
@@ -243,9 +248,10 @@ struct alignas(64) SegmentHeader {
   std::atomic<uint64_t> maxmemory;
   std::atomic<uint32_t> policy;
 
-  // Counters. used_bytes is the sum of the stripes' `used`, kept by deltas for
-  // the maxmemory check; it can be off by one operation after a crash until
-  // ResyncCounters (resync_needed set).
+  // Counters. used_bytes plus every stripe's `unflushed` is the sum of the
+  // stripes' `used`; used_bytes alone is what the maxmemory check reads. It
+  // can be off by one operation after a crash until ResyncCounters
+  // (resync_needed set).
   alignas(64) std::atomic<int64_t> used_bytes;
   alignas(64) std::atomic<uint64_t> repairs;
   std::atomic<uint64_t> pool_repairs;

@@ -111,6 +111,9 @@ class Stripe {
   uint64_t ChargeFor(uint64_t chunk_bytes) const;
   uint64_t EntryCharge(uint64_t entry) const;
   void Charge(int64_t bytes);
+  // What a stripe may hold back from the store-wide used_bytes (see Charge):
+  // its `unflushed` stays below this in absolute value.
+  static int64_t UnflushedLimit(const Core& core);
 
   // --- Tables --------------------------------------------------------------
   // Moves up to `buckets` non-empty buckets from the old table to the new one.
