@@ -203,6 +203,10 @@ struct alignas(64) StripeHeader {
   // (Store::ReadUnlocked). A holder that dies leaves it odd; the next locker
   // makes it odd again (a new value) before repairing, and even at unlock.
   std::atomic<uint64_t> version;
+  // Processes blocked (or about to block) on `mu`: a hint for fairness (see
+  // Store::EndBatch). A waiter killed while waiting leaves it one too high,
+  // which costs only that hand-over's wait; a repair resets it.
+  std::atomic<uint32_t> waiters;
   // tables[1] != 0 while rehashing from tables[0] into tables[1].
   std::atomic<uint64_t> tables[2];
   std::atomic<uint64_t> rehash_index;

@@ -144,6 +144,21 @@ class Store {
   // code that holds a stripe may take another only with a try-lock.
   Txn LockKeys(std::span<const std::string_view> keys);
 
+  // A batch: between BeginBatch and EndBatch, a Txn from Lock leaves its
+  // stripe locked when it ends, and the next Lock of the same stripe takes
+  // it over instead of unlocking and locking again (a pipeline of writes to
+  // one hot key: one lock for the batch, and no lock line bouncing between
+  // workers per write). Everything a Txn wrote is complete and published
+  // when it ends, as before; only the lock is held on. Any other lock (Lock
+  // of another stripe, LockKeys, Scan, Flush...) lets go of the kept stripe
+  // first, so the lock order holds; taking one while a Txn is alive aborts
+  // the process, as it would otherwise risk a deadlock. EndBatch lets go.
+  // Meanwhile other processes see the stripe locked: their unlocked reads
+  // of it take the lock and wait. A worker brackets each connection's
+  // buffered requests with these. Process-local.
+  void BeginBatch();
+  void EndBatch();
+
   // The time Txns taken from now on judge expiry by, instead of reading the
   // clock for each (0: read the clock). A worker sets it to the time it read
   // a batch of requests, which is after each of them was sent, so no
@@ -291,6 +306,7 @@ class Store {
     std::vector<uint64_t> deferred_;  // evicted chunks, freed at unlock
     bool atomic_ = false;             // LockKeys with 2+ keys: writes are staged
     bool wrote_ = false;              // not atomic_: a write was applied in place
+    bool kept_ = false;               // its stripe stays locked for the batch (BeginBatch)
     std::unique_ptr<Staging> staging_;
   };
 

@@ -769,9 +769,13 @@ void CommandService::LabelCounters(shm::CounterArea* area) {
 
 Handlers CommandService::MakeHandlers() {
   Handlers h;
+  // A connection's pipelined requests are one store batch: consecutive
+  // commands on one stripe (a hot key) lock it once (Store::BeginBatch).
   h.on_command = [this](Conn& conn, const resp::Command& cmd, resp::Writer& w) {
+    store_->BeginBatch();
     return Dispatch(conn, cmd, w);
   };
+  h.on_batch_end = [this] { store_->EndBatch(); };
   // Active expiry, as Redis's serverCron does ten times a second: every
   // worker runs a short cycle, so expired keys go even if nobody reads them
   // and even if some workers are idle or dead. The budget bounds the latency

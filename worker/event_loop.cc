@@ -275,6 +275,12 @@ bool EventLoop::Process(Connection* c) {
   resp::Command cmd;
   size_t used;
   batch_++;
+  struct BatchEnd {
+    const Handlers& h;
+    ~BatchEnd() {
+      if (h.on_batch_end) h.on_batch_end();
+    }
+  } batch_end{handlers_};
   while (!c->close_after) {
     resp::ParseStatus st = c->parser.Parse(c->in.data(), c->in.size(), &cmd, &used);
     if (st == resp::ParseStatus::kNeedMore) break;

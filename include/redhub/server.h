@@ -146,6 +146,10 @@ struct Handlers {
   std::function<Action(Conn&, const resp::Command&, resp::Writer&)> on_command;
   // Called every Tick::delay while it returns a non-zero delay.
   std::function<Tick()> on_tick;
+  // Called when the commands read at once from a connection have run (after
+  // their last on_command, before their replies are sent): the end of a
+  // pipelined batch. Optional.
+  std::function<void()> on_batch_end;
 };
 
 // Counters of one event loop, since it started.

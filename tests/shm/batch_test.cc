@@ -1,0 +1,180 @@
+// Store::BeginBatch / EndBatch: a batch keeps the stripe of its last Txn
+// locked so that the next Txn on it needs no lock; any other lock lets it go
+// first (lock order), EndBatch lets it go and hands it to a process waiting
+// for it, and a process killed while keeping one leaves nothing a repair
+// cannot fix.
+#include <gtest/gtest.h>
+
+#include "core.h"
+#include "segment.h"
+#include "shm_test_util.h"
+#include "store.h"
+
+namespace redhub::shm {
+namespace {
+
+constexpr uint64_t kMB = 1 << 20;
+using Result = Store::ReadResult;
+
+// Two keys on different stripes of `store`.
+std::pair<std::string, std::string> KeysOnTwoStripes(Store& store) {
+  std::string a = "key:a";
+  for (int i = 0;; i++) {
+    std::string b = testing::Name("key:b", i);
+    if (store.StripeOf(b) != store.StripeOf(a)) return {a, b};
+  }
+}
+
+Result ReadNoLock(Store& store, std::string_view key) {
+  return store.ReadUnlocked(key, [](const EntryView&) {});
+}
+
+void Put(Store& store, const std::string& key, const std::string& value) {
+  Store::Txn txn = store.Lock(key);
+  ASSERT_EQ(txn.Put(key, value), Status::kOk);
+}
+
+TEST(BatchTest, KeepsTheLastStripeLockedUntilAnotherLockOrTheEnd) {
+  testing::TestStore store(testing::Options(8 * kMB, 16));
+  ASSERT_TRUE(store.get());
+  auto [a, b] = KeysOnTwoStripes(*store);
+  Put(*store, a, "1");
+  Put(*store, b, "1");
+  ASSERT_EQ(ReadNoLock(*store, a), Result::kFound);
+
+  store->BeginBatch();
+  Put(*store, a, "2");
+  // The Txn ended but its stripe is still held: unlocked reads go to the lock.
+  EXPECT_EQ(ReadNoLock(*store, a), Result::kRetry);
+  EXPECT_EQ(ReadNoLock(*store, b), Result::kFound);
+  {
+    Store::Txn txn = store->Lock(a);  // takes the kept stripe over
+    auto v = txn.Find(a);
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(v->value, "2");
+  }
+  Put(*store, b, "2");  // another stripe: a's is let go
+  EXPECT_EQ(ReadNoLock(*store, a), Result::kFound);
+  EXPECT_EQ(ReadNoLock(*store, b), Result::kRetry);
+  {
+    std::string_view keys[] = {a, b};
+    Store::Txn txn = store->LockKeys(keys);  // lets go of b's first, then takes both
+    EXPECT_TRUE(txn.Find(b).has_value());
+  }
+  Put(*store, a, "3");
+  store->EndBatch();
+  EXPECT_EQ(ReadNoLock(*store, a), Result::kFound);
+  EXPECT_EQ(ReadNoLock(*store, b), Result::kFound);
+  // Outside a batch nothing is kept.
+  Put(*store, a, "4");
+  EXPECT_EQ(ReadNoLock(*store, a), Result::kFound);
+  EXPECT_TRUE(testing::JoinErrors(store->Audit()).empty());
+}
+
+TEST(BatchTest, ALockWhileAnotherTxnIsAliveAbortsInsteadOfRiskingADeadlock) {
+  testing::TestStore store(testing::Options(8 * kMB, 16));
+  ASSERT_TRUE(store.get());
+  auto [a, b] = KeysOnTwoStripes(*store);
+  EXPECT_DEATH(
+      {
+        store->BeginBatch();
+        Store::Txn first = store->Lock(a);
+        Store::Txn second = store->Lock(b);
+      },
+      "lock order");
+}
+
+TEST(BatchTest, EndBatchHandsTheStripeToAProcessWaitingForIt) {
+  testing::TestStore store(testing::Options(8 * kMB, 16));
+  ASSERT_TRUE(store.get());
+  const std::string key = "hot";
+  store->BeginBatch();
+  Put(*store, key, "parent");
+
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::string name = store.name();
+  pid_t pid = testing::ForkChild([&] {
+    close(fds[0]);
+    std::string error;
+    auto other = Store::Attach(name, &error);
+    if (!other) return 2;
+    if (write(fds[1], "S", 1) != 1) return 3;
+    Store::Txn txn = other->Lock(key);  // blocks until the parent's batch ends
+    auto v = txn.Find(key);
+    if (!v || v->value != "parent") return 4;
+    return txn.Put(key, "child") == Status::kOk ? 0 : 5;
+  });
+  close(fds[1]);
+  char c;
+  ASSERT_EQ(read(fds[0], &c, 1), 1);
+  close(fds[0]);
+  // Wait until the child is blocked on the stripe (it counts itself as a
+  // waiter first), so that EndBatch has somebody to hand it to.
+  std::string error;
+  auto segment = Segment::Open(name, &error);
+  ASSERT_TRUE(segment) << error;
+  Core core(*segment);
+  const std::atomic<uint32_t>& waiters = core.stripes[store->StripeOf(key)].waiters;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (waiters.load() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  ASSERT_EQ(waiters.load(), 1u) << "the child never blocked on the stripe";
+  testing::WithWatchdog("EndBatch and the child's write", std::chrono::seconds(10), [&] {
+    store->EndBatch();
+    EXPECT_EQ(testing::WaitChild(pid, std::chrono::seconds(10)), 0);
+  });
+  EXPECT_EQ(waiters.load(), 0u);
+  Store::Txn txn = store->Lock(key);
+  auto v = txn.Find(key);
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->value, "child");
+}
+
+TEST(BatchTest, AProcessKilledWhileKeepingAStripeLosesNoWriteAndBlocksNobody) {
+  testing::TestStore store(testing::Options(8 * kMB, 16));
+  ASSERT_TRUE(store.get());
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::string name = store.name();
+  pid_t pid = testing::ForkChild([&] {
+    close(fds[0]);
+    std::string error;
+    auto other = Store::Attach(name, &error);
+    if (!other) return 2;
+    other->BeginBatch();
+    for (int i = 0; i < 100; i++) {
+      std::string key = testing::Name("k", i % 10);
+      Store::Txn txn = other->Lock(key);
+      if (txn.Put(key, testing::Name("v", i)) != Status::kOk) return 3;
+    }
+    // Keeps the last stripe (of k9) locked, with no Txn alive, and dies.
+    if (write(fds[1], "K", 1) != 1) return 4;
+    pause();
+    return 5;
+  });
+  close(fds[1]);
+  char c;
+  ASSERT_EQ(read(fds[0], &c, 1), 1);
+  close(fds[0]);
+  EXPECT_EQ(ReadNoLock(*store, "k9"), Result::kRetry);
+  kill(pid, SIGKILL);
+  int status = testing::WaitChild(pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << status;
+  testing::WithWatchdog("reading after the death", std::chrono::seconds(10), [&] {
+    for (int i = 0; i < 10; i++) {
+      std::string key = testing::Name("k", i);
+      Store::Txn txn = store->Lock(key);
+      auto v = txn.Find(key);
+      ASSERT_TRUE(v.has_value()) << key;
+      EXPECT_EQ(v->value, testing::Name("v", 90 + i)) << key;
+    }
+  });
+  EXPECT_GE(store->stats().repairs, 1u);
+  EXPECT_EQ(ReadNoLock(*store, "k9"), Result::kFound);
+  EXPECT_TRUE(testing::JoinErrors(store->Audit()).empty());
+}
+
+}  // namespace
+}  // namespace redhub::shm
