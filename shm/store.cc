@@ -299,6 +299,10 @@ Store::ReadResult Store::ReadUnlockedImpl(std::string_view key,
   const int64_t now = now_ms_ != 0 ? now_ms_ : NowMs();
   const int64_t expire = e->expire_ms.load(kRelaxed);
   const uint32_t value_len = e->value_len;
+  // Not e->value(): that reads key_len again, and a writer may have reused
+  // the chunk since the key matched (a parent process crashed on exactly
+  // that). The key matched with key.size() bytes.
+  const char* value = e->key() + key.size();
   uint64_t link = e->link.load(kRelaxed);
   // Checked before emit copies anything, so that a torn length never makes
   // it copy a stranger's bytes (or many of them); checked again after.
@@ -307,8 +311,8 @@ Store::ReadResult Store::ReadUnlockedImpl(std::string_view key,
     return ReadResult::kRetry;
   }
   const uint32_t lru = LruClock(now);
-  emit(ctx, EntryView{std::string_view(e->value(), value_len), expire,
-                      (lru - LinkLru(link)) & kLruClockMax});
+  emit(ctx,
+       EntryView{std::string_view(value, value_len), expire, (lru - LinkLru(link)) & kLruClockMax});
   if (!unchanged()) return ReadResult::kRetry;
   // The LRU touch, at most once a second per key: a CAS, so that it never
   // undoes a locked writer's store to this word (that makes it fail). If the

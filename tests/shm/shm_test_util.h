@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -102,6 +103,9 @@ inline pid_t ForkChild(const std::function<int()>& fn) {
   fflush(stderr);
   pid_t pid = fork();
   if (pid == 0) {
+    // A child must not outlive a test that crashed: it would loop on, and
+    // hold ctest's output pipe open.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     int rc = fn();
     fflush(stdout);
     fflush(stderr);
