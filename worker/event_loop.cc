@@ -51,6 +51,15 @@ EventLoop::EventLoop(const Options& options, Handlers handlers)
   ev_timer_start(loop_, &cron_);
   ev_unref(loop_);  // housekeeping alone does not keep the loop alive
 
+  // Replies are sent just before the loop waits for events again, as
+  // Redis's beforeSleep does: all the connections that became readable
+  // together are served first, then answered in one burst, so a client
+  // with many connections (redis-benchmark, a pool) wakes once for many
+  // replies instead of once per reply.
+  ev_prepare_init(&flush_watcher_, OnPrepare);
+  ev_prepare_start(loop_, &flush_watcher_);
+  ev_unref(loop_);
+
   ev_async_init(&stop_async_, OnStopRequest);
   ev_async_start(loop_, &stop_async_);
   ev_unref(loop_);
@@ -75,6 +84,8 @@ EventLoop::EventLoop(const Options& options, Handlers handlers)
 
 EventLoop::~EventLoop() {
   while (head_ != nullptr) Close(head_, "server shutdown");
+  ev_ref(loop_);
+  ev_prepare_stop(loop_, &flush_watcher_);
   for (ev_io* w : listeners_) delete w;
   if (handoff_out_.fd >= 0) close(handoff_out_.fd);
   if (handoff_in_.fd >= 0) close(handoff_in_.fd);
@@ -186,7 +197,36 @@ Connection* EventLoop::Register(int fd, uint64_t id) {
   return c;
 }
 
+void EventLoop::QueueFlush(Connection* c) {
+  if (c->flush_queued) return;
+  c->flush_queued = true;
+  c->flush_prev = nullptr;
+  c->flush_next = flush_head_;
+  if (flush_head_ != nullptr) flush_head_->flush_prev = c;
+  flush_head_ = c;
+}
+
+void EventLoop::UnqueueFlush(Connection* c) {
+  if (!c->flush_queued) return;
+  c->flush_queued = false;
+  if (c->flush_prev != nullptr) c->flush_prev->flush_next = c->flush_next;
+  if (c->flush_next != nullptr) c->flush_next->flush_prev = c->flush_prev;
+  if (flush_head_ == c) flush_head_ = c->flush_next;
+  c->flush_prev = c->flush_next = nullptr;
+}
+
+void EventLoop::OnPrepare(struct ev_loop* loop, ev_prepare*, int) {
+  auto* self = static_cast<EventLoop*>(ev_userdata(loop));
+  // Flush can close the connection (and so unqueue it): take each one off
+  // the list before flushing it.
+  while (Connection* c = self->flush_head_) {
+    self->UnqueueFlush(c);
+    self->Flush(c);
+  }
+}
+
 void EventLoop::Unlink(Connection* c) {
+  UnqueueFlush(c);
   ev_io_stop(loop_, &c->read_watcher);
   ev_io_stop(loop_, &c->write_watcher);
   if (c->prev != nullptr) c->prev->next = c->next;
@@ -265,7 +305,7 @@ void EventLoop::Read(Connection* c) {
     return;
   }
   if (c->pending_output() > 0 || c->close_after) {
-    Flush(c);
+    QueueFlush(c);
   } else if (retiring_) {
     MaybeHandOff(c);
   }

@@ -45,6 +45,9 @@ class Connection : public Conn {
   uint64_t commands = 0;
   Connection* prev = nullptr;  // the loop's list of connections
   Connection* next = nullptr;
+  bool flush_queued = false;         // in the loop's list of replies to send
+  Connection* flush_prev = nullptr;  // before it waits for events
+  Connection* flush_next = nullptr;
 
  private:
   friend class EventLoop;
@@ -112,6 +115,7 @@ class EventLoop {
   static void OnReadable(struct ev_loop* loop, ev_io* w, int events);
   static void OnWritable(struct ev_loop* loop, ev_io* w, int events);
   static void OnCron(struct ev_loop* loop, ev_timer* w, int events);
+  static void OnPrepare(struct ev_loop* loop, ev_prepare* w, int events);
   static void OnTick(struct ev_loop* loop, ev_timer* w, int events);
   static void OnStopRequest(struct ev_loop* loop, ev_async* w, int events);
   static void OnSignal(struct ev_loop* loop, ev_signal* w, int events);
@@ -134,6 +138,9 @@ class EventLoop {
   void Shutdown();
   Connection* Register(int fd, uint64_t id);
   void Unlink(Connection* c);
+  // Sends c's replies before the loop next waits for events (OnPrepare).
+  void QueueFlush(Connection* c);
+  void UnqueueFlush(Connection* c);
   // Hands c to the successor if it is at a request boundary.
   void MaybeHandOff(Connection* c);
   void HandOffAll();
@@ -145,6 +152,8 @@ class EventLoop {
   struct ev_loop* loop_;
   std::vector<ev_io*> listeners_;
   ev_timer cron_;
+  ev_prepare flush_watcher_;
+  Connection* flush_head_ = nullptr;
   ev_timer ticker_;
   ev_timer drain_timer_;
   ev_async stop_async_;
