@@ -273,9 +273,15 @@ void Store::SetEventSink(std::function<void(std::string_view)> sink) {
 
 Store::ReadResult Store::ReadUnlockedImpl(std::string_view key,
                                           void (*emit)(void*, const EntryView&), void* ctx) {
-  const Core& core = impl_->core;
+  Impl& im = *impl_;
+  const Core& core = im.core;
   uint64_t hash = core.Hash(key);
   uint32_t s = core.StripeOfHash(hash);
+  // A batch keeps a stripe only across consecutive Txns on it: a read of
+  // another stripe ends the run, so other processes do not wait on it for
+  // the rest of the batch. (A read of the kept stripe finds it locked, by
+  // this process, and goes to Lock, which takes it over.)
+  if (im.kept != Impl::kNoStripe && im.kept != s && !im.kept_in_use) im.ReleaseKept();
   const std::atomic<uint64_t>& version = core.stripes[s].version;
   // Pairs with BeginWrite's fence: if this load sees no writer, the reads
   // below see no writes of one that starts later, unless the recheck

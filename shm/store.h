@@ -150,9 +150,9 @@ class Store {
   // one hot key: one lock for the batch, and no lock line bouncing between
   // workers per write). Everything a Txn wrote is complete and published
   // when it ends, as before; only the lock is held on. Any other lock (Lock
-  // of another stripe, LockKeys, Scan, Flush...) lets go of the kept stripe
-  // first, so the lock order holds; taking one while a Txn is alive aborts
-  // the process, as it would otherwise risk a deadlock. EndBatch lets go.
+  // of another stripe, LockKeys, Scan, Flush...) or an unlocked read of
+  // another stripe lets go of the kept stripe first, so the lock order holds; taking one while a
+  // Txn is alive aborts the process, as it would otherwise risk a deadlock. EndBatch lets go.
   // Meanwhile other processes see the stripe locked: their unlocked reads
   // of it take the lock and wait. A worker brackets each connection's
   // buffered requests with these. Process-local.

@@ -54,19 +54,34 @@ TEST(BatchTest, KeepsTheLastStripeLockedUntilAnotherLockOrTheEnd) {
     EXPECT_EQ(v->value, "2");
   }
   Put(*store, b, "2");  // another stripe: a's is let go
-  EXPECT_EQ(ReadNoLock(*store, a), Result::kFound);
   EXPECT_EQ(ReadNoLock(*store, b), Result::kRetry);
+  {
+    // A's stripe is free: another process could lock it now.
+    std::string name = store.name();
+    pid_t pid = testing::ForkChild([&] {
+      std::string error;
+      auto other = Store::Attach(name, &error);
+      if (!other) return 2;
+      return other->ReadUnlocked(a, [](const EntryView&) {}) == Result::kFound ? 0 : 3;
+    });
+    EXPECT_EQ(testing::WaitChild(pid), 0);
+  }
   {
     std::string_view keys[] = {a, b};
     Store::Txn txn = store->LockKeys(keys);  // lets go of b's first, then takes both
     EXPECT_TRUE(txn.Find(b).has_value());
   }
   Put(*store, a, "3");
+  // An unlocked read of another stripe ends the run on a's: it is let go.
+  EXPECT_EQ(ReadNoLock(*store, b), Result::kFound);
+  EXPECT_EQ(ReadNoLock(*store, a), Result::kFound);
+  Put(*store, a, "4");
+  EXPECT_EQ(ReadNoLock(*store, a), Result::kRetry);
   store->EndBatch();
   EXPECT_EQ(ReadNoLock(*store, a), Result::kFound);
   EXPECT_EQ(ReadNoLock(*store, b), Result::kFound);
   // Outside a batch nothing is kept.
-  Put(*store, a, "4");
+  Put(*store, a, "5");
   EXPECT_EQ(ReadNoLock(*store, a), Result::kFound);
   EXPECT_TRUE(testing::JoinErrors(store->Audit()).empty());
 }
