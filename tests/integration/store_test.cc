@@ -100,6 +100,89 @@ TEST(StoreTest, AKeyWrittenOnOneConnectionIsReadOnFiftyOthersOnEveryWorker) {
   EXPECT_EQ(DescribeReply(Command(readers[42].get(), {"DBSIZE"}).get()), ":1");
 }
 
+// Two workers pipelining writes to one hot key: each worker's batch keeps
+// the key's stripe locked across its commands and hands it over at the
+// batch's end (Store::BeginBatch). Every INCR must still count once, each
+// connection must see its own INCRs rise, GETs of the key (unlocked reads
+// that find the stripe held go to the lock) must see a number, and writes
+// to other keys in the same batches must land.
+TEST(StoreTest, PipelinedIncrsOfOneKeyFromBothWorkersAllCount) {
+  uint16_t probe = PickFreePort();
+  auto server =
+      StartRedhubd({"--workers", "2", "--maxmemory", "16mb", "--shm-name", ShmName(probe)});
+  ASSERT_NE(server, nullptr);
+  // Two connections on each worker.
+  std::vector<Context> conns;
+  std::map<int, int> per_slot;
+  for (int i = 0; i < 200 && conns.size() < 4; i++) {
+    Context c = ConnectHiredis(server->port());
+    ASSERT_NE(c, nullptr);
+    int slot = WorkerSlot(c.get());
+    if (per_slot[slot] < 2) {
+      per_slot[slot]++;
+      conns.push_back(std::move(c));
+    }
+  }
+  ASSERT_EQ(conns.size(), 4u) << "could not get two connections on each worker";
+
+  constexpr int kBatches = 40, kPerBatch = 250;  // 10000 INCRs per connection
+  std::vector<std::string> errors(conns.size());
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < conns.size(); t++) {
+    threads.emplace_back([&, t] {
+      redisContext* c = conns[t].get();
+      long long last = 0;
+      const std::string own = "own:" + std::to_string(t);
+      for (int b = 0; b < kBatches && errors[t].empty(); b++) {
+        // INCR hot, GET hot, SET own:t n, INCR hot, ... in one pipeline.
+        for (int i = 0; i < kPerBatch; i++) {
+          redisAppendCommand(c, "INCR hot");
+          if (i % 10 == 0) redisAppendCommand(c, "GET hot");
+          if (i % 25 == 0) redisAppendCommand(c, "SET %s %d", own.c_str(), b * kPerBatch + i);
+        }
+        for (int i = 0; i < kPerBatch && errors[t].empty(); i++) {
+          redisReply* r = nullptr;
+          if (redisGetReply(c, reinterpret_cast<void**>(&r)) != REDIS_OK) {
+            errors[t] = std::string("connection error: ") + c->errstr;
+            break;
+          }
+          Reply incr(r);
+          if (incr->type != REDIS_REPLY_INTEGER || incr->integer <= last) {
+            errors[t] =
+                "INCR replied " + DescribeReply(incr.get()) + " after " + std::to_string(last);
+            break;
+          }
+          last = incr->integer;
+          if (i % 10 == 0) {
+            if (redisGetReply(c, reinterpret_cast<void**>(&r)) != REDIS_OK) break;
+            Reply get(r);
+            if (get->type != REDIS_REPLY_STRING || atoll(get->str) < last) {
+              errors[t] = "GET hot replied " + DescribeReply(get.get()) + " after INCR " +
+                          std::to_string(last);
+            }
+          }
+          if (i % 25 == 0) {
+            if (redisGetReply(c, reinterpret_cast<void**>(&r)) != REDIS_OK) break;
+            Reply set(r);
+            if (DescribeReply(set.get()) != "+OK")
+              errors[t] = "SET replied " + DescribeReply(set.get());
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (size_t t = 0; t < errors.size(); t++) EXPECT_EQ(errors[t], "") << "connection " << t;
+  const long long total = static_cast<long long>(conns.size()) * kBatches * kPerBatch;
+  EXPECT_EQ(DescribeReply(Command(conns[0].get(), {"GET", "hot"}).get()),
+            "$" + std::to_string(std::to_string(total).size()) + " " + std::to_string(total));
+  for (size_t t = 0; t < conns.size(); t++) {
+    std::string want = std::to_string((kBatches - 1) * kPerBatch + kPerBatch - 25);
+    EXPECT_EQ(DescribeReply(Command(conns[1].get(), {"GET", "own:" + std::to_string(t)}).get()),
+              "$" + std::to_string(want.size()) + " " + want);
+  }
+}
+
 // Under allkeys-lru a full store makes room: writes far beyond maxmemory
 // all succeed, old keys are evicted (counted in INFO), memory stays under
 // the limit, and the daemon keeps serving. (Which keys go is approximate
