@@ -106,24 +106,16 @@ TEST(BatchTest, EndBatchHandsTheStripeToAProcessWaitingForIt) {
   store->BeginBatch();
   Put(*store, key, "parent");
 
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  std::string name = store.name();
-  pid_t pid = testing::ForkChild([&] {
-    close(fds[0]);
-    std::string error;
-    auto other = Store::Attach(name, &error);
-    if (!other) return 2;
-    if (write(fds[1], "S", 1) != 1) return 3;
-    Store::Txn txn = other->Lock(key);  // blocks until the parent's batch ends
+  const std::string name = store.name();
+  auto child = testing::ForkAttached(name, [&](Store& other, const auto& ready) {
+    ready();
+    Store::Txn txn = other.Lock(key);  // blocks until the parent's batch ends
     auto v = txn.Find(key);
     if (!v || v->value != "parent") return 4;
     return txn.Put(key, "child") == Status::kOk ? 0 : 5;
   });
-  close(fds[1]);
-  char c;
-  ASSERT_EQ(read(fds[0], &c, 1), 1);
-  close(fds[0]);
+  ASSERT_TRUE(child.AwaitReady());
+  const pid_t pid = child.pid;
   // Wait until the child is blocked on the stripe (it counts itself as a
   // waiter first), so that EndBatch has somebody to hand it to.
   std::string error;
@@ -150,29 +142,20 @@ TEST(BatchTest, EndBatchHandsTheStripeToAProcessWaitingForIt) {
 TEST(BatchTest, AProcessKilledWhileKeepingAStripeLosesNoWriteAndBlocksNobody) {
   testing::TestStore store(testing::Options(8 * kMB, 16));
   ASSERT_TRUE(store.get());
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  std::string name = store.name();
-  pid_t pid = testing::ForkChild([&] {
-    close(fds[0]);
-    std::string error;
-    auto other = Store::Attach(name, &error);
-    if (!other) return 2;
-    other->BeginBatch();
+  auto child = testing::ForkAttached(store.name(), [](Store& other, const auto& ready) {
+    other.BeginBatch();
     for (int i = 0; i < 100; i++) {
       std::string key = testing::Name("k", i % 10);
-      Store::Txn txn = other->Lock(key);
-      if (txn.Put(key, testing::Name("v", i)) != Status::kOk) return 3;
+      Store::Txn txn = other.Lock(key);
+      if (txn.Put(key, testing::Name("v", i)) != Status::kOk) return 4;
     }
     // Keeps the last stripe (of k9) locked, with no Txn alive, and dies.
-    if (write(fds[1], "K", 1) != 1) return 4;
+    ready();
     pause();
     return 5;
   });
-  close(fds[1]);
-  char c;
-  ASSERT_EQ(read(fds[0], &c, 1), 1);
-  close(fds[0]);
+  ASSERT_TRUE(child.AwaitReady());
+  const pid_t pid = child.pid;
   EXPECT_EQ(ReadNoLock(*store, "k9"), Result::kRetry);
   kill(pid, SIGKILL);
   int status = testing::WaitChild(pid);

@@ -114,6 +114,41 @@ inline pid_t ForkChild(const std::function<int()>& fn) {
   return pid;
 }
 
+// A child process attached to a store segment, which can tell the parent
+// that it reached a point (holds a lock, say) before going on.
+struct AttachedChild {
+  pid_t pid = -1;
+  int ready_fd = -1;  // parent's end of the pipe
+  // Blocks until the child called ready() (true) or exited first (false).
+  bool AwaitReady() {
+    char c;
+    bool ok = read(ready_fd, &c, 1) == 1;
+    close(ready_fd);
+    ready_fd = -1;
+    return ok;
+  }
+};
+
+// Forks a child that attaches to the segment `name` and returns
+// fn(store, ready); exit status 2 if it cannot attach, 3 if ready() fails.
+inline AttachedChild ForkAttached(
+    const std::string& name, const std::function<int(Store&, const std::function<void()>&)>& fn) {
+  int fds[2];
+  if (pipe(fds) != 0) return {};
+  pid_t pid = ForkChild([&] {
+    close(fds[0]);
+    std::string error;
+    auto store = Store::Attach(name, &error);
+    if (!store) return 2;
+    auto ready = [&] {
+      if (write(fds[1], "R", 1) != 1) _exit(3);
+    };
+    return fn(*store, ready);
+  });
+  close(fds[1]);
+  return AttachedChild{pid, fds[0]};
+}
+
 // Waits for `pid`; returns its exit status as waitpid reports it, or -1 after
 // `timeout` (the child is then killed).
 inline int WaitChild(pid_t pid, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {

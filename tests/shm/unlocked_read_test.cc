@@ -91,12 +91,6 @@ TEST(UnlockedReadTest, ReportsTheIdleTimeAndTouchesTheLruClock) {
   EXPECT_EQ(view->idle_seconds, 0u);
 }
 
-// Blocks until the child wrote a byte to the pipe (or died).
-bool AwaitByte(int fd) {
-  char c;
-  return read(fd, &c, 1) == 1;
-}
-
 TEST(UnlockedReadTest, ALockedStripeOrOneLeftByADeadHolderGoesToTheLockedPath) {
   testing::TestStore store(testing::Options(8 * kMB, 4));
   ASSERT_TRUE(store.get());
@@ -106,23 +100,15 @@ TEST(UnlockedReadTest, ALockedStripeOrOneLeftByADeadHolderGoesToTheLockedPath) {
   }
   ASSERT_EQ(ReadNoLock(*store, "k").result, Result::kFound);
 
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  std::string name = store.name();
-  pid_t pid = testing::ForkChild([&] {
-    close(fds[0]);
-    std::string error;
-    auto other = Store::Attach(name, &error);
-    if (!other) return 2;
-    Store::Txn txn = other->Lock("k");
-    if (txn.Put("k", "written by the dead") != Status::kOk) return 3;
-    if (write(fds[1], "L", 1) != 1) return 4;
+  auto child = testing::ForkAttached(store.name(), [](Store& other, const auto& ready) {
+    Store::Txn txn = other.Lock("k");
+    if (txn.Put("k", "written by the dead") != Status::kOk) return 4;
+    ready();
     pause();  // holds the lock until killed
     return 5;
   });
-  close(fds[1]);
-  ASSERT_TRUE(AwaitByte(fds[0]));
-  close(fds[0]);
+  ASSERT_TRUE(child.AwaitReady());
+  const pid_t pid = child.pid;
   EXPECT_EQ(ReadNoLock(*store, "k").result, Result::kRetry) << "stripe locked by a live holder";
   kill(pid, SIGKILL);
   int status = testing::WaitChild(pid);
