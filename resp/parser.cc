@@ -222,12 +222,25 @@ ParseStatus Parser::Parse(const char* data, size_t len, Command* cmd, size_t* co
         // line is a few digits and CR: stepping over them finds the CR
         // without a memchr call (three per GET); anything else takes the
         // general path, so every malformed line gets the same error.
+        // The digits are summed on the way; a value of up to 18 digits
+        // without a leading zero is the number, else ParseInt64Raw decides.
         const char* cr = nullptr;
+        int64_t fast_n = -1;
         if (pos_ < len && (data[pos_] == '$' || data[pos_] == '*')) {
           const char* q = data + pos_ + 1;
           const char* digits_end = end - q > 21 ? q + 21 : end;
-          while (q < digits_end && static_cast<unsigned char>(*q - '0') <= 9) q++;
-          if (q < digits_end && *q == '\r') cr = q;
+          uint64_t v = 0;
+          while (q < digits_end && static_cast<unsigned char>(*q - '0') <= 9) {
+            v = v * 10 + static_cast<unsigned char>(*q - '0');
+            q++;
+          }
+          if (q < digits_end && *q == '\r') {
+            cr = q;
+            size_t digits = q - (data + pos_ + 1);
+            if (digits > 0 && digits <= 18 && (data[pos_ + 1] != '0' || digits == 1)) {
+              fast_n = static_cast<int64_t>(v);
+            }
+          }
         }
         if (cr == nullptr) cr = FindByte(data + pos_, end, '\r');
         if (cr == nullptr) {
@@ -242,7 +255,13 @@ ParseStatus Parser::Parse(const char* data, size_t len, Command* cmd, size_t* co
         const char* p = data + pos_;
         int64_t n;
         if (args_left_ < 0) {
-          if (!ParseInt64Raw(p + 1, cr - p - 1, &n) || n > limits_.max_multibulk_len) {
+          bool valid = fast_n >= 0;
+          if (valid) {
+            n = fast_n;
+          } else {
+            valid = ParseInt64Raw(p + 1, cr - p - 1, &n);
+          }
+          if (!valid || n > limits_.max_multibulk_len) {
             return Fail("ERR Protocol error: invalid multibulk length");
           }
           pos_ = cr + 2 - data;
@@ -259,8 +278,13 @@ ParseStatus Parser::Parse(const char* data, size_t len, Command* cmd, size_t* co
           char got = (*p == '\r' || *p == '\n') ? ' ' : *p;
           return Fail(std::string("ERR Protocol error: expected '$', got '") + got + "'");
         }
-        if (!ParseInt64Raw(p + 1, cr - p - 1, &n) || n < 0 ||
-            static_cast<uint64_t>(n) > limits_.max_bulk_len) {
+        bool valid = fast_n >= 0;
+        if (valid) {
+          n = fast_n;
+        } else {
+          valid = ParseInt64Raw(p + 1, cr - p - 1, &n);
+        }
+        if (!valid || n < 0 || static_cast<uint64_t>(n) > limits_.max_bulk_len) {
           return Fail("ERR Protocol error: invalid bulk length");
         }
         bulk_len_ = n;
