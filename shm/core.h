@@ -27,6 +27,10 @@ struct Core {
   uint64_t seed = 0;
   PagePool* pool = nullptr;
   std::function<void(std::string_view)> sink;  // repair reports
+  // Stripe::UnflushedLimit for the maxmemory it was computed for: a write
+  // charges twice, and two divisions each time showed in profiles.
+  mutable uint64_t unflushed_limit_for = ~uint64_t{0};
+  mutable int64_t unflushed_limit = 0;
 
   explicit Core(const Segment& segment);
 

@@ -70,8 +70,14 @@ uint64_t Stripe::EntryCharge(uint64_t entry) const {
 int64_t Stripe::UnflushedLimit(const Core& core) {
   constexpr int64_t kMaxUnflushed = 64 << 10;
   const uint64_t max = core.header->maxmemory.load(kRelaxed);
-  if (max == 0) return kMaxUnflushed;
-  return std::min<int64_t>(kMaxUnflushed, static_cast<int64_t>(max / core.g.stripes / 64));
+  if (max != core.unflushed_limit_for) {
+    core.unflushed_limit =
+        max == 0
+            ? kMaxUnflushed
+            : std::min<int64_t>(kMaxUnflushed, static_cast<int64_t>(max / core.g.stripes / 64));
+    core.unflushed_limit_for = max;
+  }
+  return core.unflushed_limit;
 }
 
 void Stripe::Charge(int64_t bytes) {

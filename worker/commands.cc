@@ -772,10 +772,16 @@ Handlers CommandService::MakeHandlers() {
   // A connection's pipelined requests are one store batch: consecutive
   // commands on one stripe (a hot key) lock it once (Store::BeginBatch).
   h.on_command = [this](Conn& conn, const resp::Command& cmd, resp::Writer& w) {
-    store_->BeginBatch();
+    if (!in_batch_) {
+      store_->BeginBatch();
+      in_batch_ = true;
+    }
     return Dispatch(conn, cmd, w);
   };
-  h.on_batch_end = [this] { store_->EndBatch(); };
+  h.on_batch_end = [this] {
+    if (in_batch_) store_->EndBatch();
+    in_batch_ = false;
+  };
   // Active expiry, as Redis's serverCron does ten times a second: every
   // worker runs a short cycle, so expired keys go even if nobody reads them
   // and even if some workers are idle or dead. The budget bounds the latency

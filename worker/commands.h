@@ -126,6 +126,7 @@ class CommandService {
   CycleClock clock_;
   uint64_t clock_mark_ = 0;   // when the last command ended
   uint64_t clock_batch_ = 0;  // in which of the loop's batches
+  bool in_batch_ = false;     // Store::BeginBatch called, EndBatch not yet
 };
 
 }  // namespace redhub::worker
