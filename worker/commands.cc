@@ -596,7 +596,7 @@ void UnknownSubcommand(resp::Writer& w, std::string_view sub, std::string_view c
 }
 
 CommandService::CommandService(ServiceInfo info, shm::Store* store)
-    : info_(std::move(info)), store_(store) {}
+    : info_(std::move(info)), store_(store), table_(Table().data()) {}
 
 const std::vector<CommandSpec>& CommandService::Table() { return AllCommands(); }
 
@@ -621,7 +621,21 @@ const CommandSpec* CommandService::Lookup(std::string_view name) {
 }
 
 Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writer& w) {
-  const CommandSpec* spec = Lookup(cmd.args[0]);
+  // Pipelines mostly repeat one command: the name as last received (any
+  // case) maps to the same row without hashing it again.
+  std::string_view name = cmd.args[0];
+  const CommandSpec* spec;
+  if (last_spec_ != nullptr && name.size() == last_name_len_ &&
+      memcmp(name.data(), last_name_, name.size()) == 0) {
+    spec = last_spec_;
+  } else {
+    spec = Lookup(name);
+    if (spec != nullptr && name.size() <= sizeof(last_name_)) {
+      memcpy(last_name_, name.data(), name.size());
+      last_name_len_ = name.size();
+      last_spec_ = spec;
+    }
+  }
   if (spec == nullptr) {
     UnknownCommand(w, cmd.args);
     if (block_ != nullptr) {
@@ -650,7 +664,7 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
   // that ends one command starts the next (a read costs ~10 ns on a VM, a
   // GET ~100), so a command's time includes parsing it; the first command
   // of a batch starts its own.
-  auto c = static_cast<uint32_t>(spec - Table().data());
+  auto c = static_cast<uint32_t>(spec - table_);
   size_t reply_at = w.buffer().size();
   const uint64_t batch = loop_ != nullptr ? loop_->batch() : 0;
   uint64_t t0 = batch != 0 && batch == clock_batch_ ? clock_mark_ : clock_.Now();

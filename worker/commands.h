@@ -127,6 +127,11 @@ class CommandService {
   uint64_t clock_mark_ = 0;   // when the last command ended
   uint64_t clock_batch_ = 0;  // in which of the loop's batches
   bool in_batch_ = false;     // Store::BeginBatch called, EndBatch not yet
+  const CommandSpec* table_;  // Table().data()
+  // The last command name looked up, as received, and its row.
+  char last_name_[24];
+  size_t last_name_len_ = 0;
+  const CommandSpec* last_spec_ = nullptr;
 };
 
 }  // namespace redhub::worker
