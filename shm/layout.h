@@ -204,8 +204,9 @@ struct alignas(64) StripeHeader {
   // makes it odd again (a new value) before repairing, and even at unlock.
   std::atomic<uint64_t> version;
   // Processes blocked (or about to block) on `mu`: a hint for fairness (see
-  // Store::EndBatch). A waiter killed while waiting leaves it one too high,
-  // which costs only that hand-over's wait; a repair resets it.
+  // Store::EndBatch). A waiter killed while waiting leaves it too high; the
+  // next EndBatch that waits in vain for a taker clears it (one bounded
+  // spin). Never decremented below zero.
   std::atomic<uint32_t> waiters;
   // tables[1] != 0 while rehashing from tables[0] into tables[1].
   std::atomic<uint64_t> tables[2];

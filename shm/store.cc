@@ -59,13 +59,14 @@ struct Store::Impl {
       std::atomic<uint32_t>& waiters = core.stripes[s].waiters;
       waiters.fetch_add(1, kRelaxed);
       r = LockRobust(mu, "stripe", s);
-      waiters.fetch_sub(1, kRelaxed);
+      // Never below zero: EndBatch may have reset a count left too high by
+      // a waiter that was killed.
+      uint32_t n = waiters.load(kRelaxed);
+      while (n != 0 && !waiters.compare_exchange_weak(n, n - 1, kRelaxed)) {
+      }
     }
     BeginWrite(s);
-    if (r == LockResult::kOwnerDied) {
-      core.stripes[s].waiters.store(0, kRelaxed);
-      RepairStripe(s);
-    }
+    if (r == LockResult::kOwnerDied) RepairStripe(s);
   }
   // Never blocks, so it may be used while holding other stripes in any order.
   bool TryLockStripe(uint32_t s) {
@@ -81,20 +82,24 @@ struct Store::Impl {
   bool kept_in_use = false;  // a live Txn is using it
   bool batch = false;
 
-  void ReleaseKept() {
-    if (kept == kNoStripe) return;
+  // Returns the version the stripe was left at (0: nothing was kept).
+  uint64_t ReleaseKept() {
+    if (kept == kNoStripe) return 0;
     if (kept_in_use) {
       Fatal("stripe %u: a lock taken while a Txn of this process holds one (lock order)", kept);
     }
     uint32_t s = kept;
     kept = kNoStripe;
-    UnlockStripe(s);
+    return UnlockStripe(s);
   }
 
-  void UnlockStripe(uint32_t s) {
+  // Returns the version it left (even).
+  uint64_t UnlockStripe(uint32_t s) {
     std::atomic<uint64_t>& v = core.stripes[s].version;
-    v.store(v.load(kRelaxed) + 1, std::memory_order_release);  // even: no writer
+    const uint64_t unlocked = v.load(kRelaxed) + 1;
+    v.store(unlocked, std::memory_order_release);  // even: no writer
     UnlockRobust(&core.stripes[s].mu);
+    return unlocked;
   }
   // The seqlock's write side (StripeHeader::version), under the lock: a new
   // odd value, also when a dead holder left it odd. The fence keeps the
@@ -144,7 +149,8 @@ struct Store::Impl {
   };
 
   Status MakeRoom(Txn& txn, Stripe& own, uint64_t charge);
-  bool EvictOne(Txn& txn, Stripe& own, Policy policy);
+  // Evicts one key; *freed: the bytes its entry was charged.
+  bool EvictOne(Txn& txn, Stripe& own, Policy policy, uint64_t* freed);
 
   std::unique_ptr<Segment> segment;
   Core core;
@@ -254,7 +260,13 @@ int64_t Store::NowMs() {
   return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
 }
 
-void Store::SetMaxmemory(uint64_t bytes) { impl_->core.header->maxmemory.store(bytes, kRelaxed); }
+void Store::SetMaxmemory(uint64_t bytes) {
+  uint64_t before = impl_->core.header->maxmemory.exchange(bytes, kRelaxed);
+  // Stripes may hold back up to the old limit's share (Stripe::Charge);
+  // MakeRoom allows only for the new one. A lower limit passes everything
+  // on first, so that it is never exceeded.
+  if (bytes != 0 && (before == 0 || bytes < before)) ResyncCounters();
+}
 
 void Store::SetPolicy(Policy policy) {
   impl_->core.header->policy.store(static_cast<uint32_t>(policy), kRelaxed);
@@ -304,7 +316,7 @@ Store::ReadResult Store::ReadUnlockedImpl(std::string_view key,
   EntryHeader* e = core.Entry(offset);
   const int64_t now = now_ms_ != 0 ? now_ms_ : NowMs();
   const int64_t expire = e->expire_ms.load(kRelaxed);
-  const uint32_t value_len = e->value_len;
+  const uint32_t value_len = __atomic_load_n(&e->value_len, __ATOMIC_RELAXED);
   // Not e->value(): that reads key_len again, and a writer may have reused
   // the chunk since the key matched (a parent process crashed on exactly
   // that). The key matched with key.size() bytes.
@@ -354,21 +366,26 @@ void Store::EndBatch() {
   im.batch = false;
   uint32_t s = im.kept;
   if (s == Impl::kNoStripe) return;
-  im.ReleaseKept();
+  const uint64_t released = im.ReleaseKept();
   // Fairness: another process blocked on the stripe while this batch held
   // it. Its wake-up takes microseconds, and this process, on to its next
   // connection's batch, would most likely lock the (hot) stripe again first,
   // starving it (p99 of a pipelined hot-key SET load went from 0.3 s to
   // 1 s). So wait until somebody else has taken the stripe, for a bounded
   // time: the version moves on when they do.
-  const StripeHeader& h = im.core.stripes[s];
-  if (h.waiters.load(kRelaxed) == 0) return;
-  const uint64_t released = h.version.load(kRelaxed);
-  for (int i = 0; i < 2000 && h.version.load(kRelaxed) == released; i++) {
+  StripeHeader& h = im.core.stripes[s];
+  uint32_t waiting = h.waiters.load(kRelaxed);
+  if (waiting == 0) return;
+  for (int i = 0; i < 2000; i++) {
+    if (h.version.load(kRelaxed) != released) return;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
   }
+  // Nobody took it: the count was left by waiters that were killed while
+  // blocked (they never held the lock, so no repair follows). Clear it, so
+  // that later batches do not spin for nobody.
+  h.waiters.compare_exchange_strong(waiting, 0, kRelaxed);
 }
 
 Store::Txn Store::LockKeys(std::span<const std::string_view> keys) {
@@ -1014,8 +1031,17 @@ Status Store::Impl::MakeRoom(Txn& txn, Stripe& own, uint64_t charge) {
     return static_cast<int64_t>(h->used_bytes.load(kRelaxed)) +
            own.header()->unflushed.load(kRelaxed) + others;
   };
-  while (used() + static_cast<int64_t>(charge) > static_cast<int64_t>(max)) {
-    if (policy == Policy::kNoEviction || !EvictOne(txn, own, policy)) return Status::kOom;
+  // Evict what the estimate says is missing, counted in the victims' own
+  // sizes: used() moves only when a stripe passes its share on, so checking
+  // it again after each eviction would evict far more than needed (every
+  // key with a TTL, under volatile-*). The estimate is never below the real
+  // use, so freeing that much is enough.
+  const int64_t missing = used() + static_cast<int64_t>(charge) - static_cast<int64_t>(max);
+  int64_t freed = 0;
+  while (freed < missing) {
+    uint64_t bytes = 0;
+    if (policy == Policy::kNoEviction || !EvictOne(txn, own, policy, &bytes)) return Status::kOom;
+    freed += static_cast<int64_t>(bytes);
   }
   return Status::kOk;
 }
@@ -1024,7 +1050,7 @@ Status Store::Impl::MakeRoom(Txn& txn, Stripe& own, uint64_t charge) {
 // and ~5 from one other stripe (try-locked, so the lock order does not
 // matter). An entry of a stripe the Txn holds is unlinked now but freed when
 // the Txn ends, so views the caller already has stay valid.
-bool Store::Impl::EvictOne(Txn& txn, Stripe& own, Policy policy) {
+bool Store::Impl::EvictOne(Txn& txn, Stripe& own, Policy policy, uint64_t* freed) {
   constexpr int kSamples = 5;
   uint64_t& rng = Rng();
   Candidate best;
@@ -1056,6 +1082,7 @@ bool Store::Impl::EvictOne(Txn& txn, Stripe& own, Policy policy) {
   }
   if (!best.found) return false;
   Stripe victim(core, best_stripe);
+  *freed = victim.EntryCharge(best.slot.entry);
   victim.Unlink(best.slot);
   MaybeCrash(CrashPoint::kEvict);
   core.header->evicted.fetch_add(1, kRelaxed);

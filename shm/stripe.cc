@@ -84,7 +84,10 @@ void Stripe::Charge(int64_t bytes) {
   Add(h_->used, bytes);
   int64_t pending = h_->unflushed.load(kRelaxed) + bytes;
   const int64_t limit = UnflushedLimit(c_);
-  if (pending >= limit || pending <= -limit) {
+  // Frees are passed on at once (a stripe never holds back a credit), so
+  // the other stripes' share can only make MakeRoom too careful, by at most
+  // the allowance, and never lets it exceed the limit.
+  if (pending >= limit || pending < 0) {
     c_.header->used_bytes.fetch_add(pending, kRelaxed);
     pending = 0;
   }
@@ -294,7 +297,8 @@ Stripe::Probe Stripe::LookupUnlocked(std::string_view key, uint64_t hash, uint64
         return Probe::kInvalid;
       }
       EntryHeader* entry = c_.Entry(e);
-      uint32_t key_len = entry->key_len;
+      // One load, never repeated by the compiler: the bytes may change.
+      uint32_t key_len = __atomic_load_n(&entry->key_len, __ATOMIC_RELAXED);
       if (key_len == key.size() && end - e - kEntryHeaderBytes >= key_len &&
           memcmp(entry->key(), key.data(), key_len) == 0) {
         *found = e;

@@ -637,6 +637,7 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
     }
   }
   if (spec == nullptr) {
+    clock_batch_ = 0;  // the next command reads the clock itself
     UnknownCommand(w, cmd.args);
     if (block_ != nullptr) {
       block_->Add(shm::slots::kUnknownCommands, 1);
@@ -646,6 +647,7 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
   }
   int argc = static_cast<int>(cmd.args.size());
   if ((spec->arity > 0 && argc != spec->arity) || (spec->arity < 0 && argc < -spec->arity)) {
+    clock_batch_ = 0;
     WrongArity(w, spec->name);
     if (block_ != nullptr) CountError("ERR");
     return Action::kNone;

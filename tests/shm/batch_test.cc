@@ -139,6 +139,42 @@ TEST(BatchTest, EndBatchHandsTheStripeToAProcessWaitingForIt) {
   EXPECT_EQ(v->value, "child");
 }
 
+// A waiter killed while blocked on a stripe never held it, so no repair
+// follows; its count must not make every later batch end wait for nobody.
+TEST(BatchTest, AWaiterKilledWhileBlockedIsForgottenAtTheNextBatchEnd) {
+  testing::TestStore store(testing::Options(8 * kMB, 16));
+  ASSERT_TRUE(store.get());
+  const std::string key = "hot";
+  store->BeginBatch();
+  Put(*store, key, "parent");
+  auto child = testing::ForkAttached(store.name(), [&](Store& other, const auto& ready) {
+    ready();
+    Store::Txn txn = other.Lock(key);  // blocks: killed while waiting
+    return 4;
+  });
+  ASSERT_TRUE(child.AwaitReady());
+  std::string error;
+  auto segment = Segment::Open(store.name(), &error);
+  ASSERT_TRUE(segment) << error;
+  Core core(*segment);
+  const std::atomic<uint32_t>& waiters = core.stripes[store->StripeOf(key)].waiters;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (waiters.load() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  ASSERT_EQ(waiters.load(), 1u);
+  kill(child.pid, SIGKILL);
+  ASSERT_TRUE(WIFSIGNALED(testing::WaitChild(child.pid)));
+  EXPECT_EQ(waiters.load(), 1u);  // nobody took it back
+  store->EndBatch();              // waits in vain for a taker, then forgets it
+  EXPECT_EQ(waiters.load(), 0u);
+  // And the stripe is free for everybody.
+  store->BeginBatch();
+  Put(*store, key, "again");
+  store->EndBatch();
+  EXPECT_EQ(ReadNoLock(*store, key), Result::kFound);
+}
+
 TEST(BatchTest, AProcessKilledWhileKeepingAStripeLosesNoWriteAndBlocksNobody) {
   testing::TestStore store(testing::Options(8 * kMB, 16));
   ASSERT_TRUE(store.get());
