@@ -178,6 +178,18 @@ ParseStatus Parser::SplitLine(std::string_view line, Kind kind, Command* cmd) {
 ParseStatus Parser::Parse(const char* data, size_t len, Command* cmd, size_t* consumed) {
   const char* end = data + len;
   *consumed = 0;
+  // A multibulk request's arguments are views into `data` while it is
+  // parsed; when it stops half way, they are kept as offsets (the caller
+  // may move the bytes before the next call) and turned back here.
+  if (!spans_.empty()) {
+    args_.clear();
+    for (auto [off, n] : spans_) args_.emplace_back(data + off, n);
+    spans_.clear();
+  }
+  auto suspend = [&] {
+    for (std::string_view a : args_) spans_.emplace_back(a.data() - data, a.size());
+    return ParseStatus::kNeedMore;
+  };
   while (true) {
     switch (state_) {
       case State::kStart: {
@@ -185,7 +197,7 @@ ParseStatus Parser::Parse(const char* data, size_t len, Command* cmd, size_t* co
         if (pos_ == len) return ParseStatus::kNeedMore;
         char c = data[pos_];
         state_ = c == '*' ? State::kBulkHeader : c == '$' ? State::kNativeHeader : State::kInline;
-        spans_.clear();
+        args_.clear();
         args_left_ = -1;  // "*<count>" not read yet
         break;
       }
@@ -248,10 +260,10 @@ ParseStatus Parser::Parse(const char* data, size_t len, Command* cmd, size_t* co
             return Fail(args_left_ < 0 ? "ERR Protocol error: too big mbulk count string"
                                        : "ERR Protocol error: too big bulk count string");
           }
-          return ParseStatus::kNeedMore;
+          return suspend();
         }
         // Redis waits for the byte after '\r' too before acting on the line.
-        if (cr + 1 >= end) return ParseStatus::kNeedMore;
+        if (cr + 1 >= end) return suspend();
         const char* p = data + pos_;
         int64_t n;
         if (args_left_ < 0) {
@@ -270,7 +282,7 @@ ParseStatus Parser::Parse(const char* data, size_t len, Command* cmd, size_t* co
             break;
           }
           args_left_ = n;
-          spans_.reserve(n < 1024 ? n : 1024);
+          args_.reserve(n < 1024 ? n : 1024);
           break;
         }
         if (*p != '$') {
@@ -296,15 +308,13 @@ ParseStatus Parser::Parse(const char* data, size_t len, Command* cmd, size_t* co
       case State::kBulkData: {
         // Like Redis, the two bytes after the payload are taken as the CRLF
         // without being checked.
-        if (len - pos_ < bulk_len_ + 2) return ParseStatus::kNeedMore;
-        spans_.emplace_back(pos_, bulk_len_);
+        if (len - pos_ < bulk_len_ + 2) return suspend();
+        args_.emplace_back(data + pos_, bulk_len_);
         pos_ += bulk_len_ + 2;
         if (--args_left_ > 0) {
           state_ = State::kBulkHeader;
           break;
         }
-        args_.clear();
-        for (auto [off, n] : spans_) args_.emplace_back(data + off, n);
         cmd->args = args_;
         cmd->kind = Kind::kMultibulk;
         cmd->raw = std::string_view(data + skip_, pos_ - skip_);
