@@ -655,11 +655,15 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
   CommandContext ctx{conn, cmd.args, w, *this};
   // Expiry is judged by the time this request's batch was read (see
   // Store::set_now_ms), and reset after so nothing else sees a stale time.
+  // In a batch (the event loop's handlers) that is done once per batch.
   struct NowScope {
     shm::Store* store;
-    ~NowScope() { store->set_now_ms(0); }
-  } now_scope{store_};
-  if (loop_ != nullptr) store_->set_now_ms(static_cast<int64_t>(ev_now(loop_->loop()) * 1000));
+    bool active;
+    ~NowScope() {
+      if (active) store->set_now_ms(0);
+    }
+  } now_scope{store_, loop_ != nullptr && !in_batch_};
+  if (now_scope.active) store_->set_now_ms(static_cast<int64_t>(ev_now(loop_->loop()) * 1000));
   if (block_ == nullptr) return spec->handler(ctx);
   // Per-command figures for INFO commandstats and the metrics, written
   // straight into this worker's block. In a pipelined batch the clock read
@@ -790,12 +794,20 @@ Handlers CommandService::MakeHandlers() {
   h.on_command = [this](Conn& conn, const resp::Command& cmd, resp::Writer& w) {
     if (!in_batch_) {
       store_->BeginBatch();
+      // The batch was read at the loop's time: every command of it judges
+      // expiry by that (Store::set_now_ms).
+      if (loop_ != nullptr) {
+        store_->set_now_ms(static_cast<int64_t>(ev_now(loop_->loop()) * 1000));
+      }
       in_batch_ = true;
     }
     return Dispatch(conn, cmd, w);
   };
   h.on_batch_end = [this] {
-    if (in_batch_) store_->EndBatch();
+    if (in_batch_) {
+      store_->EndBatch();
+      store_->set_now_ms(0);
+    }
     in_batch_ = false;
   };
   // Active expiry, as Redis's serverCron does ten times a second: every
