@@ -48,7 +48,7 @@ STOP_TIMEOUT=5       # seconds between SIGTERM and SIGKILL at shutdown
 
 # label|clients|pipeline|default requests
 CASES=(
-  "c512 P1024|512|1024|2000000"
+  "c512 P1024|512|1024|10000000"
   "c50 P16|50|16|1000000"
   "c50 P1|50|1|200000"
 )
@@ -72,7 +72,7 @@ reply stops the script with exit status 1.
                         the repository root)
   --rounds N            rounds, each running every case on both servers
                         (default: 3)
-  --requests N          request count for every case (default: 2000000 for
+  --requests N          request count for every case (default: 10000000 for
                         P1024, 1000000 for P16, 200000 for P1)
   --quick               divide request counts by 10 and run 1 round (an
                         explicit --rounds still applies)
