@@ -283,6 +283,29 @@ void Store::SetEventSink(std::function<void(std::string_view)> sink) {
 // ---------------------------------------------------------------------------
 // Locking
 
+void Store::Prefetch(std::string_view key, int stage) const {
+  const Core& core = impl_->core;
+  const uint64_t hash = core.Hash(key);
+  const StripeHeader& h = core.stripes[core.StripeOfHash(hash)];
+  // The newer table while rehashing: where new and moved keys are.
+  uint64_t desc = h.tables[1].load(kRelaxed);
+  if (desc == 0) desc = h.tables[0].load(kRelaxed);
+  if (desc == 0) return;
+  const uint64_t table = TableOffset(desc);
+  const uint32_t log2 = TableLog2(desc);
+  if (log2 > kMaxTableLog2 || !core.InPool(table) ||
+      (uint64_t{8} << log2) > core.g.total_bytes - table) {
+    return;
+  }
+  const auto* slot = &core.At<std::atomic<uint64_t>>(table)[hash & ((uint64_t{1} << log2) - 1)];
+  if (stage == 0) {
+    __builtin_prefetch(slot);
+    return;
+  }
+  const uint64_t entry = LinkOffset(slot->load(kRelaxed));
+  if (entry != 0 && core.InPool(entry)) __builtin_prefetch(core.base + entry);
+}
+
 Store::ReadResult Store::ReadUnlockedImpl(std::string_view key,
                                           void (*emit)(void*, const EntryView&), void* ctx) {
   Impl& im = *impl_;

@@ -129,6 +129,12 @@ class Store {
   // needs the lock); whatever emit produced must be discarded and the read
   // done under Lock. Touches the LRU clock like Find. Never blocks, never
   // writes except that clock.
+  // A hint for a key about to be read, so that a pipeline's lookups overlap
+  // their cache misses: stage 0 fetches the key's bucket, stage 1 (called
+  // later, when the bucket has arrived) the entry it names. Reads without
+  // a lock and changes nothing; a stale or torn word only wastes the hint.
+  void Prefetch(std::string_view key, int stage) const;
+
   enum class ReadResult { kFound, kAbsent, kRetry };
   template <typename Emit>
   ReadResult ReadUnlocked(std::string_view key, Emit&& emit) {

@@ -124,10 +124,24 @@ class CommandService {
   shm::CounterArea* area_ = nullptr;
   shm::CounterBlock* block_ = nullptr;
   CycleClock clock_;
-  uint64_t clock_mark_ = 0;   // when the last command ended
-  uint64_t clock_batch_ = 0;  // in which of the loop's batches
-  bool in_batch_ = false;     // Store::BeginBatch called, EndBatch not yet
-  const CommandSpec* table_;  // Table().data()
+  uint64_t clock_mark_ = 0;        // when the last command ended
+  uint64_t clock_batch_ = 0;       // in which of the loop's batches
+  bool in_batch_ = false;          // Store::BeginBatch called, EndBatch not yet
+  const CommandSpec* table_;       // Table().data()
+  const CommandSpec* lookup_get_;  // GET's row
+  // Look-ahead prefetching of GET pipelines (PrefetchBatch), chosen by
+  // measurement (ChoosePrefetch).
+  bool PrefetchBatch(std::string_view requests);
+  void ChoosePrefetch();
+  resp::Parser lookahead_;
+  bool prefetch_ = false;        // for the current batch
+  bool prefetch_best_ = false;   // the better setting in the last window
+  bool batch_reads_ = false;     // the current batch is a GET pipeline
+  uint32_t window_batches_ = 0;  // GET pipelines in this window
+  uint64_t batch_ticks_ = 0;     // this batch: command time, and the prefetch pass
+  uint32_t batch_cmds_ = 0;
+  uint64_t ticks_[2] = {0, 0};  // this window, by setting (0 off, 1 on)
+  uint64_t cmds_[2] = {0, 0};
   // The last command name looked up, as received, and its row.
   char last_name_[24];
   size_t last_name_len_ = 0;

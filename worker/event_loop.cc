@@ -321,6 +321,11 @@ bool EventLoop::Process(Connection* c) {
       if (h.on_batch_end) h.on_batch_end();
     }
   } batch_end{handlers_};
+  // Only from a request boundary: in the middle of one, the bytes do not
+  // start with a request.
+  if (handlers_.on_batch_begin && c->parser.Pending() == 0 && c->in.size() > 0) {
+    handlers_.on_batch_begin(std::string_view(c->in.data(), c->in.size()));
+  }
   while (!c->close_after) {
     resp::ParseStatus st = c->parser.Parse(c->in.data(), c->in.size(), &cmd, &used);
     if (st == resp::ParseStatus::kNeedMore) break;

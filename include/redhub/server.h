@@ -146,6 +146,11 @@ struct Handlers {
   std::function<Action(Conn&, const resp::Command&, resp::Writer&)> on_command;
   // Called every Tick::delay while it returns a non-zero delay.
   std::function<Tick()> on_tick;
+  // Called before the commands read at once from a connection run, with
+  // the bytes that hold them (whole requests from the start; the last may
+  // be incomplete): a chance to look ahead, e.g. to prefetch their keys.
+  // Optional; must not keep the pointer.
+  std::function<void(std::string_view requests)> on_batch_begin;
   // Called when the commands read at once from a connection have run (after
   // their last on_command, before their replies are sent): the end of a
   // pipelined batch. Optional.

@@ -183,6 +183,42 @@ TEST(StoreTest, PipelinedIncrsOfOneKeyFromBothWorkersAllCount) {
   }
 }
 
+// Long GET pipelines over many keys: the worker parses them ahead and
+// prefetches their keys when that measures faster (CommandService::
+// PrefetchBatch), switching it on and off as it measures. Every reply must
+// be the key's own value either way.
+TEST(StoreTest, LongGetPipelinesReadEveryKeysOwnValue) {
+  uint16_t probe = PickFreePort();
+  auto server =
+      StartRedhubd({"--workers", "2", "--maxmemory", "64mb", "--shm-name", ShmName(probe)});
+  ASSERT_NE(server, nullptr);
+  Context c = ConnectHiredis(server->port());
+  ASSERT_NE(c, nullptr);
+  constexpr int kKeys = 20000;
+  for (int i = 0; i < kKeys; i++) redisAppendCommand(c.get(), "SET k:%d v:%d", i, i * 7);
+  for (int i = 0; i < kKeys; i++) {
+    redisReply* r = nullptr;
+    ASSERT_EQ(redisGetReply(c.get(), reinterpret_cast<void**>(&r)), REDIS_OK) << c->errstr;
+    Reply(r).reset();
+  }
+  // 200 pipelines of 1000 GETs in a shuffled order, some keys missing.
+  std::mt19937 rng(1);
+  for (int round = 0; round < 200; round++) {
+    std::vector<int> ids(1000);
+    for (int& id : ids) id = static_cast<int>(rng() % (kKeys + 500));
+    for (int id : ids) redisAppendCommand(c.get(), "GET k:%d", id);
+    for (int id : ids) {
+      redisReply* r = nullptr;
+      ASSERT_EQ(redisGetReply(c.get(), reinterpret_cast<void**>(&r)), REDIS_OK) << c->errstr;
+      Reply reply(r);
+      std::string want = id < kKeys ? "$" + std::to_string(("v:" + std::to_string(id * 7)).size()) +
+                                          " v:" + std::to_string(id * 7)
+                                    : "(nil)";
+      ASSERT_EQ(DescribeReply(reply.get()), want) << "round " << round << ", k:" << id;
+    }
+  }
+}
+
 // Under allkeys-lru a full store makes room: writes far beyond maxmemory
 // all succeed, old keys are evicted (counted in INFO), memory stays under
 // the limit, and the daemon keeps serving. (Which keys go is approximate
