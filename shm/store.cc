@@ -80,7 +80,6 @@ struct Store::Impl {
   static constexpr uint32_t kNoStripe = 0xFFFFFFFF;
   uint32_t kept = kNoStripe;
   bool kept_in_use = false;  // a live Txn is using it
-  bool batch = false;
 
   // Returns the version the stripe was left at (0: nothing was kept).
   uint64_t ReleaseKept() {
@@ -286,18 +285,13 @@ void Store::SetEventSink(std::function<void(std::string_view)> sink) {
 void Store::Prefetch(std::string_view key, int stage) const {
   const Core& core = impl_->core;
   const uint64_t hash = core.Hash(key);
-  const StripeHeader& h = core.stripes[core.StripeOfHash(hash)];
+  const uint32_t s = core.StripeOfHash(hash);
   // The newer table while rehashing: where new and moved keys are.
-  uint64_t desc = h.tables[1].load(kRelaxed);
-  if (desc == 0) desc = h.tables[0].load(kRelaxed);
+  uint64_t desc = core.stripes[s].tables[1].load(kRelaxed);
+  if (desc == 0) desc = core.stripes[s].tables[0].load(kRelaxed);
   if (desc == 0) return;
-  const uint64_t table = TableOffset(desc);
-  const uint32_t log2 = TableLog2(desc);
-  if (log2 > kMaxTableLog2 || !core.InPool(table) ||
-      (uint64_t{8} << log2) > core.g.total_bytes - table) {
-    return;
-  }
-  const auto* slot = &core.At<std::atomic<uint64_t>>(table)[hash & ((uint64_t{1} << log2) - 1)];
+  const auto* slot = Stripe(core, s).BucketUnlocked(desc, hash);
+  if (slot == nullptr) return;
   if (stage == 0) {
     __builtin_prefetch(slot);
     return;
@@ -374,7 +368,7 @@ Store::Txn Store::Lock(std::string_view key) {
   Txn txn(this, now_ms_ != 0 ? now_ms_ : NowMs());
   txn.inline_[0] = s;
   txn.count_ = 1;
-  if (im.batch) {
+  if (batch_) {
     im.kept = s;
     im.kept_in_use = true;
     txn.kept_ = true;
@@ -382,11 +376,9 @@ Store::Txn Store::Lock(std::string_view key) {
   return txn;
 }
 
-void Store::BeginBatch() { impl_->batch = true; }
-
 void Store::EndBatch() {
   Impl& im = *impl_;
-  im.batch = false;
+  batch_ = false;
   uint32_t s = im.kept;
   if (s == Impl::kNoStripe) return;
   const uint64_t released = im.ReleaseKept();

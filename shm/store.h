@@ -162,8 +162,9 @@ class Store {
   // Meanwhile other processes see the stripe locked: their unlocked reads
   // of it take the lock and wait. A worker brackets each connection's
   // buffered requests with these. Process-local.
-  void BeginBatch();
+  void BeginBatch() { batch_ = true; }
   void EndBatch();
+  bool in_batch() const { return batch_; }
 
   // The time Txns taken from now on judge expiry by, instead of reading the
   // clock for each (0: read the clock). A worker sets it to the time it read
@@ -326,6 +327,7 @@ class Store {
   std::string name_;
   std::unique_ptr<Impl> impl_;
   int64_t now_ms_ = 0;
+  bool batch_ = false;  // between BeginBatch and EndBatch
 };
 
 }  // namespace redhub::shm

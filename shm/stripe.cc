@@ -276,6 +276,16 @@ bool Stripe::Lookup(std::string_view key, uint64_t hash, Slot* slot) const {
   return false;
 }
 
+const std::atomic<uint64_t>* Stripe::BucketUnlocked(uint64_t desc, uint64_t hash) const {
+  const uint64_t table = TableOffset(desc);
+  const uint32_t log2 = TableLog2(desc);
+  if (log2 > kMaxTableLog2 || !c_.InPool(table) ||
+      (uint64_t{8} << log2) > c_.g.total_bytes - table) {
+    return nullptr;
+  }
+  return &c_.At<std::atomic<uint64_t>>(table)[hash & ((uint64_t{1} << log2) - 1)];
+}
+
 Stripe::Probe Stripe::LookupUnlocked(std::string_view key, uint64_t hash, uint64_t* found) const {
   // A healthy chain is about one entry long (tables grow at load factor 1);
   // a walk this long means a cycle through reused chunks.
@@ -285,12 +295,8 @@ Stripe::Probe Stripe::LookupUnlocked(std::string_view key, uint64_t hash, uint64
   for (int i = 0; i < 2; i++) {
     uint64_t desc = h_->tables[i].load(kRelaxed);
     if (desc == 0) continue;
-    uint64_t table = TableOffset(desc);
-    uint32_t log2 = TableLog2(desc);
-    if (log2 > kMaxTableLog2 || !c_.InPool(table) || (uint64_t{8} << log2) > end - table) {
-      return Probe::kInvalid;
-    }
-    const auto* link = &c_.At<std::atomic<uint64_t>>(table)[hash & ((uint64_t{1} << log2) - 1)];
+    const auto* link = BucketUnlocked(desc, hash);
+    if (link == nullptr) return Probe::kInvalid;
     for (uint64_t e = LinkOffset(link->load(kRelaxed)); e != 0;
          e = LinkOffset(link->load(kRelaxed))) {
       if (++steps > kMaxSteps || !c_.InPool(e) || end - e < kEntryHeaderBytes) {

@@ -78,6 +78,10 @@ class Stripe {
   // retries or takes the lock); kFound and kAbsent mean something only if
   // the stripe's version did not change meanwhile.
   enum class Probe { kFound, kAbsent, kInvalid };
+  // Without the lock: the bucket of `hash` in the table `desc` names, or
+  // nullptr if the descriptor (read racily) does not describe a table that
+  // lies inside the segment.
+  const std::atomic<uint64_t>* BucketUnlocked(uint64_t desc, uint64_t hash) const;
   Probe LookupUnlocked(std::string_view key, uint64_t hash, uint64_t* entry) const;
   // The bucket slot a new key is linked into (the new table while rehashing);
   // creates the first table. nullptr if that needs a page and there is none.

@@ -662,7 +662,7 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
     ~NowScope() {
       if (active) store->set_now_ms(0);
     }
-  } now_scope{store_, loop_ != nullptr && !in_batch_};
+  } now_scope{store_, loop_ != nullptr && !store_->in_batch()};
   if (now_scope.active) store_->set_now_ms(static_cast<int64_t>(ev_now(loop_->loop()) * 1000));
   if (block_ == nullptr) return spec->handler(ctx);
   // Per-command figures for INFO commandstats and the metrics, written
@@ -856,14 +856,13 @@ Handlers CommandService::MakeHandlers() {
   // A connection's pipelined requests are one store batch: consecutive
   // commands on one stripe (a hot key) lock it once (Store::BeginBatch).
   h.on_command = [this](Conn& conn, const resp::Command& cmd, resp::Writer& w) {
-    if (!in_batch_) {
+    if (!store_->in_batch()) {
       store_->BeginBatch();
       // The batch was read at the loop's time: every command of it judges
       // expiry by that (Store::set_now_ms).
       if (loop_ != nullptr) {
         store_->set_now_ms(static_cast<int64_t>(ev_now(loop_->loop()) * 1000));
       }
-      in_batch_ = true;
     }
     return Dispatch(conn, cmd, w);
   };
@@ -876,11 +875,10 @@ Handlers CommandService::MakeHandlers() {
     batch_ticks_ += clock_.Now() - t0;
   };
   h.on_batch_end = [this] {
-    if (in_batch_) {
+    if (store_->in_batch()) {
       store_->EndBatch();
       store_->set_now_ms(0);
     }
-    in_batch_ = false;
     ChoosePrefetch();
   };
   // Active expiry, as Redis's serverCron does ten times a second: every

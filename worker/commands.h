@@ -126,7 +126,6 @@ class CommandService {
   CycleClock clock_;
   uint64_t clock_mark_ = 0;        // when the last command ended
   uint64_t clock_batch_ = 0;       // in which of the loop's batches
-  bool in_batch_ = false;          // Store::BeginBatch called, EndBatch not yet
   const CommandSpec* table_;       // Table().data()
   const CommandSpec* lookup_get_;  // GET's row
   // Look-ahead prefetching of GET pipelines (PrefetchBatch), chosen by

@@ -207,11 +207,11 @@ TEST_F(ServerCommandsTest, ClientAndCommandAndSelect) {
   // Command names match whatever their case, and only whole: a NUL byte or
   // a name longer than any command's is unknown, not a prefix match.
   EXPECT_EQ(DescribeReply(Command(c.get(), {"gEt", "nosuchkey"}).get()), "(nil)");
-  EXPECT_EQ(DescribeReply(Command(c.get(), {std::string("get\0", 4), "k"}).get()).rfind(
-                "-ERR unknown command", 0),
+  EXPECT_EQ(DescribeReply(Command(c.get(), {std::string("get\0", 4), "k"}).get())
+                .rfind("-ERR unknown command", 0),
             0u);
-  EXPECT_EQ(DescribeReply(Command(c.get(), {"getgetgetgetgetgetgetgetget", "k"}).get()).rfind(
-                "-ERR unknown command", 0),
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"getgetgetgetgetgetgetgetget", "k"}).get())
+                .rfind("-ERR unknown command", 0),
             0u);
   Reply t = Command(c.get(), {"TIME"});
   ASSERT_NE(t, nullptr);

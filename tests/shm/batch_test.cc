@@ -99,6 +99,36 @@ TEST(BatchTest, ALockWhileAnotherTxnIsAliveAbortsInsteadOfRiskingADeadlock) {
       "lock order");
 }
 
+// The waiter count of a key's stripe, seen through a mapping of its own.
+class Waiters {
+ public:
+  Waiters(Store& store, std::string_view key) {
+    std::string error;
+    segment_ = Segment::Open(store.name(), &error);
+    if (!segment_) {
+      ADD_FAILURE() << error;
+      return;
+    }
+    core_ = std::make_unique<Core>(*segment_);
+    count_ = &core_->stripes[store.StripeOf(key)].waiters;
+  }
+  uint32_t load() const { return count_ != nullptr ? count_->load() : 0; }
+  // True once a process counts itself as blocked on the stripe (it does so
+  // just before blocking), false if none does within 10 s.
+  bool AwaitOne() const {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (load() == 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    return load() == 1;
+  }
+
+ private:
+  std::unique_ptr<Segment> segment_;
+  std::unique_ptr<Core> core_;
+  const std::atomic<uint32_t>* count_ = nullptr;
+};
+
 TEST(BatchTest, EndBatchHandsTheStripeToAProcessWaitingForIt) {
   testing::TestStore store(testing::Options(8 * kMB, 16));
   ASSERT_TRUE(store.get());
@@ -106,8 +136,7 @@ TEST(BatchTest, EndBatchHandsTheStripeToAProcessWaitingForIt) {
   store->BeginBatch();
   Put(*store, key, "parent");
 
-  const std::string name = store.name();
-  auto child = testing::ForkAttached(name, [&](Store& other, const auto& ready) {
+  auto child = testing::ForkAttached(store.name(), [&](Store& other, const auto& ready) {
     ready();
     Store::Txn txn = other.Lock(key);  // blocks until the parent's batch ends
     auto v = txn.Find(key);
@@ -116,18 +145,10 @@ TEST(BatchTest, EndBatchHandsTheStripeToAProcessWaitingForIt) {
   });
   ASSERT_TRUE(child.AwaitReady());
   const pid_t pid = child.pid;
-  // Wait until the child is blocked on the stripe (it counts itself as a
-  // waiter first), so that EndBatch has somebody to hand it to.
-  std::string error;
-  auto segment = Segment::Open(name, &error);
-  ASSERT_TRUE(segment) << error;
-  Core core(*segment);
-  const std::atomic<uint32_t>& waiters = core.stripes[store->StripeOf(key)].waiters;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (waiters.load() == 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-  }
-  ASSERT_EQ(waiters.load(), 1u) << "the child never blocked on the stripe";
+  // Wait until the child is blocked on the stripe, so that EndBatch has
+  // somebody to hand it to.
+  Waiters waiters(*store, key);
+  ASSERT_TRUE(waiters.AwaitOne()) << "the child never blocked on the stripe";
   testing::WithWatchdog("EndBatch and the child's write", std::chrono::seconds(10), [&] {
     store->EndBatch();
     EXPECT_EQ(testing::WaitChild(pid, std::chrono::seconds(10)), 0);
@@ -153,16 +174,8 @@ TEST(BatchTest, AWaiterKilledWhileBlockedIsForgottenAtTheNextBatchEnd) {
     return 4;
   });
   ASSERT_TRUE(child.AwaitReady());
-  std::string error;
-  auto segment = Segment::Open(store.name(), &error);
-  ASSERT_TRUE(segment) << error;
-  Core core(*segment);
-  const std::atomic<uint32_t>& waiters = core.stripes[store->StripeOf(key)].waiters;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (waiters.load() == 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-  }
-  ASSERT_EQ(waiters.load(), 1u);
+  Waiters waiters(*store, key);
+  ASSERT_TRUE(waiters.AwaitOne()) << "the child never blocked on the stripe";
   kill(child.pid, SIGKILL);
   ASSERT_TRUE(WIFSIGNALED(testing::WaitChild(child.pid)));
   EXPECT_EQ(waiters.load(), 1u);  // nobody took it back
