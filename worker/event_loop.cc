@@ -1,8 +1,10 @@
 #include "event_loop.h"
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -83,7 +85,9 @@ EventLoop::EventLoop(const Options& options, Handlers handlers)
 }
 
 EventLoop::~EventLoop() {
+  aborting_ = true;
   while (head_ != nullptr) Close(head_, "server shutdown");
+  while (lingering_ != nullptr) EndLinger(lingering_);
   ev_ref(loop_);
   ev_prepare_stop(loop_, &flush_watcher_);
   for (ev_io* w : listeners_) delete w;
@@ -314,6 +318,7 @@ void EventLoop::Read(Connection* c) {
 bool EventLoop::Process(Connection* c) {
   resp::Command cmd;
   size_t used;
+  uint64_t ran = 0;
   batch_++;
   struct BatchEnd {
     const Handlers& h;
@@ -350,6 +355,7 @@ bool EventLoop::Process(Connection* c) {
       c->writer.Error("ERR no command handler");
     }
     c->in.Consume(used);
+    ran++;
     c->commands++;
     stats_.commands_processed++;
     if (action == Action::kShutdown) Stop();
@@ -375,13 +381,24 @@ bool EventLoop::Process(Connection* c) {
     c->paused = true;
     ev_io_stop(loop_, &c->read_watcher);
   }
-  if (draining_ && DrainedAt(c)) CloseWhenFlushed(c, "server shutdown");
+  if (draining_ && (DrainedAt(c) || ran > 0)) {
+    // The request in progress when the drain began has run: close here. The
+    // partial request after it has not started, and waiting for it could
+    // last forever with a client that never pauses between requests: drop
+    // it. Its client gets no reply for it, so it knows it did not run.
+    c->in.Consume(c->in.size());
+    c->parser.Reset();
+    CloseWhenFlushed(c, "server shutdown");
+  }
   return true;
 }
 
 void EventLoop::MaybeHandOff(Connection* c) {
+  // Every complete request read has run (Process() runs them all unless
+  // paused) and its reply is out; the bytes of a partial one travel along
+  // (field 7), so a client that never pauses between requests moves too.
   if (!retiring_ || draining_ || c->handing_off || c->close_after || c->paused ||
-      c->pending_output() > 0 || !DrainedAt(c) || handoff_out_.fd < 0) {
+      c->pending_output() > 0 || handoff_out_.fd < 0) {
     return;
   }
   FieldWriter f;
@@ -449,7 +466,7 @@ void EventLoop::CheckRetired() {
   // A worker retired soon after it started may still be adopting its
   // predecessor's connections (and passing them on): it stays until that
   // channel closes, or they would be refused and closed at the drain timeout.
-  if (retiring_ && head_ == nullptr && handoff_in_.fd < 0) ev_break(loop_, EVBREAK_ALL);
+  if (retiring_ && Empty() && handoff_in_.fd < 0) ev_break(loop_, EVBREAK_ALL);
 }
 
 void EventLoop::OnHandoffReply(struct ev_loop* loop, ev_io* w, int) {
@@ -641,9 +658,113 @@ void EventLoop::Close(Connection* c, std::string_view reason) {
               static_cast<unsigned long long>(c->commands), static_cast<int>(why.size()),
               why.data());
   Unlink(c);
-  if (close(c->fd_) < 0) LOG_VERBOSE("close(%d) failed: %s", c->fd_, strerror(errno));
+  // The client closed its side or the socket failed: nothing more will come
+  // that could make the kernel reset the connection.
+  bool peer_done = reason.empty() || reason == "read error" || reason == "write error";
+  if (peer_done || aborting_) {
+    if (close(c->fd_) < 0) LOG_VERBOSE("close(%d) failed: %s", c->fd_, strerror(errno));
+  } else {
+    Linger(c->fd_);
+  }
   delete c;
-  if (draining_ && head_ == nullptr) {
+  if (draining_ && Empty()) {
+    ev_break(loop_, EVBREAK_ALL);
+  } else {
+    CheckRetired();
+  }
+}
+
+// A closed connection's socket, kept open until the client has read the
+// replies: see Linger().
+struct EventLoop::Lingering {
+  ev_io io;
+  ev_timer timer;   // checks whether the client has everything
+  double deadline;  // ev_now() after which it is closed anyway
+  Lingering* prev = nullptr;
+  Lingering* next = nullptr;
+};
+
+// nginx's lingering_timeout: how long a client gets to take its replies
+// after the server closed its side.
+static constexpr double kLingerSeconds = 5;
+// How often a lingering socket is asked whether the client has acknowledged
+// everything (there is no event for that).
+static constexpr double kLingerCheckSeconds = 0.01;
+
+// Everything sent has been acknowledged: a reset can no longer lose a reply.
+static bool AllAcknowledged(int fd) {
+  int unacked = 0;
+  return ioctl(fd, SIOCOUTQ, &unacked) != 0 || unacked == 0;
+}
+
+void EventLoop::Linger(int fd) {
+  // Closing a socket with input not yet read makes the kernel answer with a
+  // reset, and a reset throws away the replies still in the send queue (sent
+  // by us, not yet acknowledged): the client would never see the answers of
+  // commands that ran. So, as nginx's lingering close: send FIN after the
+  // replies, then read and discard what the client still sends until it has
+  // acknowledged everything (the FIN too) or closed. Nothing queued either
+  // way: close at once.
+  int unread = 0;
+  int unacked = 0;
+  if (ioctl(fd, FIONREAD, &unread) == 0 && ioctl(fd, SIOCOUTQ, &unacked) == 0 && unread == 0 &&
+      unacked == 0) {
+    close(fd);
+    return;
+  }
+  if (shutdown(fd, SHUT_WR) != 0) {  // ENOTCONN: the client reset it already
+    close(fd);
+    return;
+  }
+  auto* l = new Lingering;
+  ev_io_init(&l->io, OnLingerReadable, fd, EV_READ);
+  l->io.data = l;
+  ev_timer_init(&l->timer, OnLingerTimeout, kLingerCheckSeconds, kLingerCheckSeconds);
+  l->timer.data = l;
+  l->deadline = ev_now(loop_) + kLingerSeconds;
+  l->next = lingering_;
+  if (lingering_ != nullptr) lingering_->prev = l;
+  lingering_ = l;
+  ev_io_start(loop_, &l->io);
+  ev_timer_start(loop_, &l->timer);
+}
+
+void EventLoop::OnLingerReadable(struct ev_loop* loop, ev_io* w, int) {
+  auto* self = static_cast<EventLoop*>(ev_userdata(loop));
+  auto* l = static_cast<Lingering*>(w->data);
+  static char discard[16384];
+  // A bounded number of reads per wakeup: a client that keeps sending must
+  // not starve the other connections; the timeout ends it.
+  for (int i = 0; i < 16; i++) {
+    ssize_t n = recv(w->fd, discard, sizeof(discard), 0);
+    if (n > 0) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (AllAcknowledged(w->fd)) self->EndLinger(l);
+      return;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    self->EndLinger(l);  // closed by the client (or reset)
+    return;
+  }
+}
+
+void EventLoop::OnLingerTimeout(struct ev_loop* loop, ev_timer* w, int) {
+  auto* l = static_cast<Lingering*>(w->data);
+  if (AllAcknowledged(l->io.fd) || ev_now(loop) >= l->deadline) {
+    static_cast<EventLoop*>(ev_userdata(loop))->EndLinger(l);
+  }
+}
+
+void EventLoop::EndLinger(Lingering* l) {
+  ev_io_stop(loop_, &l->io);
+  ev_timer_stop(loop_, &l->timer);
+  if (close(l->io.fd) < 0) LOG_VERBOSE("close(%d) failed: %s", l->io.fd, strerror(errno));
+  if (l->prev != nullptr) l->prev->next = l->next;
+  if (l->next != nullptr) l->next->prev = l->prev;
+  if (lingering_ == l) lingering_ = l->next;
+  delete l;
+  if (aborting_) return;
+  if (draining_ && Empty()) {
     ev_break(loop_, EVBREAK_ALL);
   } else {
     CheckRetired();
@@ -698,8 +819,7 @@ void EventLoop::CloseWhenFlushed(Connection* c, std::string_view reason) {
 }
 
 bool EventLoop::DrainedAt(Connection* c) const {
-  // A request boundary: nothing read that is not yet answered. Closing with
-  // unread input would make the kernel send a reset and lose replies.
+  // A request boundary: nothing read that is not yet answered.
   return c->in.size() == 0 && c->parser.Pending() == 0;
 }
 
@@ -719,7 +839,7 @@ void EventLoop::StartDraining() {
     }
     c = next;
   }
-  if (head_ == nullptr) {
+  if (Empty()) {
     ev_break(loop_, EVBREAK_ALL);
     return;
   }
@@ -731,9 +851,9 @@ void EventLoop::StartDraining() {
 void EventLoop::OnDrainTimeout(struct ev_loop* loop, ev_timer*, int) {
   auto* self = static_cast<EventLoop*>(ev_userdata(loop));
   if (self->retiring_ && !self->draining_) {
-    // Handoff took too long: close what is left at request boundaries,
-    // with one more drain period as the last word.
-    LOG_WARNING("Handoff timeout: closing %llu remaining connections at request boundaries",
+    // Handoff took too long: close what is left as a drain does, with one
+    // more drain period as the last word.
+    LOG_WARNING("Handoff timeout: closing %llu remaining connections after their requests",
                 static_cast<unsigned long long>(self->stats_.connected_clients));
     self->retiring_ = false;
     self->StartDraining();
@@ -745,7 +865,9 @@ void EventLoop::OnDrainTimeout(struct ev_loop* loop, ev_timer*, int) {
 }
 
 void EventLoop::Shutdown() {
+  aborting_ = true;
   while (head_ != nullptr) Close(head_, "server shutdown");
+  while (lingering_ != nullptr) EndLinger(lingering_);
   if (ev_is_active(&drain_timer_)) ev_timer_stop(loop_, &drain_timer_);
 }
 

@@ -65,10 +65,11 @@ class EventLoop {
   void AddListener(int fd);
   // Runs until Stop() or a kShutdown action; returns 0.
   int Run();
-  // Stops accepting, lets every connection finish the commands it has sent
-  // and receive their replies, closes each at a request boundary, and returns
-  // from Run() when none is left or after drain_timeout. Safe from any thread
-  // and from a signal handler.
+  // Stops accepting, lets every connection finish the request in progress
+  // and the complete ones it has sent, and receive their replies; closes each
+  // then (a partial request after them is dropped unrun), lingering until the
+  // client has read the replies; returns from Run() when none is left or
+  // after drain_timeout. Safe from any thread and from a signal handler.
   void Stop();
   // Connection ids are id_base + 1, + 2, ...; the prefork daemon gives each
   // worker its own base so ids are unique across processes.
@@ -77,13 +78,14 @@ class EventLoop {
   // Stops accepting new connections; listeners stay open (they are not ours).
   void StopAccepting();
   // Retirement on reload or upgrade: stop accepting, then hand every
-  // connection, at its next request boundary (every received command
-  // answered and flushed), to the successor over handoff_fd, which this loop
+  // connection, as soon as every complete request read has been answered and
+  // flushed (a partial one's bytes go along), to the successor over
+  // handoff_fd, which this loop
   // now owns. Connections still arriving from this loop's own predecessor
   // are adopted and passed on the same way. Run() returns when no connection
   // is left and the predecessor's channel has closed. A connection the
   // successor refuses, or all of them if the successor goes away, is served
-  // here until the drain timeout and then closed at a request boundary.
+  // here until the drain timeout and then closed as by Stop().
   void Retire(int handoff_fd);
   // The successor's side: adopt connections arriving on handoff_fd, which
   // this loop now owns.
@@ -131,6 +133,14 @@ class EventLoop {
   // Sends what it can of c's output. Returns false if c was closed.
   bool Flush(Connection* c);
   void Close(Connection* c, std::string_view reason);
+  // Closes fd after the client has read what was sent (see Linger in the .cc).
+  void Linger(int fd);
+  static void OnLingerReadable(struct ev_loop* loop, ev_io* w, int events);
+  static void OnLingerTimeout(struct ev_loop* loop, ev_timer* w, int events);
+  struct Lingering;
+  void EndLinger(Lingering* l);
+  // No connection served and none lingering.
+  bool Empty() const { return head_ == nullptr && lingering_ == nullptr; }
   void StartDraining();
   bool DrainedAt(Connection* c) const;
   // Marks c to be closed once its replies are sent, keeping an earlier reason.
@@ -141,7 +151,7 @@ class EventLoop {
   // Sends c's replies before the loop next waits for events (OnPrepare).
   void QueueFlush(Connection* c);
   void UnqueueFlush(Connection* c);
-  // Hands c to the successor if it is at a request boundary.
+  // Hands c to the successor if its read requests are all answered.
   void MaybeHandOff(Connection* c);
   void HandOffAll();
   void ResumeServing(Connection* c);
@@ -160,6 +170,8 @@ class EventLoop {
   ev_signal sigint_;
   ev_signal sigterm_;
   Connection* head_ = nullptr;
+  Lingering* lingering_ = nullptr;  // closed connections waiting for the client's close
+  bool aborting_ = false;           // Shutdown(): close at once, linger no more
   uint64_t next_id_ = 0;
   uint64_t batch_ = 0;
   bool draining_ = false;

@@ -10,6 +10,7 @@
 // with a payload unique to each command, PING, CLIENT INFO / CLIENT ID), so
 // the tests hold whether or not the workers share one.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -687,27 +688,37 @@ TEST(MasterTest, PipelineOf1000CommandsSurvivesItsWorkerRetiring) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
 }
 
-// A client in the middle of a command keeps its worker retiring (a
-// connection moves only at a request boundary) while a second reload or
+// A client that has not read its reply keeps its worker retiring (a
+// connection moves only once its replies are out) while a second reload or
 // upgrade retires the successor too. The connection must still reach the
-// newest worker: the middle one adopts it and passes it on.
-class MidCommandTest : public ::testing::TestWithParam<int> {};
+// newest worker: the middle one adopts it and passes it on, together with
+// the half command the client sent meanwhile.
+class UnreadReplyTest : public ::testing::TestWithParam<int> {};
 
-TEST_P(MidCommandTest, ConnectionFollowsTwoReplacementsInARow) {
+TEST_P(UnreadReplyTest, ConnectionFollowsTwoReplacementsInARow) {
   const int sig = GetParam();
   auto server = StartRedhubd({"--workers", "2"});
   ASSERT_NE(server, nullptr);
   pid_t master = server->pid();
   ASSERT_TRUE(WaitUntil([&] { return Settled(master); })) << DescribeChildren(master);
-  Socket s = Socket::Connect(server->port());
+  // 16 MB: more than the output soft limit (8 MB) on top of what the
+  // kernel's buffers take, so the worker keeps some and pauses the client.
+  const std::string big(16 << 20, 'v');
+  Context setter = ConnectHiredis(server->port());
+  ASSERT_NE(setter, nullptr);
+  Reply ok = Command(setter.get(), {"SET", "big", big});
+  ASSERT_EQ(DescribeReply(ok.get()), "+OK");
+  Socket s = Socket::Connect(server->port(), kTimeout, nullptr, /*recv_buffer=*/4096);
   ASSERT_TRUE(s.valid());
   auto first = ServedBy(s);
   ASSERT_TRUE(first.has_value());
   const int slot = first->slot;
+  ASSERT_TRUE(s.SendAll(FormatCommand({"GET", "big"})));
+  ASSERT_TRUE(WaitUntil([&] {
+    return InfoInt(setter.get(), "clients", "clients_paused_by_backpressure") == 1;
+  })) << "the reply did not back up";
   std::string command = FormatCommand({"ECHO", "half and half"});
   ASSERT_TRUE(s.SendAll(command.substr(0, command.size() / 2)));
-  // The worker has read the first half (it answers nothing yet, so wait for
-  // its successor to be ready and for it to say it is retiring).
   // Replaced: new workers in every slot, each reported ready to the master
   // (a worker has its title before it is ready, and the master refuses an
   // upgrade while a worker is still starting).
@@ -727,15 +738,20 @@ TEST_P(MidCommandTest, ConnectionFollowsTwoReplacementsInARow) {
   ASSERT_TRUE(server->Signal(sig));
   ASSERT_TRUE(replaced({before[0], before[1]})) << DescribeChildren(master);
   ASSERT_TRUE(WaitUntil([&] { return LogHasLineOf(server->Log(), first->pid, "Retiring"); }));
-  ASSERT_TRUE(ProcessExists(first->pid)) << "the worker did not wait for the command to finish";
+  ASSERT_TRUE(ProcessExists(first->pid)) << "the worker did not wait for its reply to be read";
   pid_t middle = ServingWorkers(master)[slot];
   std::map<int, pid_t> second = ServingWorkers(master);
   ASSERT_TRUE(server->Signal(sig));
   ASSERT_TRUE(replaced({before[0], before[1], second[0], second[1]})) << DescribeChildren(master);
   ASSERT_TRUE(WaitUntil([&] { return LogHasLineOf(server->Log(), middle, "Retiring"); }));
 
-  // The rest of the command: the first worker answers it, then the
-  // connection moves on, through the middle worker, to the newest one.
+  // The client reads its reply: the first worker hands the connection, with
+  // the half command, to the middle worker, which passes it on to the
+  // newest. The rest of the command is answered there.
+  std::string header = "$" + std::to_string(big.size()) + "\r\n";
+  std::string reply = s.RecvN(header.size() + big.size() + 2, seconds(20));
+  ASSERT_EQ(reply.size(), header.size() + big.size() + 2) << "the reply was cut short";
+  EXPECT_TRUE(reply == header + big + "\r\n") << "the reply came back wrong";
   ASSERT_TRUE(s.SendAll(command.substr(command.size() / 2)));
   ReplyReader reader;
   Reply r = reader.Read(s);
@@ -751,7 +767,7 @@ TEST_P(MidCommandTest, ConnectionFollowsTwoReplacementsInARow) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
 }
 
-INSTANTIATE_TEST_SUITE_P(Signals, MidCommandTest, ::testing::Values(SIGHUP, SIGUSR2),
+INSTANTIATE_TEST_SUITE_P(Signals, UnreadReplyTest, ::testing::Values(SIGHUP, SIGUSR2),
                          [](const auto& info) {
                            return std::string(info.param == SIGHUP ? "Reload" : "Upgrade");
                          });
@@ -868,6 +884,154 @@ TEST(MasterTest, SigtermUnderLoadAnswersEveryReceivedCommandAndExitsZero) {
   EXPECT_TRUE(ChildPids(master).empty());
   for (pid_t w : workers) EXPECT_FALSE(ProcessExists(w)) << "worker " << w << " still exists";
   EXPECT_FALSE(Socket::Connect(port, milliseconds(1000)).valid()) << "something still listens";
+}
+
+// A client that keeps sending while it reads (an async client with many
+// commands in flight): INCRs of one key, pipelined without pause by one
+// thread, their replies read by another, each checked to be the count so far.
+// Its receive buffer is 4 KB, so the server's replies back up in the
+// server's kernel.
+class StreamingIncrClient {
+ public:
+  // Connects and learns its connection id; false if that failed.
+  bool Start(uint16_t port, const std::string& key) {
+    socket_ = Socket::Connect(port, kTimeout, nullptr, /*recv_buffer=*/4096);
+    if (!socket_.valid()) return false;
+    Reply id = SocketCommand(socket_, {"CLIENT", "ID"});
+    if (id == nullptr || id->type != REDIS_REPLY_INTEGER) return false;
+    id_ = id->integer;
+    std::string request =
+        "*2\r\n$4\r\nINCR\r\n$" + std::to_string(key.size()) + "\r\n" + key + "\r\n";
+    for (int i = 0; i < 64; i++) batch_ += request;
+    writer_ = std::thread([this] { Write(); });
+    reader_ = std::thread([this] { Read(); });
+    return true;
+  }
+  // Waits for the reader to end (the server closed) or stops it at once.
+  void Finish(bool wait_for_close) {
+    if (!wait_for_close) reading_ = false;
+    if (reader_.joinable()) reader_.join();
+    reading_ = false;
+    if (writer_.joinable()) writer_.join();
+    socket_.Close();
+  }
+  ~StreamingIncrClient() { Finish(false); }
+
+  int64_t id() const { return id_; }
+  uint64_t answered() const { return answered_; }
+  bool reading() const { return reading_; }
+  // After Finish(): how the connection ended, and the first wrong reply.
+  bool eof() const { return eof_; }
+  int read_error() const { return read_error_; }
+  const std::string& wrong() const { return wrong_; }
+
+ private:
+  void Write() {
+    std::string_view rest = batch_;
+    while (reading_) {
+      if (rest.empty()) rest = batch_;
+      pollfd p{socket_.fd(), POLLOUT, 0};
+      if (poll(&p, 1, 50) < 0 && errno != EINTR) return;
+      ssize_t n = socket_.SendSome(rest);
+      if (n < 0) return;  // closed by the server
+      rest.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+  void Read() {
+    ReplyReader replies;
+    char buf[4096];
+    while (reading_) {
+      ssize_t n = socket_.RecvOnce(buf, sizeof(buf), milliseconds(100), &read_error_);
+      if (n == -2) continue;  // a pause: check whether to stop
+      if (n == 0) eof_ = true;
+      if (n <= 0) break;
+      replies.Feed(std::string_view(buf, static_cast<size_t>(n)));
+      while (Reply r = replies.Next()) {
+        uint64_t expected = answered_ + 1;
+        if (r->type != REDIS_REPLY_INTEGER || r->integer != static_cast<long long>(expected)) {
+          wrong_ = "reply " + std::to_string(expected) + " is " + DescribeReply(r.get());
+          reading_ = false;
+          return;
+        }
+        answered_++;
+      }
+    }
+    reading_ = false;
+  }
+
+  Socket socket_;
+  int64_t id_ = 0;
+  std::string batch_;
+  std::thread writer_;
+  std::thread reader_;
+  std::atomic<bool> reading_{true};
+  std::atomic<uint64_t> answered_{0};
+  bool eof_ = false;
+  int read_error_ = 0;
+  std::string wrong_;
+};
+
+// Such a client has requests in the server's kernel at any request boundary.
+// Closing a socket with unread input makes the kernel send a reset and throw
+// away the replies still in its send queue: commands that ran would lose
+// their answers. The server must send its last reply, then the close, and
+// discard what comes after.
+TEST(MasterTest, SigtermLetsAStreamingClientReadEveryReplyOfWhatRan) {
+  auto server = StartRedhubd({"--workers", "1", "--drain-timeout", "5", "--loglevel", "verbose"});
+  ASSERT_NE(server, nullptr);
+  StreamingIncrClient client;
+  ASSERT_TRUE(client.Start(server->port(), "stream"));
+  bool steady = WaitUntil([&] { return client.answered() >= 5000 || !client.reading(); });
+  if (steady && client.reading()) {
+    EXPECT_TRUE(server->Signal(SIGTERM));
+  }
+  client.Finish(/*wait_for_close=*/true);  // the server lingers until the client closes
+  int status = 0;
+  bool exited = server->WaitExit(seconds(10), &status);
+  ASSERT_TRUE(steady) << "the client did not get going";
+  EXPECT_EQ(client.wrong(), "");
+  EXPECT_TRUE(client.eof()) << "the connection ended with " << strerror(client.read_error())
+                            << " instead of a close after the last reply";
+  ASSERT_TRUE(exited);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  std::map<int64_t, int64_t> ran = CommandsPerClosedClient(server->Log());
+  ASSERT_TRUE(ran.count(client.id())) << "no close logged for the client";
+  EXPECT_EQ(static_cast<uint64_t>(ran[client.id()]), client.answered() + 1)  // + CLIENT ID
+      << "the server ran commands whose replies never arrived";
+}
+
+// On reload such a client is never at a request boundary when the worker
+// looks: it must move to the new worker with its partial request, not wait
+// for the drain timeout and be closed.
+TEST(MasterTest, ReloadMovesAStreamingClientWithoutAGap) {
+  auto server = StartRedhubd({"--workers", "2", "--drain-timeout", "30"});
+  ASSERT_NE(server, nullptr);
+  pid_t master = server->pid();
+  ASSERT_TRUE(WaitUntil([&] { return Settled(master); })) << DescribeChildren(master);
+  std::vector<pid_t> old_workers = ChildPids(master);
+  StreamingIncrClient client;
+  ASSERT_TRUE(client.Start(server->port(), "reload-stream"));
+  ASSERT_TRUE(WaitUntil([&] { return client.answered() >= 5000 || !client.reading(); }));
+  ASSERT_TRUE(server->Signal(SIGHUP));
+  // Well within the 30 s drain timeout: the old workers leave as soon as
+  // their connections have moved.
+  bool retired = WaitUntil([&] {
+    for (pid_t w : old_workers) {
+      if (ProcessExists(w)) return false;
+    }
+    return Settled(master);
+  });
+  uint64_t after_reload = client.answered();
+  bool serving =
+      WaitUntil([&] { return client.answered() >= after_reload + 5000 || !client.reading(); });
+  bool still_open = client.reading();
+  client.Finish(/*wait_for_close=*/false);
+  EXPECT_TRUE(retired) << "old workers still there:" << DescribeChildren(master);
+  EXPECT_EQ(client.wrong(), "");
+  EXPECT_TRUE(still_open) << "the connection ended ("
+                          << (client.eof() ? "closed" : strerror(client.read_error())) << ")";
+  EXPECT_TRUE(serving) << "no replies after the reload";
+  EXPECT_EQ(server->Stop(), 0);
 }
 
 // ---- 6. a bad configuration on reload ----

@@ -266,13 +266,17 @@ void Socket::Close() {
   fd_ = -1;
 }
 
-Socket Socket::Connect(uint16_t port, milliseconds timeout, std::string* error) {
+Socket Socket::Connect(uint16_t port, milliseconds timeout, std::string* error, int recv_buffer) {
   auto fail = [&](const std::string& what, int err) {
     if (error != nullptr) *error = what + ": " + strerror(err);
     return Socket();
   };
   Socket s(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!s.valid()) return fail("socket", errno);
+  if (recv_buffer > 0 &&
+      setsockopt(s.fd(), SOL_SOCKET, SO_RCVBUF, &recv_buffer, sizeof(recv_buffer)) != 0) {
+    return fail("setsockopt(SO_RCVBUF)", errno);
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

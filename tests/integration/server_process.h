@@ -88,9 +88,10 @@ class Socket {
   Socket& operator=(const Socket&) = delete;
 
   // Connects to 127.0.0.1:port. On failure the socket is not valid() and
-  // *error (if given) says why.
+  // *error (if given) says why. recv_buffer > 0 sets SO_RCVBUF before the
+  // handshake (a slow reader: the server's replies back up in its kernel).
   static Socket Connect(uint16_t port, milliseconds timeout = kTimeout,
-                        std::string* error = nullptr);
+                        std::string* error = nullptr, int recv_buffer = 0);
 
   bool valid() const { return fd_ >= 0; }
   int fd() const { return fd_; }
