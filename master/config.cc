@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "cpus.h"
+
 namespace redhub::master {
 
 bool ParseMemory(const std::string& text, uint64_t* bytes) {
@@ -95,9 +97,9 @@ int ParseArgs(int argc, char** argv, Config* config) {
   app.add_option("--port", config->port, "TCP port; 0 listens on no TCP port")
       ->capture_default_str();
   app.add_option("--unixsocket", config->unix_socket, "Also listen on this unix socket path");
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  config->workers = cpus > 0 ? static_cast<int>(cpus) : 1;
-  app.add_option("--workers", config->workers, "Worker processes (default: online CPUs)")
+  config->workers = UsableCpus();
+  app.add_option("--workers", config->workers,
+                 "Worker processes (default: the CPUs it may use: affinity, cgroup CPU quota)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_option("--worker-timeout", config->worker_timeout,

@@ -14,7 +14,7 @@ struct Config {
   std::vector<std::string> bind = {"127.0.0.1"};
   uint16_t port = 6379;
   std::string unix_socket;
-  int workers = 1;  // ParseArgs defaults it to the online CPUs
+  int workers = 1;  // ParseArgs defaults it to UsableCpus()
   std::string log_level = "notice";
   std::string log_file;
   std::string config_file;

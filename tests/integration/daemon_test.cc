@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
@@ -550,6 +551,29 @@ TEST(DaemonTest, SilentWorkerIsKilledAndReplaced) {
   Context c = ConnectHiredis(server->port());
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(DescribeReply(Command(c.get(), {"PING"}).get()), "+PONG");
+}
+
+// Without --workers, one worker per CPU the daemon may use: started with an
+// affinity mask of one CPU (as taskset or a container's cpuset would), it
+// forks one.
+TEST(DaemonTest, DefaultWorkerCountFollowsTheAffinityMask) {
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
+  if (CPU_COUNT(&all) < 2) GTEST_SKIP() << "one CPU only: nothing to narrow";
+  int first = 0;
+  while (!CPU_ISSET(first, &all)) first++;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  // The daemon inherits the mask of the thread that forks it.
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  auto narrowed = StartRedhubd();
+  ASSERT_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
+  ASSERT_NE(narrowed, nullptr);
+  EXPECT_TRUE(WaitUntil([&] { return ServingWorkerPids(narrowed->pid()).size() == 1; }));
+  EXPECT_EQ(ChildPids(narrowed->pid()).size(), 1u);
+  EXPECT_EQ(narrowed->Stop(), 0);
 }
 
 // Workers never outlive a killed master (PR_SET_PDEATHSIG), nor does the

@@ -1,0 +1,118 @@
+#include "cpus.h"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace redhub::master {
+
+namespace {
+
+std::optional<long long> ParseInt(std::string_view s) {
+  long long v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.remove_suffix(1);
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  return s;
+}
+
+std::optional<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The parent of a cgroup path ("/a/b" -> "/a", "/a" -> "/"); "" above "/".
+std::string Parent(const std::string& path) {
+  if (path.empty() || path == "/") return "";
+  size_t slash = path.rfind('/');
+  return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+}
+
+// The lowest quota on the way from the process's cgroup up to the root of
+// the mounted hierarchy. A container sees its own cgroup as the root.
+std::optional<int> QuotaCpus() {
+  auto self = ReadFile("/proc/self/cgroup");
+  if (!self) return std::nullopt;
+  std::optional<int> lowest;
+  auto take = [&](std::optional<int> cpus) {
+    if (cpus && (!lowest || *cpus < *lowest)) lowest = cpus;
+  };
+  std::istringstream lines(*self);
+  std::string line;
+  while (std::getline(lines, line)) {
+    // hierarchy-id:controllers:path
+    size_t a = line.find(':');
+    size_t b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    std::string controllers = line.substr(a + 1, b - a - 1);
+    std::string path = line.substr(b + 1);
+    if (line.compare(0, a, "0") == 0 && controllers.empty()) {  // v2
+      for (std::string p = path; !p.empty(); p = Parent(p)) {
+        if (auto max = ReadFile("/sys/fs/cgroup" + (p == "/" ? "" : p) + "/cpu.max")) {
+          take(CpusFromCpuMax(*max));
+        }
+      }
+      continue;
+    }
+    std::string list = "," + controllers + ",";
+    if (list.find(",cpu,") == std::string::npos) continue;  // v1, not the cpu controller
+    for (const char* mount : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"}) {
+      for (std::string p = path; !p.empty(); p = Parent(p)) {
+        std::string dir = mount + (p == "/" ? "" : p);
+        auto quota = ReadFile(dir + "/cpu.cfs_quota_us");
+        auto period = ReadFile(dir + "/cpu.cfs_period_us");
+        if (!quota || !period) continue;
+        auto q = ParseInt(Trim(*quota));
+        auto per = ParseInt(Trim(*period));
+        if (q && per) take(CpusFromCfs(*q, *per));
+      }
+    }
+  }
+  return lowest;
+}
+
+}  // namespace
+
+std::optional<int> CpusFromCfs(long long quota_us, long long period_us) {
+  if (quota_us <= 0 || period_us <= 0) return std::nullopt;
+  return static_cast<int>(std::max<long long>(1, (quota_us + period_us - 1) / period_us));
+}
+
+std::optional<int> CpusFromCpuMax(std::string_view text) {
+  text = Trim(text);
+  size_t space = text.find(' ');
+  if (space == std::string_view::npos) return std::nullopt;
+  std::string_view quota = text.substr(0, space);
+  if (quota == "max") return std::nullopt;
+  auto q = ParseInt(quota);
+  auto period = ParseInt(Trim(text.substr(space + 1)));
+  if (!q || !period) return std::nullopt;
+  return CpusFromCfs(*q, *period);
+}
+
+int UsableCpus() {
+  long online = sysconf(_SC_NPROCESSORS_ONLN);
+  int cpus = online > 0 ? static_cast<int>(online) : 1;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
+    cpus = CPU_COUNT(&set);
+  }
+  if (auto quota = QuotaCpus()) cpus = std::min(cpus, *quota);
+  return std::max(cpus, 1);
+}
+
+}  // namespace redhub::master

@@ -1,0 +1,50 @@
+// The default worker count: CPU quota files as the kernel writes them, and
+// the affinity mask of the running process.
+#include "cpus.h"
+
+#include <gtest/gtest.h>
+#include <sched.h>
+
+namespace redhub::master {
+namespace {
+
+TEST(CpusTest, CgroupV2CpuMax) {
+  EXPECT_EQ(CpusFromCpuMax("max 100000\n"), std::nullopt);
+  EXPECT_EQ(CpusFromCpuMax("200000 100000\n"), 2);
+  EXPECT_EQ(CpusFromCpuMax("150000 100000\n"), 2);  // 1.5 CPUs: rounded up
+  EXPECT_EQ(CpusFromCpuMax("50000 100000"), 1);     // half a CPU still needs a worker
+  EXPECT_EQ(CpusFromCpuMax("400000 50000\n"), 8);
+  EXPECT_EQ(CpusFromCpuMax(""), std::nullopt);
+  EXPECT_EQ(CpusFromCpuMax("garbage"), std::nullopt);
+  EXPECT_EQ(CpusFromCpuMax("12x 100000"), std::nullopt);
+}
+
+TEST(CpusTest, CgroupV1Cfs) {
+  EXPECT_EQ(CpusFromCfs(-1, 100000), std::nullopt);  // unlimited
+  EXPECT_EQ(CpusFromCfs(300000, 100000), 3);
+  EXPECT_EQ(CpusFromCfs(250000, 100000), 3);
+  EXPECT_EQ(CpusFromCfs(1000, 100000), 1);
+  EXPECT_EQ(CpusFromCfs(100000, 0), std::nullopt);
+}
+
+TEST(CpusTest, FollowsTheAffinityMask) {
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
+  int allowed = CPU_COUNT(&all);
+  EXPECT_GE(UsableCpus(), 1);
+  EXPECT_LE(UsableCpus(), allowed);
+  if (allowed < 2) GTEST_SKIP() << "one CPU only: nothing to narrow";
+  int first = 0;
+  while (!CPU_ISSET(first, &all)) first++;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  int narrowed = UsableCpus();
+  ASSERT_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
+  EXPECT_EQ(narrowed, 1);
+}
+
+}  // namespace
+}  // namespace redhub::master
