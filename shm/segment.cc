@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
@@ -80,6 +81,20 @@ std::unique_ptr<Segment> Segment::Create(const std::string& name, const Geometry
       *error = Describe("shm_open(O_CREAT|O_EXCL)", name, e);
     }
     return nullptr;
+  }
+  // posix_fallocate on tmpfs takes page after page until it runs out: a
+  // segment larger than what is free would first take all of it (RAM, which
+  // can wake the OOM killer) and then fail. Refuse it before taking anything.
+  struct statvfs vfs;
+  if (statvfs("/dev/shm", &vfs) == 0) {
+    uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+    if (g.total_bytes > free_bytes) {
+      *error = "not enough space in /dev/shm: the segment needs " +
+               std::to_string(g.total_bytes >> 20) + " MB, " + std::to_string(free_bytes >> 20) +
+               " MB are free (enlarge /dev/shm, e.g. docker --shm-size, or lower the store size)";
+      bip::shared_memory_object::remove(name.c_str());
+      return nullptr;
+    }
   }
   // Reserve every byte now: tmpfs otherwise allocates on first touch, and a
   // full /dev/shm then kills the process with SIGBUS in the middle of a write.

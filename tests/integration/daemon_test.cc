@@ -807,6 +807,28 @@ TEST(DaemonTest, IncompatibleKeptSegmentIsRefusedWithShmKeepAndReplacedWithout) 
 
 // ---- 10. bad flags ----
 
+// A /dev/shm smaller than the store (Docker's default is 64 MB) is refused
+// at start with the sizes, before anything is taken from it. Run in a mount
+// namespace of its own with a 64 MB /dev/shm, as a container would have.
+TEST(DaemonTest, TooSmallDevShmIsRefusedWithTheSizes) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for a mount namespace";
+  RunResult probe = RunCommand({"unshare", "-m", "true"}, kTimeout);
+  if (!probe.ok()) GTEST_SKIP() << "no mount namespaces here: " << probe.Describe();
+  std::string script = "mount -t tmpfs -o size=64m tmpfs /dev/shm && exec " +
+                       std::string(REDHUBD_PATH) + " --bind 127.0.0.1 --port " +
+                       std::to_string(PickFreePort()) + " --admin-port 0 --shm-name " +
+                       UniqueShmName("small") + " && exit 0";
+  RunResult r = RunCommand({"unshare", "-m", "sh", "-c", script}, kTimeout);
+  ASSERT_TRUE(r.started);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 1) << r.Describe();
+  // The default store: maxmemory 256 MB in a segment of about 355 MB.
+  EXPECT_NE(r.err.find("not enough space in /dev/shm: the segment needs 355 MB, 64 MB are free"),
+            std::string::npos)
+      << r.Describe();
+  EXPECT_NE(r.err.find("--shm-size"), std::string::npos) << r.Describe();
+}
+
 TEST(DaemonTest, BadFlagsExitWithCodeTwoNamingTheFlagAndLeaveNoSegment) {
   const std::string shm_name = UniqueShmName("flags");
   SegmentGuard segment{shm_name};
