@@ -13,6 +13,8 @@ packages=(
   redis-tools redis-server python3-redis procps
   # metrics: promtool checks /metrics and deploy/*.yml; the Redis exporter for comparison
   prometheus prometheus-redis-exporter
+  # deploy/: twemproxy for the scale-out recipe; systemd-analyze checks the units
+  nutcracker systemd
   # fuzzing (libFuzzer ships with clang's runtime)
   clang libclang-rt-14-dev
 )
@@ -57,10 +59,11 @@ trap cleanup EXIT
 
 # The test-only servers above register services that would start at the
 # next boot: redis-server on 6379, Prometheus on 9090 and the Redis
-# exporter on 9121, redhubd's default admin port. Tests start their own on
-# free ports, so keep the ones installed here from starting by themselves.
+# exporter on 9121, redhubd's default admin port, and nutcracker on 22121.
+# Tests start their own on free ports, so keep the ones installed here from
+# starting by themselves.
 if command -v systemctl >/dev/null 2>&1; then
-  for svc in redis-server prometheus prometheus-node-exporter prometheus-redis-exporter; do
+  for svc in redis-server prometheus prometheus-node-exporter prometheus-redis-exporter nutcracker; do
     for p in "${missing[@]}"; do
       if [ "$p" = "$svc" ] || { [ "$svc" = prometheus-node-exporter ] && [ "$p" = prometheus ]; }; then
         "${as_root[@]}" systemctl disable "$svc" >/dev/null 2>&1 || true
