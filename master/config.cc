@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cctype>
 
-#include "cpus.h"
+#include "cgroup.h"
 
 namespace redhub::master {
 

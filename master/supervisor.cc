@@ -605,7 +605,7 @@ void Supervisor::Upgrade() {
 void Supervisor::Stop() {
   if (stopping_) return;
   stopping_ = true;
-  LOG_NOTICE("Stopping: draining %zu workers", workers_.size());
+  LOG_NOTICE("Stopping: draining %zu worker%s", workers_.size(), workers_.size() == 1 ? "" : "s");
   Notify("STOPPING=1");
   roll_queue_.clear();
   for (Slot& s : slots_) ev_timer_stop(loop_, &s.respawn);
@@ -666,7 +666,7 @@ std::string Supervisor::DescribeAddresses() const {
   }
   if (!config_.unix_socket.empty()) out += (out.empty() ? "" : ", ") + config_.unix_socket;
   return out + " (port " + std::to_string(port_) + ", " + std::to_string(slots_.size()) +
-         " workers)";
+         (slots_.size() == 1 ? " worker)" : " workers)");
 }
 
 int Supervisor::Run() {

@@ -63,7 +63,8 @@ Segment::Segment(std::unique_ptr<Mapping> mapping, const Geometry& geometry)
 Segment::~Segment() = default;
 
 std::unique_ptr<Segment> Segment::Create(const std::string& name, const Geometry& g, bool replace,
-                                         bool* existed, std::string* error) {
+                                         uint64_t memory_available, bool* existed,
+                                         std::string* error) {
   *existed = false;
   if (replace) bip::shared_memory_object::remove(name.c_str());
   std::unique_ptr<bip::shared_memory_object> shm;
@@ -91,10 +92,21 @@ std::unique_ptr<Segment> Segment::Create(const std::string& name, const Geometry
     if (g.total_bytes > free_bytes) {
       *error = "not enough space in /dev/shm: the segment needs " +
                std::to_string(g.total_bytes >> 20) + " MB, " + std::to_string(free_bytes >> 20) +
-               " MB are free (enlarge /dev/shm, e.g. docker --shm-size, or lower the store size)";
+               " MB are free (enlarge /dev/shm, e.g. docker --shm-size, or lower maxmemory)";
       bip::shared_memory_object::remove(name.c_str());
       return nullptr;
     }
+  }
+  // Reserving more than the memory limit allows would get the process
+  // OOM-killed half way, with nothing in its log.
+  if (memory_available != 0 && g.total_bytes > memory_available) {
+    *error = "not enough memory under this process's cgroup limit: the segment needs " +
+             std::to_string(g.total_bytes >> 20) + " MB, the limit leaves " +
+             std::to_string(memory_available >> 20) +
+             " MB (shared memory counts against it: raise it, e.g. docker --memory, systemd "
+             "MemoryMax=, or lower maxmemory)";
+    bip::shared_memory_object::remove(name.c_str());
+    return nullptr;
   }
   // Reserve every byte now: tmpfs otherwise allocates on first touch, and a
   // full /dev/shm then kills the process with SIGBUS in the middle of a write.

@@ -192,7 +192,8 @@ std::unique_ptr<Store> Store::Create(const StoreOptions& o, std::string* error) 
     return nullptr;
   }
   bool existed = false;
-  auto segment = Segment::Create(o.name, g, o.if_exists == IfExists::kReplace, &existed, error);
+  auto segment = Segment::Create(o.name, g, o.if_exists == IfExists::kReplace, o.memory_available,
+                                 &existed, error);
   if (!segment && existed && o.if_exists == IfExists::kReuse) {
     auto store = OpenExisting(o.name, error);
     if (store) {

@@ -829,6 +829,62 @@ TEST(DaemonTest, TooSmallDevShmIsRefusedWithTheSizes) {
   EXPECT_NE(r.err.find("--shm-size"), std::string::npos) << r.Describe();
 }
 
+// This process's memory cgroup directory and the file that sets a limit
+// there: (v1 dir, "memory.limit_in_bytes") or (v2 dir, "memory.max"); empty
+// if neither is found.
+std::pair<std::string, std::string> MemoryCgroup() {
+  std::ifstream in("/proc/self/cgroup");
+  std::string line;
+  std::string v2;
+  while (std::getline(in, line)) {
+    size_t a = line.find(':');
+    size_t b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    std::string controllers = "," + line.substr(a + 1, b - a - 1) + ",";
+    std::string path = line.substr(b + 1);
+    if (controllers.find(",memory,") != std::string::npos) {
+      return {"/sys/fs/cgroup/memory" + path, "memory.limit_in_bytes"};
+    }
+    if (line.compare(0, a, "0") == 0 && controllers == ",,") v2 = "/sys/fs/cgroup" + path;
+  }
+  if (!v2.empty() && FileExists(v2 + "/memory.max")) return {v2, "memory.max"};
+  return {};
+}
+
+// A memory limit below the segment (docker --memory, systemd MemoryMax=):
+// shared memory is charged to the cgroup, so reserving the segment would get
+// the daemon OOM-killed with nothing in its log. It is refused with the
+// sizes instead. Run in a child cgroup with a 128 MB limit.
+TEST(DaemonTest, MemoryLimitBelowTheSegmentIsRefusedWithTheSizes) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to make a cgroup";
+  auto [parent, limit_file] = MemoryCgroup();
+  if (parent.empty()) GTEST_SKIP() << "no memory cgroup found";
+  std::string dir = parent + "/redhub-it-" + std::to_string(getpid());
+  if (mkdir(dir.c_str(), 0755) != 0)
+    GTEST_SKIP() << "cannot make " << dir << ": " << strerror(errno);
+  struct Remove {
+    std::string dir;
+    ~Remove() { rmdir(dir.c_str()); }
+  } remove{dir};
+  {
+    std::ofstream limit(dir + "/" + limit_file);
+    limit << (128 << 20);
+  }
+  const std::string shm_name = UniqueShmName("memlimit");
+  SegmentGuard segment{shm_name};  // a daemon killed half way would leave it
+  std::string script = "echo $$ > " + dir + "/cgroup.procs && exec " + std::string(REDHUBD_PATH) +
+                       " --bind 127.0.0.1 --port " + std::to_string(PickFreePort()) +
+                       " --admin-port 0 --shm-name " + shm_name;
+  RunResult r = RunCommand({"sh", "-c", script}, kTimeout);
+  ASSERT_TRUE(r.started);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 1) << r.Describe();
+  EXPECT_NE(r.err.find("not enough memory under this process's cgroup limit: the segment needs "
+                       "355 MB, the limit leaves "),
+            std::string::npos)
+      << r.Describe();
+}
+
 TEST(DaemonTest, BadFlagsExitWithCodeTwoNamingTheFlagAndLeaveNoSegment) {
   const std::string shm_name = UniqueShmName("flags");
   SegmentGuard segment{shm_name};

@@ -1,4 +1,4 @@
-#include "cpus.h"
+#include "cgroup.h"
 
 #include <sched.h>
 #include <unistd.h>
@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace redhub::master {
 
@@ -41,15 +42,14 @@ std::string Parent(const std::string& path) {
   return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
 }
 
-// The lowest quota on the way from the process's cgroup up to the root of
-// the mounted hierarchy. A container sees its own cgroup as the root.
-std::optional<int> QuotaCpus() {
+// Calls visit(dir) for the cgroup directory of each level from the
+// process's own cgroup up to the root of the mounted hierarchy, for the v2
+// hierarchy and for the v1 hierarchy of controller (cpu, memory). A
+// container sees its own cgroup as the root.
+template <class F>
+void ForEachCgroupDir(std::string_view controller, F&& visit) {
   auto self = ReadFile("/proc/self/cgroup");
-  if (!self) return std::nullopt;
-  std::optional<int> lowest;
-  auto take = [&](std::optional<int> cpus) {
-    if (cpus && (!lowest || *cpus < *lowest)) lowest = cpus;
-  };
+  if (!self) return;
   std::istringstream lines(*self);
   std::string line;
   while (std::getline(lines, line)) {
@@ -59,28 +59,35 @@ std::optional<int> QuotaCpus() {
     if (b == std::string::npos) continue;
     std::string controllers = line.substr(a + 1, b - a - 1);
     std::string path = line.substr(b + 1);
-    if (line.compare(0, a, "0") == 0 && controllers.empty()) {  // v2
-      for (std::string p = path; !p.empty(); p = Parent(p)) {
-        if (auto max = ReadFile("/sys/fs/cgroup" + (p == "/" ? "" : p) + "/cpu.max")) {
-          take(CpusFromCpuMax(*max));
-        }
-      }
-      continue;
+    std::vector<std::string> mounts;
+    if (line.compare(0, a, "0") == 0 && controllers.empty()) {
+      mounts = {"/sys/fs/cgroup"};  // v2
+    } else if (("," + controllers + ",").find("," + std::string(controller) + ",") !=
+               std::string::npos) {
+      mounts = {"/sys/fs/cgroup/" + controllers, "/sys/fs/cgroup/" + std::string(controller)};
     }
-    std::string list = "," + controllers + ",";
-    if (list.find(",cpu,") == std::string::npos) continue;  // v1, not the cpu controller
-    for (const char* mount : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"}) {
-      for (std::string p = path; !p.empty(); p = Parent(p)) {
-        std::string dir = mount + (p == "/" ? "" : p);
-        auto quota = ReadFile(dir + "/cpu.cfs_quota_us");
-        auto period = ReadFile(dir + "/cpu.cfs_period_us");
-        if (!quota || !period) continue;
-        auto q = ParseInt(Trim(*quota));
-        auto per = ParseInt(Trim(*period));
-        if (q && per) take(CpusFromCfs(*q, *per));
-      }
+    for (const std::string& mount : mounts) {
+      for (std::string p = path; !p.empty(); p = Parent(p)) visit(mount + (p == "/" ? "" : p));
     }
   }
+}
+
+// The lowest CPU quota on the way from the process's cgroup to the root.
+std::optional<int> QuotaCpus() {
+  std::optional<int> lowest;
+  auto take = [&](std::optional<int> cpus) {
+    if (cpus && (!lowest || *cpus < *lowest)) lowest = cpus;
+  };
+  ForEachCgroupDir("cpu", [&](const std::string& dir) {
+    if (auto max = ReadFile(dir + "/cpu.max")) take(CpusFromCpuMax(*max));
+    auto quota = ReadFile(dir + "/cpu.cfs_quota_us");
+    auto period = ReadFile(dir + "/cpu.cfs_period_us");
+    if (quota && period) {
+      auto q = ParseInt(Trim(*quota));
+      auto per = ParseInt(Trim(*period));
+      if (q && per) take(CpusFromCfs(*q, *per));
+    }
+  });
   return lowest;
 }
 
@@ -101,6 +108,31 @@ std::optional<int> CpusFromCpuMax(std::string_view text) {
   auto period = ParseInt(Trim(text.substr(space + 1)));
   if (!q || !period) return std::nullopt;
   return CpusFromCfs(*q, *period);
+}
+
+std::optional<uint64_t> MemoryLeft(std::string_view limit, std::string_view usage) {
+  limit = Trim(limit);
+  if (limit == "max") return std::nullopt;
+  auto l = ParseInt(limit);
+  auto u = ParseInt(Trim(usage));
+  // v1 writes "no limit" as the largest page-aligned long: anything above an
+  // exabyte is that.
+  if (!l || !u || *l <= 0 || *l >= (1LL << 60)) return std::nullopt;
+  return *l > *u ? static_cast<uint64_t>(*l - *u) : 0;
+}
+
+std::optional<uint64_t> MemoryAvailable() {
+  std::optional<uint64_t> lowest;
+  ForEachCgroupDir("memory", [&](const std::string& dir) {
+    std::optional<uint64_t> left;
+    if (auto max = ReadFile(dir + "/memory.max")) {
+      if (auto current = ReadFile(dir + "/memory.current")) left = MemoryLeft(*max, *current);
+    } else if (auto limit = ReadFile(dir + "/memory.limit_in_bytes")) {
+      if (auto usage = ReadFile(dir + "/memory.usage_in_bytes")) left = MemoryLeft(*limit, *usage);
+    }
+    if (left && (!lowest || *left < *lowest)) lowest = left;
+  });
+  return lowest;
 }
 
 int UsableCpus() {

@@ -1,6 +1,6 @@
-// The default worker count: CPU quota files as the kernel writes them, and
-// the affinity mask of the running process.
-#include "cpus.h"
+// What the cgroup allows: CPU quota and memory files as the kernel writes
+// them, and the affinity mask of the running process.
+#include "cgroup.h"
 
 #include <gtest/gtest.h>
 #include <sched.h>
@@ -25,6 +25,16 @@ TEST(CpusTest, CgroupV1Cfs) {
   EXPECT_EQ(CpusFromCfs(250000, 100000), 3);
   EXPECT_EQ(CpusFromCfs(1000, 100000), 1);
   EXPECT_EQ(CpusFromCfs(100000, 0), std::nullopt);
+}
+
+TEST(MemoryTest, LimitMinusUsage) {
+  EXPECT_EQ(MemoryLeft("max\n", "1000\n"), std::nullopt);                  // v2, no limit
+  EXPECT_EQ(MemoryLeft("9223372036854771712\n", "5000\n"), std::nullopt);  // v1, no limit
+  EXPECT_EQ(MemoryLeft("536870912\n", "136870912\n"), uint64_t{400000000});
+  EXPECT_EQ(MemoryLeft("1000", "2000"), uint64_t{0});  // over the limit already
+  EXPECT_EQ(MemoryLeft("", "0"), std::nullopt);
+  EXPECT_EQ(MemoryLeft("12k", "0"), std::nullopt);
+  EXPECT_EQ(MemoryLeft("1000", "x"), std::nullopt);
 }
 
 TEST(CpusTest, FollowsTheAffinityMask) {
