@@ -447,7 +447,12 @@ void Supervisor::RollNext() {
     ScheduleRespawn(slot, 1.0);
     return;
   }
-  Notify("READY=1\nSTATUS=serving");
+  // The end of a reload's or an upgrade's roll (not of the first start,
+  // which announces itself once every slot is ready).
+  if (rolling_) {
+    rolling_ = false;
+    Notify("READY=1\nSTATUS=serving");
+  }
   if (upgrade_deferred_) {
     upgrade_deferred_ = false;
     Upgrade();
@@ -524,6 +529,7 @@ void Supervisor::Reload() {
              changed ? " (settings that need new workers changed)" : "");
   roll_queue_.clear();
   for (Slot& s : slots_) roll_queue_.push_back(s.index);
+  rolling_ = true;
   RollNext();
 }
 
@@ -714,6 +720,7 @@ int Supervisor::Run() {
         roll_queue_.push_back(s.index);
       }
     }
+    rolling_ = true;
     RollNext();
   } else {
     for (Slot& s : slots_) {

@@ -132,6 +132,7 @@ class Supervisor {
   std::list<std::unique_ptr<Worker>> workers_;
   std::vector<int> shared_fds_;  // listeners every slot serves (unix socket)
   std::deque<int> roll_queue_;   // slots waiting to be replaced
+  bool rolling_ = false;         // a reload or upgrade is replacing workers
   uint64_t seq_ = 0;
   uint16_t port_ = 0;
   bool stopping_ = false;

@@ -292,6 +292,12 @@ class NotifyListener {
       if (msg.find(needle) != std::string::npos) return msg;
     }
   }
+  // Datagrams received so far that contain needle.
+  size_t Count(const std::string& needle) const {
+    size_t n = 0;
+    for (const std::string& m : received_) n += m.find(needle) != std::string::npos;
+    return n;
+  }
   std::string Received() const {
     std::string out;
     for (const std::string& m : received_) out += "[" + m + "] ";
@@ -321,6 +327,8 @@ TEST(DaemonTest, NotifySocketGetsReadyReloadingAndStopping) {
 
   ASSERT_TRUE(server->Signal(SIGHUP));
   ASSERT_TRUE(notify.WaitFor("RELOADING=1")) << notify.Received();
+  // One sender, datagrams in order: everything the start sent has come.
+  EXPECT_EQ(notify.Count("READY=1"), 1u) << "READY=1 once at start: " << notify.Received();
   ASSERT_TRUE(notify.WaitFor("READY=1", milliseconds(10000))) << notify.Received();
   EXPECT_TRUE(server->WaitForLogLine("Reloaded:")) << server->Log();
 
