@@ -110,7 +110,28 @@ std::optional<int> CpusFromCpuMax(std::string_view text) {
   return CpusFromCfs(*q, *period);
 }
 
-std::optional<uint64_t> MemoryLeft(std::string_view limit, std::string_view usage) {
+namespace {
+
+// The value of "name N" in a memory.stat file; 0 if absent.
+long long StatField(std::string_view stat, std::string_view name) {
+  size_t at = 0;
+  while (at < stat.size()) {
+    size_t eol = stat.find('\n', at);
+    std::string_view line = stat.substr(at, eol == std::string_view::npos ? eol : eol - at);
+    if (line.size() > name.size() && line.substr(0, name.size()) == name &&
+        line[name.size()] == ' ') {
+      return ParseInt(Trim(line.substr(name.size() + 1))).value_or(0);
+    }
+    if (eol == std::string_view::npos) break;
+    at = eol + 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::optional<uint64_t> MemoryLeft(std::string_view limit, std::string_view usage,
+                                   std::string_view stat) {
   limit = Trim(limit);
   if (limit == "max") return std::nullopt;
   auto l = ParseInt(limit);
@@ -118,17 +139,24 @@ std::optional<uint64_t> MemoryLeft(std::string_view limit, std::string_view usag
   // v1 writes "no limit" as the largest page-aligned long: anything above an
   // exabyte is that.
   if (!l || !u || *l <= 0 || *l >= (1LL << 60)) return std::nullopt;
-  return *l > *u ? static_cast<uint64_t>(*l - *u) : 0;
+  // v1's memory.stat has the hierarchy's total next to the cgroup's own.
+  long long inactive =
+      std::max(StatField(stat, "inactive_file"), StatField(stat, "total_inactive_file"));
+  long long used = std::max(0LL, *u - inactive);
+  return *l > used ? static_cast<uint64_t>(*l - used) : 0;
 }
 
 std::optional<uint64_t> MemoryAvailable() {
   std::optional<uint64_t> lowest;
   ForEachCgroupDir("memory", [&](const std::string& dir) {
     std::optional<uint64_t> left;
+    std::string stat = ReadFile(dir + "/memory.stat").value_or("");
     if (auto max = ReadFile(dir + "/memory.max")) {
-      if (auto current = ReadFile(dir + "/memory.current")) left = MemoryLeft(*max, *current);
+      if (auto current = ReadFile(dir + "/memory.current")) left = MemoryLeft(*max, *current, stat);
     } else if (auto limit = ReadFile(dir + "/memory.limit_in_bytes")) {
-      if (auto usage = ReadFile(dir + "/memory.usage_in_bytes")) left = MemoryLeft(*limit, *usage);
+      if (auto usage = ReadFile(dir + "/memory.usage_in_bytes")) {
+        left = MemoryLeft(*limit, *usage, stat);
+      }
     }
     if (left && (!lowest || *left < *lowest)) lowest = left;
   });

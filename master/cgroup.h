@@ -16,7 +16,8 @@ namespace redhub::master {
 int UsableCpus();
 
 // Bytes the memory limit of this process's cgroup, or of one above it, still
-// allows (limit minus usage, the smallest over the levels): docker --memory,
+// allows (limit minus usage, not counting inactive file cache, which the
+// kernel reclaims on demand; the smallest over the levels): docker --memory,
 // systemd MemoryMax=. Pages of /dev/shm count against it, so a segment larger
 // than this gets the process OOM-killed while it is reserved. nullopt if no
 // limit is set or none can be read.
@@ -31,9 +32,12 @@ std::optional<int> CpusFromCpuMax(std::string_view text);
 std::optional<int> CpusFromCfs(long long quota_us, long long period_us);
 
 // A memory limit file (v2 memory.max: "max" or bytes; v1
-// memory.limit_in_bytes: bytes, where a number near 2^63 means none) and the
-// matching usage file (memory.current, memory.usage_in_bytes): the bytes
-// left; nullopt if unlimited or not understood.
-std::optional<uint64_t> MemoryLeft(std::string_view limit, std::string_view usage);
+// memory.limit_in_bytes: bytes, where a number near 2^63 means none), the
+// matching usage file (memory.current, memory.usage_in_bytes) and the
+// cgroup's memory.stat: the bytes left, counting inactive file cache
+// (inactive_file, v1 total_inactive_file) as free; nullopt if unlimited or
+// not understood.
+std::optional<uint64_t> MemoryLeft(std::string_view limit, std::string_view usage,
+                                   std::string_view stat);
 
 }  // namespace redhub::master

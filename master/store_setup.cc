@@ -70,7 +70,7 @@ std::unique_ptr<shm::Store> OpenStore(const Config& config, bool inherited, std:
   o.maxmemory = config.maxmemory;
   o.policy = PolicyFromName(config.maxmemory_policy);
   o.if_exists = config.shm_keep ? shm::IfExists::kReuse : shm::IfExists::kReplace;
-  o.memory_available = MemoryAvailable().value_or(0);
+  o.memory_available = MemoryAvailable;
   // Whether a kept segment is there to reuse, for the error message.
   bool existed = config.shm_keep && access(("/dev/shm" + config.shm_name).c_str(), F_OK) == 0;
   auto store = shm::Store::Create(o, error);

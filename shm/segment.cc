@@ -62,9 +62,10 @@ Segment::Segment(std::unique_ptr<Mapping> mapping, const Geometry& geometry)
 
 Segment::~Segment() = default;
 
-std::unique_ptr<Segment> Segment::Create(const std::string& name, const Geometry& g, bool replace,
-                                         uint64_t memory_available, bool* existed,
-                                         std::string* error) {
+std::unique_ptr<Segment> Segment::Create(
+    const std::string& name, const Geometry& g, bool replace,
+    const std::function<std::optional<uint64_t>()>& memory_available, bool* existed,
+    std::string* error) {
   *existed = false;
   if (replace) bip::shared_memory_object::remove(name.c_str());
   std::unique_ptr<bip::shared_memory_object> shm;
@@ -99,10 +100,11 @@ std::unique_ptr<Segment> Segment::Create(const std::string& name, const Geometry
   }
   // Reserving more than the memory limit allows would get the process
   // OOM-killed half way, with nothing in its log.
-  if (memory_available != 0 && g.total_bytes > memory_available) {
+  std::optional<uint64_t> available = memory_available ? memory_available() : std::nullopt;
+  if (available && g.total_bytes > *available) {
     *error = "not enough memory under this process's cgroup limit: the segment needs " +
              std::to_string(g.total_bytes >> 20) + " MB, the limit leaves " +
-             std::to_string(memory_available >> 20) +
+             std::to_string(*available >> 20) +
              " MB (shared memory counts against it: raise it, e.g. docker --memory, systemd "
              "MemoryMax=, or lower maxmemory)";
     bip::shared_memory_object::remove(name.c_str());

@@ -6,7 +6,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "layout.h"
@@ -34,11 +36,14 @@ class Segment {
  public:
   // Creates the shm object (O_EXCL), reserves total_bytes with posix_fallocate
   // and maps it; the memory is zero. `replace` removes an existing one first.
-  // memory_available, if not 0, is what the caller's memory limit still
-  // allows: tmpfs pages are charged to it, so a larger segment is refused.
-  static std::unique_ptr<Segment> Create(const std::string& name, const Geometry& geometry,
-                                         bool replace, uint64_t memory_available, bool* existed,
-                                         std::string* error);
+  // memory_available, if set, tells what the caller's memory limit still
+  // allows (nullopt: no limit), asked after `replace` removed the old
+  // segment: tmpfs pages are charged to the limit, so a larger segment is
+  // refused.
+  static std::unique_ptr<Segment> Create(
+      const std::string& name, const Geometry& geometry, bool replace,
+      const std::function<std::optional<uint64_t>()>& memory_available, bool* existed,
+      std::string* error);
   // Maps an existing segment and checks that its header describes this
   // layout; the geometry is taken from the header.
   static std::unique_ptr<Segment> Open(const std::string& name, std::string* error);

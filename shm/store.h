@@ -65,9 +65,10 @@ struct StoreOptions {
   uint32_t stripes = 1024;  // 1..2000 (see README: the kernel's robust-list limit)
   uint32_t page_size = 4096;
   IfExists if_exists = IfExists::kFail;
-  // What the creator's memory limit still allows (see Segment::Create);
-  // 0 = no limit known.
-  uint64_t memory_available = 0;
+  // What the creator's memory limit still allows, asked once an old segment
+  // being replaced is gone (see Segment::Create); unset or nullopt: no limit
+  // known.
+  std::function<std::optional<uint64_t>()> memory_available;
 };
 
 struct Stats {

@@ -289,7 +289,7 @@ void EventLoop::Read(Connection* c) {
   ssize_t n = recv(c->fd_, c->in.tail(), c->in.tail_room(), 0);
   if (n <= 0) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-    Close(c, n == 0 ? "" : "read error");
+    Close(c, n == 0 ? "" : "read error", /*peer_gone=*/true);
     return;
   }
   c->in.Commit(n);
@@ -393,12 +393,17 @@ bool EventLoop::Process(Connection* c) {
   return true;
 }
 
+// Partial-request bytes a connection may carry to the successor.
+static constexpr size_t kMaxHandoffBytes = 64 * 1024;
+
 void EventLoop::MaybeHandOff(Connection* c) {
   // Every complete request read has run (Process() runs them all unless
   // paused) and its reply is out; the bytes of a partial one travel along
   // (field 7), so a client that never pauses between requests moves too.
+  // Up to kMaxHandoffBytes of them: the channel's messages are bounded
+  // (channel.cc); a large request still arriving moves once it has run.
   if (!retiring_ || draining_ || c->handing_off || c->close_after || c->paused ||
-      c->pending_output() > 0 || handoff_out_.fd < 0) {
+      c->pending_output() > 0 || c->in.size() > kMaxHandoffBytes || handoff_out_.fd < 0) {
     return;
   }
   FieldWriter f;
@@ -411,7 +416,8 @@ void EventLoop::MaybeHandOff(Connection* c) {
   f.PutU64(6, 0);                                          // selected db
   f.Put(7, std::string_view(c->in.data(), c->in.size()));  // unparsed bytes
   int err = SendMessage(handoff_out_.fd, MessageType::kConnection, f.data(), c->fd_);
-  if (err == EAGAIN) return;  // the successor is busy; the cron retries
+  if (err == EAGAIN) return;    // the successor is busy; the cron retries
+  if (err == EMSGSIZE) return;  // this one is too big to go now; the others still can
   if (err != 0) {
     LOG_WARNING("sendmsg(handoff, client id=%llu) failed: %s; serving it until the drain timeout",
                 static_cast<unsigned long long>(c->id_), strerror(err));
@@ -498,7 +504,7 @@ void EventLoop::OnHandoffReply(struct ev_loop* loop, ev_io* w, int) {
       self->Unlink(c);
       close(c->fd_);
       delete c;
-      self->CheckRetired();
+      self->MaybeFinish();
     } else {
       LOG_WARNING("Successor refused client id=%llu; serving it until the drain timeout",
                   static_cast<unsigned long long>(id));
@@ -580,7 +586,17 @@ void EventLoop::OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int) {
     c->name_ = std::move(name);
     c->created_at_ = ev_now(loop) - static_cast<double>(age);
     c->commands = commands;
-    if (!unparsed.empty() && c->in.Reserve(unparsed.size())) {
+    if (!unparsed.empty() && !c->in.Reserve(unparsed.size())) {
+      // Out of memory. Without the start of its partial request the
+      // client's next bytes would be misread: refuse, the predecessor keeps
+      // serving it.
+      self->Unlink(c);
+      close(c->fd_);
+      delete c;
+      SendMessage(w->fd, MessageType::kRefused, std::string_view(answer, 8));
+      continue;
+    }
+    if (!unparsed.empty()) {
       memcpy(c->in.tail(), unparsed.data(), unparsed.size());
       c->in.Commit(unparsed.size());
     }
@@ -609,7 +625,7 @@ bool EventLoop::Flush(Connection* c) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      Close(c, "write error");
+      Close(c, "write error", /*peer_gone=*/true);
       return false;
     }
     c->out_sent += n;
@@ -645,7 +661,7 @@ void EventLoop::OnWritable(struct ev_loop*, ev_io* w, int) {
   c->owner->Flush(c);
 }
 
-void EventLoop::Close(Connection* c, std::string_view reason) {
+void EventLoop::Close(Connection* c, std::string_view reason, bool peer_gone) {
   if (handlers_.on_close) {
     Action action = handlers_.on_close(*c, reason);
     if (action == Action::kShutdown) Stop();
@@ -658,15 +674,18 @@ void EventLoop::Close(Connection* c, std::string_view reason) {
               static_cast<unsigned long long>(c->commands), static_cast<int>(why.size()),
               why.data());
   Unlink(c);
-  // The client closed its side or the socket failed: nothing more will come
-  // that could make the kernel reset the connection.
-  bool peer_done = reason.empty() || reason == "read error" || reason == "write error";
-  if (peer_done || aborting_) {
+  // Nothing more will come from a client that closed its side or whose
+  // socket failed, so nothing can make the kernel reset it.
+  if (peer_gone || aborting_) {
     if (close(c->fd_) < 0) LOG_VERBOSE("close(%d) failed: %s", c->fd_, strerror(errno));
   } else {
     Linger(c->fd_);
   }
   delete c;
+  MaybeFinish();
+}
+
+void EventLoop::MaybeFinish() {
   if (draining_ && Empty()) {
     ev_break(loop_, EVBREAK_ALL);
   } else {
@@ -763,12 +782,7 @@ void EventLoop::EndLinger(Lingering* l) {
   if (l->next != nullptr) l->next->prev = l->prev;
   if (lingering_ == l) lingering_ = l->next;
   delete l;
-  if (aborting_) return;
-  if (draining_ && Empty()) {
-    ev_break(loop_, EVBREAK_ALL);
-  } else {
-    CheckRetired();
-  }
+  if (!aborting_) MaybeFinish();
 }
 
 void EventLoop::OnCron(struct ev_loop* loop, ev_timer* w, int) {
@@ -826,9 +840,11 @@ bool EventLoop::DrainedAt(Connection* c) const {
 void EventLoop::StartDraining() {
   if (draining_) return;
   draining_ = true;
-  for (Connection* c = head_; c != nullptr; c = c->next) {
-    if (c->handing_off) ResumeServing(c);  // answers from the successor no longer matter
-  }
+  // A connection offered to the successor stays as it is until the answer
+  // comes (the successor answers even while it drains): if it was adopted,
+  // the successor may already be serving the socket, and serving it here
+  // too, or shutting it down, would break it. Refused, it is served here
+  // and closed by the drain. No answer by the drain timeout: closed.
   for (ev_io* w : listeners_) ev_io_stop(loop_, w);
   if (ev_is_active(&ticker_)) ev_timer_stop(loop_, &ticker_);
   for (Connection* c = head_; c != nullptr;) {

@@ -132,7 +132,11 @@ class EventLoop {
   bool Process(Connection* c);
   // Sends what it can of c's output. Returns false if c was closed.
   bool Flush(Connection* c);
-  void Close(Connection* c, std::string_view reason);
+  // peer_gone: the client closed its side or the socket failed, so no
+  // lingering (see Linger in the .cc).
+  void Close(Connection* c, std::string_view reason, bool peer_gone = false);
+  // Ends Run() once a drain has closed everything, or a retirement is done.
+  void MaybeFinish();
   // Closes fd after the client has read what was sent (see Linger in the .cc).
   void Linger(int fd);
   static void OnLingerReadable(struct ev_loop* loop, ev_io* w, int events);

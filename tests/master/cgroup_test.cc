@@ -28,13 +28,29 @@ TEST(CpusTest, CgroupV1Cfs) {
 }
 
 TEST(MemoryTest, LimitMinusUsage) {
-  EXPECT_EQ(MemoryLeft("max\n", "1000\n"), std::nullopt);                  // v2, no limit
-  EXPECT_EQ(MemoryLeft("9223372036854771712\n", "5000\n"), std::nullopt);  // v1, no limit
-  EXPECT_EQ(MemoryLeft("536870912\n", "136870912\n"), uint64_t{400000000});
-  EXPECT_EQ(MemoryLeft("1000", "2000"), uint64_t{0});  // over the limit already
-  EXPECT_EQ(MemoryLeft("", "0"), std::nullopt);
-  EXPECT_EQ(MemoryLeft("12k", "0"), std::nullopt);
-  EXPECT_EQ(MemoryLeft("1000", "x"), std::nullopt);
+  EXPECT_EQ(MemoryLeft("max\n", "1000\n", ""), std::nullopt);                  // v2, no limit
+  EXPECT_EQ(MemoryLeft("9223372036854771712\n", "5000\n", ""), std::nullopt);  // v1, no limit
+  EXPECT_EQ(MemoryLeft("536870912\n", "136870912\n", ""), uint64_t{400000000});
+  EXPECT_EQ(MemoryLeft("1000", "2000", ""), uint64_t{0});  // over the limit: nothing left
+  EXPECT_EQ(MemoryLeft("", "0", ""), std::nullopt);
+  EXPECT_EQ(MemoryLeft("12k", "0", ""), std::nullopt);
+  EXPECT_EQ(MemoryLeft("1000", "x", ""), std::nullopt);
+}
+
+// Inactive file cache fills a cgroup up to its limit and is reclaimed on
+// demand: it counts as free.
+TEST(MemoryTest, InactiveFileCacheCountsAsFree) {
+  // v2 memory.stat
+  EXPECT_EQ(MemoryLeft("1000000\n", "900000\n", "anon 100000\nfile 800000\ninactive_file 700000\n"),
+            uint64_t{800000});
+  // v1 memory.stat: the cgroup's own and the hierarchy's total
+  EXPECT_EQ(MemoryLeft("1000000", "900000",
+                       "cache 800000\ninactive_file 500000\ntotal_inactive_file 700000\n"),
+            uint64_t{800000});
+  // A name that only starts like the field does not count.
+  EXPECT_EQ(MemoryLeft("1000000", "900000", "inactive_file_x 700000\n"), uint64_t{100000});
+  // More cache than usage (counters read at different moments): all free.
+  EXPECT_EQ(MemoryLeft("1000000", "100000", "inactive_file 200000\n"), uint64_t{1000000});
 }
 
 TEST(CpusTest, FollowsTheAffinityMask) {
