@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -707,8 +708,11 @@ struct EventLoop::Lingering {
 // after the server closed its side.
 static constexpr double kLingerSeconds = 5;
 // How often a lingering socket is asked whether the client has acknowledged
-// everything (there is no event for that).
-static constexpr double kLingerCheckSeconds = 0.01;
+// everything (there is no event for that): first after 10 ms, when a client
+// that reads has usually acknowledged the FIN, then less and less often, so
+// that many sockets closed at once (a drain) cost few system calls.
+static constexpr double kLingerFirstCheck = 0.01;
+static constexpr double kLingerLastCheck = 0.5;
 
 // Everything sent has been acknowledged: a reset can no longer lose a reply.
 static bool AllAcknowledged(int fd) {
@@ -723,11 +727,15 @@ void EventLoop::Linger(int fd) {
   // commands that ran. So, as nginx's lingering close: send FIN after the
   // replies, then read and discard what the client still sends until it has
   // acknowledged everything (the FIN too) or closed. Nothing queued either
-  // way: close at once.
+  // way: close at once. A unix socket's reset does not take back what is
+  // queued to the peer: close at once too.
   int unread = 0;
   int unacked = 0;
-  if (ioctl(fd, FIONREAD, &unread) == 0 && ioctl(fd, SIOCOUTQ, &unacked) == 0 && unread == 0 &&
-      unacked == 0) {
+  int domain = 0;
+  socklen_t len = sizeof(domain);
+  if ((getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX) ||
+      (ioctl(fd, FIONREAD, &unread) == 0 && ioctl(fd, SIOCOUTQ, &unacked) == 0 && unread == 0 &&
+       unacked == 0)) {
     close(fd);
     return;
   }
@@ -738,7 +746,7 @@ void EventLoop::Linger(int fd) {
   auto* l = new Lingering;
   ev_io_init(&l->io, OnLingerReadable, fd, EV_READ);
   l->io.data = l;
-  ev_timer_init(&l->timer, OnLingerTimeout, kLingerCheckSeconds, kLingerCheckSeconds);
+  ev_timer_init(&l->timer, OnLingerTimeout, kLingerFirstCheck, kLingerFirstCheck);
   l->timer.data = l;
   l->deadline = ev_now(loop_) + kLingerSeconds;
   l->next = lingering_;
@@ -771,7 +779,10 @@ void EventLoop::OnLingerTimeout(struct ev_loop* loop, ev_timer* w, int) {
   auto* l = static_cast<Lingering*>(w->data);
   if (AllAcknowledged(l->io.fd) || ev_now(loop) >= l->deadline) {
     static_cast<EventLoop*>(ev_userdata(loop))->EndLinger(l);
+    return;
   }
+  w->repeat = std::min(w->repeat * 2, kLingerLastCheck);
+  ev_timer_again(loop, w);
 }
 
 void EventLoop::EndLinger(Lingering* l) {
