@@ -70,6 +70,8 @@ EventLoop::EventLoop(const Options& options, Handlers handlers)
   ev_timer_init(&drain_timer_, OnDrainTimeout, 0, 0);
   ev_io_init(&handoff_out_, OnHandoffReply, -1, EV_READ);
   ev_io_init(&handoff_in_, OnHandoffIncoming, -1, EV_READ);
+  ev_io_init(&handoff_writable_, OnHandoffWritable, -1, EV_WRITE);
+  ev_io_init(&answers_writable_, OnAnswersWritable, -1, EV_WRITE);
   ev_timer_init(&ticker_, OnTick, 0, 0);
   if (handlers_.on_tick) {
     ev_timer_set(&ticker_, options_.tick_interval.count() / 1000.0, 0);
@@ -92,6 +94,8 @@ EventLoop::~EventLoop() {
   ev_ref(loop_);
   ev_prepare_stop(loop_, &flush_watcher_);
   for (ev_io* w : listeners_) delete w;
+  ev_io_stop(loop_, &handoff_writable_);
+  ev_io_stop(loop_, &answers_writable_);
   if (handoff_out_.fd >= 0) close(handoff_out_.fd);
   if (handoff_in_.fd >= 0) close(handoff_in_.fd);
   ev_loop_destroy(loop_);
@@ -396,6 +400,15 @@ bool EventLoop::Process(Connection* c) {
 
 // Partial-request bytes a connection may carry to the successor.
 static constexpr size_t kMaxHandoffBytes = 64 * 1024;
+// Connections offered to the successor and not yet answered. The answers
+// (small messages) must always fit in the channel's buffer, or the
+// successor could not tell us it took a connection.
+static constexpr size_t kMaxOffersInFlight = 64;
+
+void EventLoop::OnHandoffWritable(struct ev_loop* loop, ev_io* w, int) {
+  ev_io_stop(loop, w);
+  static_cast<EventLoop*>(ev_userdata(loop))->HandOffAll();
+}
 
 void EventLoop::MaybeHandOff(Connection* c) {
   // Every complete request read has run (Process() runs them all unless
@@ -404,7 +417,8 @@ void EventLoop::MaybeHandOff(Connection* c) {
   // Up to kMaxHandoffBytes of them: the channel's messages are bounded
   // (channel.cc); a large request still arriving moves once it has run.
   if (!retiring_ || draining_ || c->handing_off || c->close_after || c->paused ||
-      c->pending_output() > 0 || c->in.size() > kMaxHandoffBytes || handoff_out_.fd < 0) {
+      c->pending_output() > 0 || c->in.size() > kMaxHandoffBytes || handoff_out_.fd < 0 ||
+      offers_in_flight_ >= kMaxOffersInFlight) {
     return;
   }
   FieldWriter f;
@@ -417,16 +431,25 @@ void EventLoop::MaybeHandOff(Connection* c) {
   f.PutU64(6, 0);                                          // selected db
   f.Put(7, std::string_view(c->in.data(), c->in.size()));  // unparsed bytes
   int err = SendMessage(handoff_out_.fd, MessageType::kConnection, f.data(), c->fd_);
-  if (err == EAGAIN) return;    // the successor is busy; the cron retries
+  if (err == EAGAIN) {
+    // The successor is busy: offer again once the channel has room.
+    if (!ev_is_active(&handoff_writable_)) {
+      ev_io_set(&handoff_writable_, handoff_out_.fd, EV_WRITE);
+      ev_io_start(loop_, &handoff_writable_);
+    }
+    return;
+  }
   if (err == EMSGSIZE) return;  // this one is too big to go now; the others still can
   if (err != 0) {
     LOG_WARNING("sendmsg(handoff, client id=%llu) failed: %s; serving it until the drain timeout",
                 static_cast<unsigned long long>(c->id_), strerror(err));
     ev_io_stop(loop_, &handoff_out_);
+    ev_io_stop(loop_, &handoff_writable_);
     close(handoff_out_.fd);
     handoff_out_.fd = -1;
     return;
   }
+  offers_in_flight_++;
   // The kernel holds a reference to the socket now; stop touching it until
   // the successor answers. Bytes the client sends meanwhile wait in the
   // socket for whoever serves it next.
@@ -481,20 +504,27 @@ void EventLoop::OnHandoffReply(struct ev_loop* loop, ev_io* w, int) {
   while (true) {
     Message m;
     int err = ReceiveMessage(w->fd, &m);
-    if (err == EAGAIN) return;
+    if (err == EAGAIN) {
+      // Each answer frees a place for another offer.
+      if (self->retiring_ && !self->draining_) self->HandOffAll();
+      return;
+    }
     if (err != 0) {
       // The successor is gone: whatever it had not adopted is ours again.
       LOG_WARNING("Handoff channel closed (%s); serving remaining clients until the drain timeout",
                   err < 0 ? "end of stream" : strerror(err));
       ev_io_stop(loop, w);
+      ev_io_stop(loop, &self->handoff_writable_);
       close(w->fd);
       w->fd = -1;
+      self->offers_in_flight_ = 0;
       for (Connection* c = self->head_; c != nullptr; c = c->next) {
         if (c->handing_off) self->ResumeServing(c);
       }
       return;
     }
     if (m.fd >= 0) close(m.fd);
+    if (self->offers_in_flight_ > 0) self->offers_in_flight_--;
     uint64_t id = FieldReader::U64(m.payload);
     Connection* c = self->head_;
     while (c != nullptr && !(c->handing_off && c->id_ == id)) c = c->next;
@@ -514,6 +544,39 @@ void EventLoop::OnHandoffReply(struct ev_loop* loop, ev_io* w, int) {
   }
 }
 
+int EventLoop::Answer(MessageType type, uint64_t id) {
+  if (queued_answers_.empty()) {
+    char answer[8];
+    for (int i = 0; i < 8; i++) answer[i] = static_cast<char>(id >> (8 * i));
+    int err = SendMessage(handoff_in_.fd, type, std::string_view(answer, 8));
+    if (err != EAGAIN) return err;
+    // A full channel is no reason to drop the answer: the predecessor keeps
+    // the connection untouched until it comes.
+    ev_io_set(&answers_writable_, handoff_in_.fd, EV_WRITE);
+    ev_io_start(loop_, &answers_writable_);
+  }
+  queued_answers_.emplace_back(type, id);
+  return 0;
+}
+
+void EventLoop::OnAnswersWritable(struct ev_loop* loop, ev_io* w, int) {
+  auto* self = static_cast<EventLoop*>(ev_userdata(loop));
+  while (!self->queued_answers_.empty()) {
+    auto [type, id] = self->queued_answers_.front();
+    char answer[8];
+    for (int i = 0; i < 8; i++) answer[i] = static_cast<char>(id >> (8 * i));
+    int err = SendMessage(w->fd, type, std::string_view(answer, 8));
+    if (err == EAGAIN) return;
+    if (err != 0) {
+      LOG_WARNING("sendmsg(handoff answer) failed: %s", strerror(err));
+      self->queued_answers_.clear();
+      break;
+    }
+    self->queued_answers_.pop_front();
+  }
+  ev_io_stop(loop, w);
+}
+
 void EventLoop::AdoptFrom(int handoff_fd) {
   ev_io_init(&handoff_in_, OnHandoffIncoming, handoff_fd, EV_READ);
   ev_io_start(loop_, &handoff_in_);
@@ -530,6 +593,8 @@ void EventLoop::OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int) {
       // The predecessor finished (or died): nothing more will arrive.
       ev_ref(loop);
       ev_io_stop(loop, w);
+      ev_io_stop(loop, &self->answers_writable_);
+      self->queued_answers_.clear();
       close(w->fd);
       w->fd = -1;
       self->CheckRetired();
@@ -572,14 +637,12 @@ void EventLoop::OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int) {
           break;  // a field from a newer binary
       }
     }
-    char answer[8];
-    for (int i = 0; i < 8; i++) answer[i] = static_cast<char>(id >> (8 * i));
     // A retiring worker still adopts: it passes the connection on to its own
     // successor below, where refusing would leave it with the predecessor
     // until the drain timeout closes it.
     if (!r.ok() || version == 0 || self->draining_) {
       close(m.fd);
-      SendMessage(w->fd, MessageType::kRefused, std::string_view(answer, 8));
+      self->Answer(MessageType::kRefused, id);
       continue;
     }
     Connection* c = self->Register(m.fd, id);
@@ -594,7 +657,7 @@ void EventLoop::OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int) {
       self->Unlink(c);
       close(c->fd_);
       delete c;
-      SendMessage(w->fd, MessageType::kRefused, std::string_view(answer, 8));
+      self->Answer(MessageType::kRefused, id);
       continue;
     }
     if (!unparsed.empty()) {
@@ -602,7 +665,7 @@ void EventLoop::OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int) {
       c->in.Commit(unparsed.size());
     }
     self->stats_.connections_adopted++;
-    int sent = SendMessage(w->fd, MessageType::kAdopted, std::string_view(answer, 8));
+    int sent = self->Answer(MessageType::kAdopted, id);
     if (sent != 0) {
       // The predecessor cannot learn that we took it; it will keep serving
       // its copy, so we must not serve ours.

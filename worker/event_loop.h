@@ -12,10 +12,12 @@
 #include <ev.h>
 #include <redhub/server.h>
 
+#include <deque>
 #include <string>
 #include <vector>
 
 #include "buffer.h"
+#include "channel.h"
 
 namespace redhub::worker {
 
@@ -124,6 +126,12 @@ class EventLoop {
   static void OnDrainTimeout(struct ev_loop* loop, ev_timer* w, int events);
   static void OnHandoffReply(struct ev_loop* loop, ev_io* w, int events);
   static void OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int events);
+  static void OnHandoffWritable(struct ev_loop* loop, ev_io* w, int events);
+  static void OnAnswersWritable(struct ev_loop* loop, ev_io* w, int events);
+  // The successor's answer to an offered connection, sent in order; queued
+  // while the channel is full.
+  // Returns 0 (sent or queued) or the errno of a broken channel.
+  int Answer(MessageType type, uint64_t id);
 
   void Accept(int listen_fd);
   void SetupSocket(int fd);
@@ -182,6 +190,13 @@ class EventLoop {
   bool retiring_ = false;
   ev_io handoff_out_;  // retiring: answers from the successor
   ev_io handoff_in_;   // successor: connections from the retiring worker
+  // Retiring: connections offered and not yet answered. At most
+  // kMaxOffersInFlight, so that the answers always fit in the channel; each
+  // answer lets another go.
+  size_t offers_in_flight_ = 0;
+  ev_io handoff_writable_;  // retiring: the channel was full, offer again when it is not
+  ev_io answers_writable_;  // successor: the channel was full, answer when it is not
+  std::deque<std::pair<MessageType, uint64_t>> queued_answers_;
   double drain_timeout_ = 30;
   ServerStats stats_;
 };

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1115,6 +1116,56 @@ TEST(MasterTest, ReloadMovesOtherClientsWhileOneIsUploadingALargeValue) {
   Reply r = Command(check.get(), {"STRLEN", "upload"});
   ASSERT_NE(r, nullptr);
   EXPECT_EQ(r->integer, static_cast<long long>(value.size()));
+  EXPECT_EQ(server->Stop(), 0);
+}
+
+// A reload with thousands of idle connections (a client pool): every one
+// moves to the new worker at once, none is dropped. The handoff channel
+// holds a few hundred messages: offers beyond that must wait for room, and
+// the successor's answers must never be lost to a full channel.
+TEST(MasterTest, ReloadMovesThousandsOfIdleConnectionsPromptly) {
+  rlimit files{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &files), 0);
+  constexpr size_t kConnections = 3000;
+  rlim_t want = std::min<rlim_t>(files.rlim_max, 8192);
+  if (want < kConnections + 200) GTEST_SKIP() << "open files limited to " << files.rlim_max;
+  rlimit raised = files;
+  raised.rlim_cur = want;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &raised), 0);
+  struct Restore {
+    rlimit files;
+    ~Restore() { setrlimit(RLIMIT_NOFILE, &files); }
+  } restore{files};
+
+  auto server = StartRedhubd({"--workers", "1", "--drain-timeout", "60"});
+  ASSERT_NE(server, nullptr);
+  pid_t master = server->pid();
+  ASSERT_TRUE(WaitUntil([&] { return ServingWorkers(master).size() == 1; }));
+  pid_t old_worker = ServingWorkers(master).begin()->second;
+  std::vector<Socket> pool;
+  for (size_t i = 0; i < kConnections; i++) {
+    pool.push_back(Socket::Connect(server->port()));
+    ASSERT_TRUE(pool.back().valid()) << "connection " << i;
+  }
+  Context info = ConnectHiredis(server->port());
+  ASSERT_NE(info, nullptr);
+  ASSERT_TRUE(WaitUntil([&] {
+    auto n = InfoInt(info.get(), "clients", "connected_clients");
+    return n && *n == static_cast<int64_t>(kConnections) + 1;
+  })) << "not all connections were accepted";
+  info.reset();
+
+  ASSERT_TRUE(server->Signal(SIGHUP));
+  // Well within the 60 s drain timeout.
+  EXPECT_TRUE(WaitUntil([&] { return !ProcessExists(old_worker); }))
+      << "the retiring worker still holds connections";
+  // Every connection is open and served.
+  const std::string ping = FormatCommand({"PING"});
+  size_t answered = 0;
+  for (Socket& s : pool) {
+    if (s.SendAll(ping) && s.RecvN(7) == "+PONG\r\n") answered++;
+  }
+  EXPECT_EQ(answered, kConnections);
   EXPECT_EQ(server->Stop(), 0);
 }
 
