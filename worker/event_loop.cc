@@ -416,7 +416,7 @@ void EventLoop::MaybeHandOff(Connection* c) {
   // (field 7), so a client that never pauses between requests moves too.
   // Up to kMaxHandoffBytes of them: the channel's messages are bounded
   // (channel.cc); a large request still arriving moves once it has run.
-  if (!retiring_ || draining_ || c->handing_off || c->close_after || c->paused ||
+  if (!retiring_ || draining_ || c->handing_off || c->refused || c->close_after || c->paused ||
       c->pending_output() > 0 || c->in.size() > kMaxHandoffBytes || handoff_out_.fd < 0 ||
       offers_in_flight_ >= kMaxOffersInFlight) {
     return;
@@ -539,6 +539,9 @@ void EventLoop::OnHandoffReply(struct ev_loop* loop, ev_io* w, int) {
     } else {
       LOG_WARNING("Successor refused client id=%llu; serving it until the drain timeout",
                   static_cast<unsigned long long>(id));
+      // Offered again it would be refused again, at once: every answer
+      // triggers more offers.
+      c->refused = true;
       self->ResumeServing(c);
     }
   }

@@ -44,6 +44,7 @@ class Connection : public Conn {
   bool close_after = false;  // close once the output is flushed
   bool in_handler = false;   // a handler of this connection is running
   bool handing_off = false;  // sent to the successor, waiting for its answer
+  bool refused = false;      // the successor refused it: served here, never offered again
   uint64_t commands = 0;
   Connection* prev = nullptr;  // the loop's list of connections
   Connection* next = nullptr;
