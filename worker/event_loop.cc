@@ -88,9 +88,7 @@ EventLoop::EventLoop(const Options& options, Handlers handlers)
 }
 
 EventLoop::~EventLoop() {
-  aborting_ = true;
-  while (head_ != nullptr) Close(head_, "server shutdown");
-  while (lingering_ != nullptr) EndLinger(lingering_);
+  Shutdown();
   ev_ref(loop_);
   ev_prepare_stop(loop_, &flush_watcher_);
   for (ev_io* w : listeners_) delete w;
@@ -548,36 +546,39 @@ void EventLoop::OnHandoffReply(struct ev_loop* loop, ev_io* w, int) {
 }
 
 int EventLoop::Answer(MessageType type, uint64_t id) {
-  if (queued_answers_.empty()) {
+  queued_answers_.emplace_back(type, id);
+  return SendAnswers();
+}
+
+int EventLoop::SendAnswers() {
+  while (!queued_answers_.empty()) {
+    auto [type, id] = queued_answers_.front();
     char answer[8];
     for (int i = 0; i < 8; i++) answer[i] = static_cast<char>(id >> (8 * i));
     int err = SendMessage(handoff_in_.fd, type, std::string_view(answer, 8));
-    if (err != EAGAIN) return err;
-    // A full channel is no reason to drop the answer: the predecessor keeps
-    // the connection untouched until it comes.
-    ev_io_set(&answers_writable_, handoff_in_.fd, EV_WRITE);
-    ev_io_start(loop_, &answers_writable_);
+    if (err == EAGAIN) {
+      // A full channel is no reason to drop an answer: the predecessor
+      // keeps the connection untouched until it comes.
+      if (!ev_is_active(&answers_writable_)) {
+        ev_io_set(&answers_writable_, handoff_in_.fd, EV_WRITE);
+        ev_io_start(loop_, &answers_writable_);
+      }
+      return 0;
+    }
+    if (err != 0) {
+      queued_answers_.clear();
+      ev_io_stop(loop_, &answers_writable_);
+      return err;
+    }
+    queued_answers_.pop_front();
   }
-  queued_answers_.emplace_back(type, id);
+  ev_io_stop(loop_, &answers_writable_);
   return 0;
 }
 
-void EventLoop::OnAnswersWritable(struct ev_loop* loop, ev_io* w, int) {
-  auto* self = static_cast<EventLoop*>(ev_userdata(loop));
-  while (!self->queued_answers_.empty()) {
-    auto [type, id] = self->queued_answers_.front();
-    char answer[8];
-    for (int i = 0; i < 8; i++) answer[i] = static_cast<char>(id >> (8 * i));
-    int err = SendMessage(w->fd, type, std::string_view(answer, 8));
-    if (err == EAGAIN) return;
-    if (err != 0) {
-      LOG_WARNING("sendmsg(handoff answer) failed: %s", strerror(err));
-      self->queued_answers_.clear();
-      break;
-    }
-    self->queued_answers_.pop_front();
-  }
-  ev_io_stop(loop, w);
+void EventLoop::OnAnswersWritable(struct ev_loop* loop, ev_io*, int) {
+  int err = static_cast<EventLoop*>(ev_userdata(loop))->SendAnswers();
+  if (err != 0) LOG_WARNING("sendmsg(handoff answer) failed: %s", strerror(err));
 }
 
 void EventLoop::AdoptFrom(int handoff_fd) {
@@ -796,12 +797,10 @@ void EventLoop::Linger(int fd) {
   // way: close at once. A unix socket's reset does not take back what is
   // queued to the peer: close at once too.
   int unread = 0;
-  int unacked = 0;
   int domain = 0;
   socklen_t len = sizeof(domain);
   if ((getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX) ||
-      (ioctl(fd, FIONREAD, &unread) == 0 && ioctl(fd, SIOCOUTQ, &unacked) == 0 && unread == 0 &&
-       unacked == 0)) {
+      (ioctl(fd, FIONREAD, &unread) == 0 && unread == 0 && AllAcknowledged(fd))) {
     close(fd);
     return;
   }

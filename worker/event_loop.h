@@ -133,6 +133,9 @@ class EventLoop {
   // while the channel is full.
   // Returns 0 (sent or queued) or the errno of a broken channel.
   int Answer(MessageType type, uint64_t id);
+  // Sends queued answers until the channel is full (then waits for it to be
+  // writable); 0 or the errno of a broken channel (the queue is dropped).
+  int SendAnswers();
 
   void Accept(int listen_fd);
   void SetupSocket(int fd);

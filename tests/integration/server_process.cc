@@ -235,6 +235,23 @@ bool ProcessExists(pid_t pid) { return pid > 0 && (kill(pid, 0) == 0 || errno ==
 
 // ---- raw sockets ----
 
+TempDir::TempDir() {
+  const char* tmp = getenv("TMPDIR");
+  std::string templ =
+      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/redhub-it-XXXXXX";
+  if (mkdtemp(templ.data()) != nullptr) path_ = templ;
+}
+
+TempDir::~TempDir() {
+  if (!path_.empty()) RunCommand({"rm", "-rf", path_}, kTimeout);
+}
+
+std::string TempDir::Write(const std::string& name, const std::string& text) const {
+  std::string file = File(name);
+  std::ofstream(file) << text;
+  return file;
+}
+
 uint16_t PickFreePort() {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return 0;

@@ -75,6 +75,24 @@ bool ProcessExists(pid_t pid);
 // a server retries on a bind failure. Returns 0 on failure.
 uint16_t PickFreePort();
 
+// A directory of its own under $TMPDIR (or /tmp), removed with what it
+// holds. ok() is false if it could not be made.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  bool ok() const { return !path_.empty(); }
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+  // Writes text to File(name) and returns that path.
+  std::string Write(const std::string& name, const std::string& text) const;
+
+ private:
+  std::string path_;
+};
+
 // A non-blocking TCP connection to 127.0.0.1 whose every operation has a
 // deadline.
 class Socket {
