@@ -4,11 +4,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <sstream>
 
 #include "admin.h"
@@ -262,6 +264,9 @@ Supervisor::Worker* Supervisor::Spawn(Slot& slot, bool hand_over) {
     spec.info.config_file = config_.config_file;
     spec.info.executable = executable_;
     spec.drain_timeout = config_.drain_timeout;
+    // Several heartbeats per timeout: one late heartbeat must not look
+    // like a hang.
+    spec.heartbeat_interval = std::min(1.0, config_.worker_timeout / 4);
     _exit(worker::RunWorker(spec));
   }
   close(control[1]);
@@ -464,11 +469,22 @@ void Supervisor::OnWatchdog(struct ev_loop* loop, ev_timer* t, int) {
   double now = ev_now(loop);
   self->PublishSlots();
   for (auto& w : self->workers_) {
+    // A worker inside a long command (KEYS over millions of keys, a huge
+    // MSET) or waiting for a stripe another process holds cannot heartbeat,
+    // but it bumps its progress word: busy, not hung. Redis has no watchdog
+    // and operators expect a slow command to be slow, not fatal.
+    if (self->counters_ != nullptr) {
+      std::optional<uint64_t> progress = self->counters_->Peek(w->pid, shm::slots::kProgress);
+      if (progress && *progress != w->progress) {
+        w->progress = *progress;
+        w->last_heartbeat = now;
+      }
+    }
     if (now - w->last_heartbeat > self->config_.worker_timeout) {
       // A hung worker holds its clients (and maybe a store lock) hostage:
       // turn the hang into a death, which the respawn path handles.
-      LOG_WARNING("Worker %d (pid %d) silent for %.1f s; killing it", w->slot,
-                  static_cast<int>(w->pid), now - w->last_heartbeat);
+      LOG_WARNING("Worker %d (pid %d) silent for %.1f s (no heartbeat, no progress); killing it",
+                  w->slot, static_cast<int>(w->pid), now - w->last_heartbeat);
       kill(w->pid, SIGKILL);
       w->timed_out = true;
       w->last_heartbeat = now;  // one kill per timeout period
@@ -693,7 +709,9 @@ int Supervisor::Run() {
   }
   sigprocmask(SIG_UNBLOCK, &unblock, nullptr);
 
-  ev_timer_init(&watchdog_, OnWatchdog, 1.0, 1.0);
+  // Four checks a second, so a hang is caught within a quarter second of
+  // --worker-timeout, and a short timeout does not race the heartbeat.
+  ev_timer_init(&watchdog_, OnWatchdog, 0.25, 0.25);
   watchdog_.data = this;
   ev_timer_start(loop_, &watchdog_);
 

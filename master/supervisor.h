@@ -67,7 +67,8 @@ class Supervisor {
     ev_io control;
     ev_child child;
     double started_at = 0;
-    double last_heartbeat = 0;
+    double last_heartbeat = 0;  // or the last time its progress word moved
+    uint64_t progress = 0;      // its progress word (shm/progress.h) as last read
     bool ready = false;
     bool retiring = false;
     bool timed_out = false;  // killed by the watchdog

@@ -258,6 +258,15 @@ void CounterArea::Release(CounterBlock* block) {
   impl_->Unlock();
 }
 
+std::optional<uint64_t> CounterArea::Peek(pid_t pid, uint32_t i) {
+  if (i >= impl_->h->counters) return std::nullopt;
+  for (uint32_t b = 0; b < impl_->h->blocks; b++) {
+    CounterBlock* blk = impl_->block(b);
+    if (blk->owner_.load(std::memory_order_acquire) == pid) return blk->Get(i);
+  }
+  return std::nullopt;
+}
+
 std::vector<uint64_t> CounterArea::Sum() {
   impl_->Lock();
   impl_->FoldDead();

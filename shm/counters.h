@@ -26,6 +26,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,6 +64,9 @@ class CounterBlock {
   }
   void Set(uint32_t i, uint64_t v) { values_[i].store(v, std::memory_order_relaxed); }
   uint64_t Get(uint32_t i) const { return values_[i].load(std::memory_order_relaxed); }
+  // The slot itself, for a word bumped from code that knows no block
+  // (progress.h).
+  std::atomic<uint64_t>* Word(uint32_t i) { return &values_[i]; }
 
  private:
   friend class CounterArea;
@@ -89,6 +93,9 @@ class CounterArea {
   void Release(CounterBlock* block);
   // Retired totals plus every live block; gauges of live blocks only.
   std::vector<uint64_t> Sum();
+  // Slot i of the block `pid` owns, read without the area's lock (the
+  // master's watchdog must never wait on it); nullopt if pid owns none.
+  std::optional<uint64_t> Peek(pid_t pid, uint32_t i);
   // Blocks owned by live processes now.
   uint32_t LiveBlocks();
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 namespace redhub::shm {
 
@@ -35,6 +36,7 @@ static LockResult Classify(int rc, const char* call, const char* what, unsigned 
     case EOWNERDEAD:
       return LockResult::kOwnerDied;
     case EBUSY:
+    case ETIMEDOUT:
       return LockResult::kBusy;
     case ENOTRECOVERABLE:
       Fatal(
@@ -52,6 +54,18 @@ LockResult LockRobust(pthread_mutex_t* mu, const char* what, unsigned index) {
 
 LockResult TryLockRobust(pthread_mutex_t* mu, const char* what, unsigned index) {
   return Classify(pthread_mutex_trylock(mu), "pthread_mutex_trylock", what, index);
+}
+
+LockResult TimedLockRobust(pthread_mutex_t* mu, const char* what, unsigned index, long millis) {
+  timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);  // pthread_mutex_timedlock's clock
+  deadline.tv_sec += millis / 1000;
+  deadline.tv_nsec += (millis % 1000) * 1000000;
+  if (deadline.tv_nsec >= 1000000000) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000;
+  }
+  return Classify(pthread_mutex_timedlock(mu, &deadline), "pthread_mutex_timedlock", what, index);
 }
 
 void MarkConsistent(pthread_mutex_t* mu) {

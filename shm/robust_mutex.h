@@ -17,6 +17,9 @@ void InitRobustMutex(pthread_mutex_t* mu);
 // that is not recoverable, or an error that means memory corruption).
 LockResult LockRobust(pthread_mutex_t* mu, const char* what, unsigned index);
 LockResult TryLockRobust(pthread_mutex_t* mu, const char* what, unsigned index);
+// As LockRobust, but gives up after `millis` (kBusy), so a waiter can show
+// that it is waiting rather than hung (progress.h) and wait again.
+LockResult TimedLockRobust(pthread_mutex_t* mu, const char* what, unsigned index, long millis);
 void MarkConsistent(pthread_mutex_t* mu);
 void UnlockRobust(pthread_mutex_t* mu);
 

@@ -1,5 +1,6 @@
 #include "store.h"
 
+#include <sched.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -7,9 +8,11 @@
 #include <algorithm>
 #include <cstring>
 #include <random>
+#include <unordered_map>
 
 #include "core.h"
 #include "page_pool.h"
+#include "progress.h"
 #include "robust_mutex.h"
 #include "segment.h"
 #include "stripe.h"
@@ -58,7 +61,9 @@ struct Store::Impl {
     if (r == LockResult::kBusy) {
       std::atomic<uint32_t>& waiters = core.stripes[s].waiters;
       waiters.fetch_add(1, kRelaxed);
-      r = LockRobust(mu, "stripe", s);
+      // Waiting is not hanging: the master's watchdog must kill the holder
+      // if it is hung, not every process queued behind it.
+      while ((r = TimedLockRobust(mu, "stripe", s, 100)) == LockResult::kBusy) ReportProgress();
       // Never below zero: EndBatch may have reset a count left too high by
       // a waiter that was killed.
       uint32_t n = waiters.load(kRelaxed);
@@ -237,7 +242,7 @@ std::unique_ptr<Store> Store::Open(const std::string& name, bool resync, std::st
   auto segment = Segment::Open(name, error);
   if (!segment) return nullptr;
   auto store = std::unique_ptr<Store>(new Store(name, std::make_unique<Impl>(std::move(segment))));
-  if (resync) store->ResyncCounters();
+  if (resync) store->ResyncCounters(std::chrono::milliseconds(1000));
   return store;
 }
 
@@ -265,7 +270,9 @@ void Store::SetMaxmemory(uint64_t bytes) {
   // Stripes may hold back up to the old limit's share (Stripe::Charge);
   // MakeRoom allows only for the new one. A lower limit passes everything
   // on first, so that it is never exceeded.
-  if (bytes != 0 && (before == 0 || bytes < before)) ResyncCounters();
+  // (If a stripe stays busy, resync_needed makes the workers' ExpireCycle
+  // finish it; the master, which calls this at SIGHUP, never waits long.)
+  if (bytes != 0 && (before == 0 || bytes < before)) ResyncCounters(std::chrono::milliseconds(20));
 }
 
 void Store::SetPolicy(Policy policy) {
@@ -456,6 +463,79 @@ struct Store::Txn::Staging {
   };
   std::vector<PendingOp> ops;
   std::vector<Log> logs;
+
+  // Lookups by key and by stripe. A linear search per key made MSET of n
+  // pairs O(n^2): 200k pairs kept a worker busy until the watchdog killed
+  // it. Small Txns (RENAME, MSET of a few keys) search the vectors; past
+  // kIndexFrom ops a hash index takes over.
+  static constexpr size_t kIndexFrom = 16;
+  bool indexed = false;
+  std::unordered_multimap<uint64_t, uint32_t> by_hash;  // hash -> position in ops
+  std::vector<uint32_t> log_of;                         // stripe -> position in logs + 1 (0: none)
+
+  PendingOp* Find(uint64_t hash, std::string_view key) {
+    if (indexed) {
+      auto [it, end] = by_hash.equal_range(hash);
+      for (; it != end; ++it) {
+        if (ops[it->second].key == key) return &ops[it->second];
+      }
+      return nullptr;
+    }
+    for (PendingOp& op : ops) {
+      if (op.hash == hash && op.key == key) return &op;
+    }
+    return nullptr;
+  }
+  void Add(const PendingOp& op) {
+    ops.push_back(op);
+    if (indexed) {
+      by_hash.emplace(op.hash, static_cast<uint32_t>(ops.size() - 1));
+    } else if (ops.size() >= kIndexFrom) {
+      by_hash.reserve(ops.size() * 2);
+      for (size_t i = 0; i < ops.size(); i++) by_hash.emplace(ops[i].hash, i);
+      indexed = true;
+    }
+  }
+  // Removes ops[i], moving the last op into its place.
+  void Remove(PendingOp* op) {
+    const auto i = static_cast<uint32_t>(op - ops.data());
+    const auto last = static_cast<uint32_t>(ops.size() - 1);
+    if (indexed) {
+      Unindex(ops[i].hash, i);
+      if (i != last) {
+        Unindex(ops[last].hash, last);
+        by_hash.emplace(ops[last].hash, i);
+      }
+    }
+    ops[i] = ops[last];
+    ops.pop_back();
+  }
+  void Unindex(uint64_t hash, uint32_t pos) {
+    auto [it, end] = by_hash.equal_range(hash);
+    for (; it != end; ++it) {
+      if (it->second == pos) {
+        by_hash.erase(it);
+        return;
+      }
+    }
+  }
+  Log* LogOf(uint32_t stripe) {
+    return stripe < log_of.size() && log_of[stripe] != 0 ? &logs[log_of[stripe] - 1] : nullptr;
+  }
+  Log* AddLog(uint32_t stripe, uint32_t capacity) {
+    if (stripe >= log_of.size()) log_of.resize(stripe + 1, 0);
+    logs.push_back(Log{stripe, capacity, 0, 0});
+    log_of[stripe] = static_cast<uint32_t>(logs.size());
+    return &logs.back();
+  }
+  // Empty for reuse, keeping the capacity (SpareStaging).
+  void Clear() {
+    for (const Log& l : logs) log_of[l.stripe] = 0;
+    ops.clear();
+    logs.clear();
+    by_hash.clear();
+    indexed = false;
+  }
 };
 
 // A Txn's Staging is recycled per thread (a thread holds one Txn at a time),
@@ -499,8 +579,7 @@ void Store::Txn::Unlock() {
   Impl& im = *store_->impl_;
   if (staging_) {
     Commit();
-    staging_->ops.clear();
-    staging_->logs.clear();
+    staging_->Clear();
     SpareStaging() = std::move(staging_);
   }
   for (uint64_t chunk : deferred_) {
@@ -536,8 +615,7 @@ void Store::Txn::Abort() {
   }
   if (staging_) {
     Discard();
-    staging_->ops.clear();
-    staging_->logs.clear();
+    staging_->Clear();
     SpareStaging() = std::move(staging_);
   }
   // Staging may have made a stripe's first table for a key it never wrote.
@@ -660,11 +738,7 @@ void Store::Txn::Commit() {
 }
 
 Store::Txn::PendingOp* Store::Txn::FindPending(uint64_t hash, std::string_view key) {
-  if (!staging_) return nullptr;
-  for (PendingOp& op : staging_->ops) {
-    if (op.hash == hash && op.key == key) return &op;
-  }
-  return nullptr;
+  return staging_ ? staging_->Find(hash, key) : nullptr;
 }
 
 // Room in `stripe`'s redo log for one more op (grown by doubling). False if
@@ -675,11 +749,8 @@ bool Store::Txn::ReserveLogSlot(uint32_t s) {
     std::unique_ptr<Staging>& spare = SpareStaging();
     staging_ = spare ? std::move(spare) : std::make_unique<Staging>();
   }
-  Staging::Log* log = nullptr;
-  for (Staging::Log& l : staging_->logs) {
-    if (l.stripe == s) log = &l;
-  }
-  if (log == nullptr) log = &staging_->logs.emplace_back(Staging::Log{s, kTxnInlineOps, 0, 0});
+  Staging::Log* log = staging_->LogOf(s);
+  if (log == nullptr) log = staging_->AddLog(s, kTxnInlineOps);
   if (log->reserved == log->capacity) {  // past the stripe header's room
     uint32_t capacity = log->capacity * 2;
     Stripe stripe(im.core, s);
@@ -697,9 +768,7 @@ bool Store::Txn::ReserveLogSlot(uint32_t s) {
 }
 
 void Store::Txn::ReleaseLogSlot(uint32_t s) {
-  for (Staging::Log& l : staging_->logs) {
-    if (l.stripe == s) l.reserved--;
-  }
+  if (Staging::Log* log = staging_->LogOf(s)) log->reserved--;
 }
 
 Status Store::Txn::StagePut(std::string_view key, uint64_t hash, size_t value_len,
@@ -752,7 +821,7 @@ Status Store::Txn::StagePut(std::string_view key, uint64_t hash, size_t value_le
   e->link.store(MakeLink(0, lru_), kRelaxed);
   std::string_view staged_key(e->key(), e->key_len);
   if (p == nullptr) {
-    staging_->ops.push_back(PendingOp{s, kTxnOpPut, hash, staged_key, chunk, base, 0});
+    staging_->Add(PendingOp{s, kTxnOpPut, hash, staged_key, chunk, base, 0});
     return Status::kOk;
   }
   if (p->kind == kTxnOpPut) {  // never published: free it now (fill has read it)
@@ -784,8 +853,7 @@ bool Store::Txn::StageErase(std::string_view key, uint64_t hash) {
           p->base = 0;
           p->key = std::string_view(b->key(), b->key_len);
         } else {  // the key did not exist before this Txn: nothing to do
-          *p = staging_->ops.back();
-          staging_->ops.pop_back();
+          staging_->Remove(p);
           ReleaseLogSlot(s);
         }
         return visible;
@@ -814,7 +882,7 @@ bool Store::Txn::StageErase(std::string_view key, uint64_t hash) {
     deferred_.push_back(slot.entry);
     return true;
   }
-  staging_->ops.push_back(
+  staging_->Add(
       PendingOp{s, kTxnOpErase, hash, std::string_view(x->key(), x->key_len), slot.entry, 0, 0});
   return true;
 }
@@ -853,8 +921,8 @@ bool Store::Txn::StageSetExpire(std::string_view key, uint64_t hash, int64_t exp
     stripe.AddCounts(0, (expire_ms != 0) - (old != 0));
     return true;
   }
-  staging_->ops.push_back(PendingOp{s, kTxnOpExpire, hash, std::string_view(x->key(), x->key_len),
-                                    slot.entry, 0, expire_ms});
+  staging_->Add(PendingOp{s, kTxnOpExpire, hash, std::string_view(x->key(), x->key_len), slot.entry,
+                          0, expire_ms});
   return true;
 }
 
@@ -1115,6 +1183,14 @@ bool Store::Impl::EvictOne(Txn& txn, Stripe& own, Policy policy, uint64_t* freed
 // ---------------------------------------------------------------------------
 // Whole-store operations
 
+// A stripe that may be skipped by a whole-store walk: no key, and no dead
+// holder (an odd version with the lock free, or taken: a holder that died
+// there may have left a write to roll forward or charges to give back, which
+// only a locker's repair settles; a live holder only delays the walk).
+static bool SkippableStripe(const StripeHeader& sh) {
+  return sh.keys.load(std::memory_order_acquire) == 0 && (sh.version.load(kRelaxed) & 1) == 0;
+}
+
 uint64_t Store::Scan(uint64_t cursor, size_t count, const ScanFn& fn) {
   Impl& im = *impl_;
   const uint32_t stripes = im.core.g.stripes;
@@ -1124,10 +1200,11 @@ uint64_t Store::Scan(uint64_t cursor, size_t count, const ScanFn& fn) {
   size_t emitted = 0;
   int64_t now = NowMs();
   while (s < stripes) {
-    if (v == 0 && im.core.stripes[s].keys.load(std::memory_order_acquire) == 0) {
+    if (v == 0 && SkippableStripe(im.core.stripes[s])) {
       s++;
       continue;
     }
+    ReportProgress();
     Impl::Guard guard(im, static_cast<uint32_t>(s));
     Stripe stripe(im.core, static_cast<uint32_t>(s));
     do {
@@ -1151,13 +1228,38 @@ uint64_t Store::Scan(uint64_t cursor, size_t count, const ScanFn& fn) {
   return 0;
 }
 
+void Store::ScanStripe(uint32_t s, const ScanFn& fn) {
+  Impl& im = *impl_;
+  if (s >= im.core.g.stripes || SkippableStripe(im.core.stripes[s])) return;
+  ReportProgress();
+  Impl::Guard guard(im, s);
+  Stripe stripe(im.core, s);
+  const int64_t now = NowMs();
+  uint32_t v = 0;
+  do {
+    v = stripe.ScanStep(v, [&](std::atomic<uint64_t>* link) {
+      for (uint64_t e = LinkOffset(link->load(kRelaxed)); e != 0;) {
+        EntryHeader* entry = im.core.Entry(e);
+        int64_t expire = entry->expire_ms.load(kRelaxed);
+        if (!Expired(expire, now)) {
+          fn(std::string_view(entry->key(), entry->key_len),
+             EntryView{std::string_view(entry->value(), entry->value_len), expire, 0});
+        }
+        e = LinkOffset(entry->link.load(kRelaxed));
+      }
+    });
+  } while (v != 0);
+}
+
+uint32_t Store::stripe_count() const { return impl_->core.g.stripes; }
+
 void Store::Flush() {
   Impl& im = *impl_;
   for (uint32_t s = 0; s < im.core.g.stripes; s++) {
-    if (im.core.stripes[s].keys.load(kRelaxed) == 0 &&
-        im.core.stripes[s].tables[0].load(kRelaxed) == 0) {
+    if (SkippableStripe(im.core.stripes[s]) && im.core.stripes[s].tables[0].load(kRelaxed) == 0) {
       continue;
     }
+    ReportProgress();
     Impl::Guard guard(im, s);
     Stripe(im.core, s).Clear();
   }
@@ -1168,7 +1270,7 @@ std::optional<std::string> Store::RandomKey() {
   uint64_t& rng = Rng();
   const uint32_t stripes = im.core.g.stripes;
   auto try_stripe = [&](uint32_t s) -> std::optional<std::string> {
-    if (im.core.stripes[s].keys.load(kRelaxed) == 0) return std::nullopt;
+    if (SkippableStripe(im.core.stripes[s])) return std::nullopt;
     Impl::Guard guard(im, s);
     Stripe stripe(im.core, s);
     int64_t now = NowMs();
@@ -1201,7 +1303,11 @@ size_t Store::ExpireCycle(int64_t now_ms, std::chrono::microseconds budget) {
   Impl& im = *impl_;
   auto deadline = std::chrono::steady_clock::now() + budget;
   SegmentHeader* h = im.core.header;
-  if (h->resync_needed.load(kRelaxed) != 0) ResyncCounters();
+  // A stripe whose holder died is repaired here, not when a command next
+  // locks it: until then its keys are invisible to DBSIZE and KEYS, and
+  // whatever the dead holder had charged counts against maxmemory.
+  RepairAbandoned();
+  if (h->resync_needed.load(kRelaxed) != 0) ResyncCounters(std::chrono::milliseconds(5));
   const uint32_t stripes = im.core.g.stripes;
   uint64_t cursor = h->expire_cursor.load(kRelaxed);
   uint32_t s = static_cast<uint32_t>(cursor >> 32);
@@ -1273,11 +1379,29 @@ Stats Store::stats() const {
   return st;
 }
 
-void Store::ResyncCounters() {
+bool Store::ResyncCounters(std::chrono::milliseconds wait) {
   Impl& im = *impl_;
   const uint32_t stripes = im.core.g.stripes;
-  // All stripes at once, in ascending order: no Charge can be half done.
-  for (uint32_t s = 0; s < stripes; s++) im.LockStripe(s);
+  im.ReleaseKept();
+  // All stripes at once, in ascending order, so that no Charge is half
+  // done; but only ever try-locked. A blocking lock here let one hung
+  // holder stop the master's loop (SIGHUP lowering maxmemory) or, in a
+  // worker, spread the hang through the stripes this pass already held.
+  // A stripe taken by a live process is retried until `wait` has passed,
+  // then everything is let go and resync_needed stays set for a later try.
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  uint32_t held = 0;
+  for (; held < stripes; held++) {
+    while (!im.TryLockStripe(held)) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        for (uint32_t s = held; s-- > 0;) im.UnlockStripe(s);
+        im.core.header->resync_needed.store(1, kRelaxed);
+        return false;
+      }
+      ReportProgress();
+      sched_yield();
+    }
+  }
   im.core.header->resync_needed.store(0, kRelaxed);
   int64_t used = 0;
   for (uint32_t s = 0; s < stripes; s++) {
@@ -1286,6 +1410,22 @@ void Store::ResyncCounters() {
   }
   im.core.header->used_bytes.store(used, kRelaxed);
   for (uint32_t s = stripes; s-- > 0;) im.UnlockStripe(s);
+  return true;
+}
+
+size_t Store::RepairAbandoned() {
+  Impl& im = *impl_;
+  size_t repaired = 0;
+  for (uint32_t s = 0; s < im.core.g.stripes; s++) {
+    // Even: nobody holds it. Odd: held by a live process (busy: skipped) or
+    // by a dead one, whose next locker, this one, repairs it.
+    if ((im.core.stripes[s].version.load(kRelaxed) & 1) == 0) continue;
+    const uint64_t repairs = im.core.header->repairs.load(kRelaxed);
+    if (!im.TryLockStripe(s)) continue;
+    if (im.core.header->repairs.load(kRelaxed) != repairs) repaired++;
+    im.UnlockStripe(s);
+  }
+  return repaired;
 }
 
 std::vector<std::string> Store::Audit() {
@@ -1306,7 +1446,9 @@ std::vector<std::string> Store::Audit() {
     }
   }
   im.pool.Unlock();
-  ResyncCounters();
+  if (!ResyncCounters(std::chrono::milliseconds(5000))) {
+    errors.push_back("counters not resynced: a stripe stayed locked for 5 s");
+  }
   return errors;
 }
 

@@ -183,6 +183,11 @@ class Store {
   // stripes rehash. `count` is a hint. Returns 0 when done. `fn` runs with a
   // stripe lock held: it must not use this Store.
   uint64_t Scan(uint64_t cursor, size_t count, const ScanFn& fn);
+  // Every key of one stripe (0 <= stripe < stripe_count()), under its lock,
+  // as one Scan step: KEYS walks stripe by stripe and copies the keys out,
+  // so that matching them holds no lock. `fn` must not use this Store.
+  void ScanStripe(uint32_t stripe, const ScanFn& fn);
+  uint32_t stripe_count() const;
   // FLUSHALL: empties stripe by stripe (not atomic across stripes).
   void Flush();
   std::optional<std::string> RandomKey();
@@ -202,8 +207,16 @@ class Store {
   // For tests and `redhubd --check`; costs a pass over the whole segment.
   std::vector<std::string> Audit();
   // Recomputes the global used-bytes counter from the stripes, holding all
-  // stripe locks. ExpireCycle does it after a repair.
-  void ResyncCounters();
+  // stripe locks at once; ExpireCycle does it after a repair. Never blocks:
+  // stripes are try-locked, one held by another process is retried until
+  // `wait` has passed, then it gives up, leaves resync_needed set for the
+  // next ExpireCycle and returns false.
+  bool ResyncCounters(std::chrono::milliseconds wait);
+  // Repairs now every stripe whose lock holder died (an odd version whose
+  // lock try-locks), instead of at the next command that locks it; skips
+  // stripes live processes hold. ExpireCycle calls it. Returns the stripes
+  // repaired.
+  size_t RepairAbandoned();
   // Where repairs report what they did (process-local; default: nowhere).
   void SetEventSink(std::function<void(std::string_view)> sink);
 

@@ -16,6 +16,9 @@ inline constexpr uint32_t kClientBufferBytes = 2;
 // slots whose current worker reported ready.
 inline constexpr uint32_t kConfiguredSlots = 3;
 inline constexpr uint32_t kServingSlots = 4;
+// Bumped by a worker as it works (progress.h), read by the master's watchdog:
+// a worker whose heartbeat is late but whose progress moves is busy, not hung.
+inline constexpr uint32_t kProgress = 5;
 inline constexpr uint32_t kGauges = 16;
 
 // Counters: folded into retired totals when their worker dies.

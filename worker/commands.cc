@@ -15,6 +15,7 @@
 #include "counters.h"
 #include "event_loop.h"
 #include "glob.h"
+#include "progress.h"
 #include "store.h"
 #include "worker_counters.h"
 
@@ -864,6 +865,7 @@ Handlers CommandService::MakeHandlers() {
         store_->set_now_ms(static_cast<int64_t>(ev_now(loop_->loop()) * 1000));
       }
     }
+    shm::ReportProgress();  // the watchdog's sign of life (progress.h)
     return Dispatch(conn, cmd, w);
   };
   h.on_batch_begin = [this](std::string_view requests) {

@@ -6,6 +6,7 @@
 // Lookups follow Redis's flags: read commands count keyspace hits and misses
 // (write lookups do not), and only TYPE, EXISTS and the TTL family leave the
 // LRU clock alone (Peek instead of Find).
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdint>
@@ -16,6 +17,7 @@
 
 #include "command_util.h"
 #include "glob.h"
+#include "progress.h"
 #include "store.h"
 
 namespace redhub::worker {
@@ -77,20 +79,24 @@ Action CmdType(CommandContext& ctx) {
   return Action::kNone;
 }
 
-// One Scan call with an unbounded count walks every stripe under its lock
-// in one go, so no key is returned twice (a multi-call SCAN may repeat keys
-// that a rehash moved between calls). Not a snapshot across stripes.
+// Stripe by stripe: each stripe's keys are copied out under its lock (no
+// key returned twice, as a rehash cannot move keys between the copy and the
+// match), and matched after the lock is let go, so a slow pattern never
+// makes other workers wait on a stripe. Not a snapshot across stripes.
 Action CmdKeys(CommandContext& ctx) {
-  std::string_view pattern = ctx.args[1];
-  const bool all = pattern == "*";
+  const GlobPattern pattern(ctx.args[1]);
+  shm::Store& store = ctx.service.store();
   std::vector<std::string> keys;
-  uint64_t cursor = 0;
-  do {
-    cursor = ctx.service.store().Scan(cursor, SIZE_MAX,
-                                      [&](std::string_view key, const shm::EntryView&) {
-                                        if (all || GlobMatch(pattern, key)) keys.emplace_back(key);
-                                      });
-  } while (cursor != 0);
+  std::vector<std::string> candidates;
+  for (uint32_t s = 0, n = store.stripe_count(); s < n; s++) {
+    candidates.clear();
+    store.ScanStripe(
+        s, [&](std::string_view key, const shm::EntryView&) { candidates.emplace_back(key); });
+    for (std::string& key : candidates) {
+      shm::ReportProgress();  // a pathological pattern is slow, not hung
+      if (pattern.Match(key)) keys.push_back(std::move(key));
+    }
+  }
   ctx.w.Array(static_cast<int64_t>(keys.size()));
   for (const std::string& key : keys) ctx.w.Bulk(key);
   return Action::kNone;
@@ -120,8 +126,7 @@ Action CmdScan(CommandContext& ctx) {
     return Action::kNone;
   }
   int64_t count = 10;
-  std::string_view pattern;
-  bool use_pattern = false;
+  std::string_view pattern = "*";
   std::string_view type;
   bool use_type = false;
   for (size_t i = 2; i < ctx.args.size(); i += 2) {
@@ -138,7 +143,6 @@ Action CmdScan(CommandContext& ctx) {
       }
     } else if (EqualsNoCase(opt, "MATCH") && has_value) {
       pattern = ctx.args[i + 1];
-      use_pattern = pattern != "*";
     } else if (EqualsNoCase(opt, "TYPE") && has_value) {
       // Redis 7.0 filters by name and does not reject unknown type names:
       // any type other than "string" matches nothing here.
@@ -150,11 +154,21 @@ Action CmdScan(CommandContext& ctx) {
     }
   }
   const bool type_matches = !use_type || EqualsNoCase(type, "string");
+  // As Redis: the keys looked at are collected first (under each stripe's
+  // lock, briefly), then filtered with no lock held.
   std::vector<std::string> keys;
   uint64_t next = ctx.service.store().Scan(
-      cursor, static_cast<size_t>(count), [&](std::string_view key, const shm::EntryView&) {
-        if (type_matches && (!use_pattern || GlobMatch(pattern, key))) keys.emplace_back(key);
-      });
+      cursor, static_cast<size_t>(count),
+      [&](std::string_view key, const shm::EntryView&) { keys.emplace_back(key); });
+  const GlobPattern matcher(pattern);
+  if (!type_matches) {
+    keys.clear();
+  } else if (!matcher.matches_all()) {
+    std::erase_if(keys, [&](const std::string& key) {
+      shm::ReportProgress();
+      return !matcher.Match(key);
+    });
+  }
   ctx.w.Array(2);
   ctx.w.BulkUint(next);
   ctx.w.Array(static_cast<int64_t>(keys.size()));

@@ -12,6 +12,8 @@
 #include "event_loop.h"
 #include "log.h"
 #include "proctitle.h"
+#include "progress.h"
+#include "worker_counters.h"
 
 namespace redhub::worker {
 namespace {
@@ -160,6 +162,8 @@ int RunWorker(const WorkerSpec& spec) {
     LOG_WARNING("No free counter block: INFO and metrics will miss this worker's figures");
   }
   service.set_counters(spec.counters, block);
+  // The watchdog's second sign of life: long commands and lock waits bump it.
+  if (block != nullptr) shm::SetProgressWord(block->Word(shm::slots::kProgress));
   EventLoop loop(options, service.MakeHandlers());
   service.set_loop(&loop);
   service.started_at = ev_now(loop.loop());
@@ -184,6 +188,7 @@ int RunWorker(const WorkerSpec& spec) {
   loop.Run();
   LOG_VERBOSE("Worker %d exiting", spec.slot);
   service.PublishLoopStats();
+  shm::SetProgressWord(nullptr);
   if (block != nullptr) spec.counters->Release(block);
   return 0;
 }

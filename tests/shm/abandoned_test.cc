@@ -1,0 +1,161 @@
+// What a dead lock holder leaves behind is settled promptly, by whoever
+// passes by, and never by blocking: its stripe is repaired by the next
+// ExpireCycle (or a whole-store walk) even if no command ever locks it
+// again, and counter resyncs only try-lock, so a hung holder cannot make the
+// master or another worker hang with it.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <set>
+#include <string>
+
+#include "shm_test_util.h"
+#include "store.h"
+
+namespace redhub::shm {
+namespace {
+
+using testing::ForkAttached;
+using testing::TestStore;
+using testing::WaitChild;
+using testing::WithWatchdog;
+
+constexpr uint64_t kMB = 1 << 20;
+
+StoreOptions Limited(uint64_t maxmemory) {
+  StoreOptions o = testing::Options(64 * kMB);
+  o.maxmemory = maxmemory;
+  o.policy = Policy::kNoEviction;
+  return o;
+}
+
+// A child dies inside the fill of a large value: its stripe held no key and
+// no table, so nothing but a repair returns the charge.
+pid_t DieInsideAFill(const std::string& name, const std::string& key, size_t len) {
+  return ForkAttached(name,
+                      [&](Store& store, const std::function<void()>&) {
+                        Store::Txn txn = store.Lock(key);
+                        txn.PutWith(key, len, 0, [](char*) { kill(getpid(), SIGKILL); });
+                        return 1;  // not reached
+                      })
+      .pid;
+}
+
+bool Killed(int status) { return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL; }
+
+TEST(AbandonedTest, ExpireCycleReturnsADeadWritersChargeWithoutAnyCommandOnItsStripe) {
+  TestStore store(Limited(8 * kMB));
+  ASSERT_TRUE(Killed(WaitChild(DieInsideAFill(store.name(), "big", 6 * kMB))));
+  ASSERT_GE(store->stats().used_bytes, 6 * kMB);  // charged, never published
+  const uint64_t repairs = store->stats().repairs;
+
+  WithWatchdog("ExpireCycle", std::chrono::seconds(10),
+               [&] { store->ExpireCycle(Store::NowMs(), std::chrono::milliseconds(10)); });
+  Stats st = store->stats();
+  EXPECT_EQ(st.repairs, repairs + 1);
+  EXPECT_EQ(st.used_bytes, 0u);
+  EXPECT_EQ(st.keys, 0u);
+  // maxmemory sees it too: 6 MB more fits under 8 MB only if the dead 6 MB
+  // were given back to the store-wide counter.
+  Store::Txn txn = store->Lock("next");
+  EXPECT_EQ(txn.Put("next", std::string(6 * kMB, 'x')), Status::kOk);
+}
+
+TEST(AbandonedTest, FlushallReturnsADeadWritersCharge) {
+  TestStore store(Limited(8 * kMB));
+  ASSERT_TRUE(Killed(WaitChild(DieInsideAFill(store.name(), "big", 6 * kMB))));
+  store->Flush();
+  EXPECT_EQ(store->stats().used_bytes, 0u);
+  EXPECT_EQ(store->stats().keys, 0u);
+}
+
+// Two keys on two stripes, written as one Txn by a child that dies right
+// after the commit point: both must show up without a lookup of either.
+struct CommittedPair {
+  std::string a = "ka", b;
+};
+
+CommittedPair DieAfterCommit(Store& parent, const std::string& name) {
+  CommittedPair pair;
+  for (int i = 0; pair.b.empty() || parent.StripeOf(pair.b) == parent.StripeOf(pair.a); i++) {
+    pair.b = testing::Name("kb", i);
+  }
+  pid_t pid = ForkAttached(name, [&](Store& store, const std::function<void()>&) {
+                const std::string_view keys[] = {pair.a, pair.b};
+                Store::Txn txn = store.LockKeys(keys);
+                if (txn.Put(pair.a, "A") != Status::kOk || txn.Put(pair.b, "B") != Status::kOk) {
+                  return 4;
+                }
+                ArmCrashPointForTesting(CrashPoint::kTxnCommitted, 1);
+                txn.Unlock();
+                return 1;  // not reached
+              }).pid;
+  EXPECT_TRUE(Killed(WaitChild(pid)));
+  return pair;
+}
+
+std::set<std::string> AllKeys(Store& store) {
+  std::set<std::string> keys;
+  uint64_t cursor = 0;
+  do {
+    cursor =
+        store.Scan(cursor, 100, [&](std::string_view k, const EntryView&) { keys.emplace(k); });
+  } while (cursor != 0);
+  return keys;
+}
+
+TEST(AbandonedTest, ExpireCycleRollsACommittedTxnForwardWithoutAnyCommandOnItsKeys) {
+  TestStore store(Limited(8 * kMB));
+  CommittedPair pair = DieAfterCommit(*store, store.name());
+  store->ExpireCycle(Store::NowMs(), std::chrono::milliseconds(10));
+  EXPECT_EQ(store->stats().keys, 2u);  // DBSIZE reads these counters, unlocked
+}
+
+TEST(AbandonedTest, ScanVisitsAStripeADeadHolderLeftLockedEvenIfItLooksEmpty) {
+  TestStore store(Limited(8 * kMB));
+  CommittedPair pair = DieAfterCommit(*store, store.name());
+  EXPECT_EQ(AllKeys(*store), (std::set<std::string>{pair.a, pair.b}));
+  EXPECT_EQ(store->stats().keys, 2u);
+}
+
+// A live process that holds a stripe and does not let go (hung, or
+// stopped): a resync gives up instead of waiting, holds nothing after, and
+// succeeds once the stripe is free.
+TEST(AbandonedTest, ResyncNeverBlocksOnAStripeAnotherProcessHolds) {
+  TestStore store(Limited(8 * kMB));
+  int release[2];
+  ASSERT_EQ(pipe(release), 0);
+  const std::string held_key = "held";
+  testing::AttachedChild child =
+      ForkAttached(store.name(), [&](Store& s, const std::function<void()>& ready) {
+        close(release[1]);
+        Store::Txn txn = s.Lock(held_key);
+        ready();
+        char c;
+        return read(release[0], &c, 1) == 1 ? 0 : 5;  // holds the lock until told
+      });
+  close(release[0]);
+  ASSERT_TRUE(child.AwaitReady());
+
+  std::string other = "other";
+  for (int i = 0; store->StripeOf(other) == store->StripeOf(held_key); i++) {
+    other = testing::Name("other", i);
+  }
+  WithWatchdog("resync while a stripe is held", std::chrono::seconds(10), [&] {
+    EXPECT_FALSE(store->ResyncCounters(std::chrono::milliseconds(50)));
+    store->SetMaxmemory(4 * kMB);  // lowering resyncs: the master does this at SIGHUP
+    store->ExpireCycle(Store::NowMs(), std::chrono::milliseconds(10));
+    // Nothing the failed passes took is still held.
+    Store::Txn txn = store->Lock(other);
+    EXPECT_EQ(txn.Put(other, "v"), Status::kOk);
+  });
+  ASSERT_EQ(write(release[1], "x", 1), 1);
+  close(release[1]);
+  EXPECT_EQ(WaitChild(child.pid), 0);
+  WithWatchdog("resync once free", std::chrono::seconds(10),
+               [&] { EXPECT_TRUE(store->ResyncCounters(std::chrono::milliseconds(1000))); });
+}
+
+}  // namespace
+}  // namespace redhub::shm
