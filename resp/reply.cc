@@ -188,6 +188,7 @@ void Writer::Boolean(bool b) {
 }
 
 void Writer::BigNumber(std::string_view digits) {
+  if (!Room(digits.size())) return;
   if (protocol_ >= 3) {
     AppendLine(*out_, '(', digits);
   } else {
@@ -196,6 +197,7 @@ void Writer::BigNumber(std::string_view digits) {
 }
 
 void Writer::Verbatim(std::string_view format, std::string_view text) {
+  if (!Room(text.size())) return;
   if (protocol_ < 3) {
     AppendBulk(*out_, text);
     return;

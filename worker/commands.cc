@@ -15,6 +15,7 @@
 #include "counters.h"
 #include "event_loop.h"
 #include "glob.h"
+#include "log.h"
 #include "progress.h"
 #include "store.h"
 #include "worker_counters.h"
@@ -621,6 +622,9 @@ const CommandSpec* CommandService::Lookup(std::string_view name) {
   }
 }
 
+// Commands that ran this long are logged (and are in SLOWLOG).
+constexpr uint64_t kLongCommandMicros = 1000000;
+
 Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writer& w) {
   // Pipelines mostly repeat one command: the name as last received (any
   // case) maps to the same row without hashing it again.
@@ -689,6 +693,14 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
     if (int64_t slower = area_->SlowLogThreshold();
         slower >= 0 && static_cast<int64_t>(us) >= slower) {
       LogSlow(conn, cmd.args, static_cast<int64_t>(us));
+    }
+    // A command this long kept every other client of this worker waiting
+    // (the watchdog lets it run: it made progress). Operators see it here
+    // as well as in SLOWLOG.
+    if (us >= kLongCommandMicros) {
+      LOG_WARNING("Long command: %s ran for %.2f s (client id=%llu addr=%s)", spec->name,
+                  static_cast<double>(us) / 1e6, static_cast<unsigned long long>(conn.id()),
+                  conn.remote_addr().c_str());
     }
     uint32_t b = 0;
     while (b < shm::slots::kBuckets && us > shm::slots::kBucketMicros[b]) b++;

@@ -352,6 +352,8 @@ bool EventLoop::Process(Connection* c) {
     Action action = Action::kNone;
     if (handlers_.on_command) {
       c->in_handler = true;
+      // The hard limit holds inside a command too (resp::Writer::set_limit).
+      c->writer.set_limit(c->out_sent + options_.output_buffer_hard_limit);
       action = handlers_.on_command(*c, cmd, c->writer);
       c->in_handler = false;
     } else {
@@ -368,7 +370,7 @@ bool EventLoop::Process(Connection* c) {
       c->in.Consume(c->in.size());
       c->parser.Reset();
     }
-    if (c->pending_output() > options_.output_buffer_hard_limit) {
+    if (c->writer.overflowed() || c->pending_output() > options_.output_buffer_hard_limit) {
       LOG_WARNING(
           "Client id=%llu addr=%s closed for overcoming of output buffer limits (%zu bytes)",
           static_cast<unsigned long long>(c->id_), c->remote_addr_.c_str(), c->pending_output());

@@ -3,6 +3,8 @@
 #include <cctype>
 #include <utility>
 
+#include "progress.h"
+
 namespace redhub::worker {
 namespace {
 
@@ -99,7 +101,11 @@ bool GlobPattern::Match(std::string_view text) const {
   size_t ti = 0, si = 0;
   size_t star = n;  // the latest '*' seen (n: none yet)
   size_t star_si = 0;
+  uint32_t steps = 0;
   while (si < text.size()) {
+    // O(pattern x text) can still be seconds ("*aaa...ab" over a long key):
+    // slow, not hung, for the watchdog (shm/progress.h).
+    if ((++steps & 0xFFFFF) == 0) shm::ReportProgress();
     if (ti < n && tokens_[ti].kind == Kind::kStar) {
       star = ti++;
       star_si = si;

@@ -98,7 +98,7 @@ Action CmdKeys(CommandContext& ctx) {
     }
   }
   ctx.w.Array(static_cast<int64_t>(keys.size()));
-  for (const std::string& key : keys) ctx.w.Bulk(key);
+  for (size_t i = 0; i < keys.size() && !ctx.w.overflowed(); i++) ctx.w.Bulk(keys[i]);
   return Action::kNone;
 }
 

@@ -400,6 +400,7 @@ Action CmdMget(CommandContext& ctx) {
   shm::Store::Txn txn = ctx.service.store().LockKeys(keys);
   ctx.w.Array(static_cast<int64_t>(keys.size()));
   for (std::string_view key : keys) {
+    if (ctx.w.overflowed()) break;  // the client is closed after this command
     auto e = txn.Find(key);
     CountLookup(ctx, e.has_value());
     if (e) {

@@ -90,19 +90,40 @@ class Writer {
   void set_protocol(int protocol) { protocol_ = protocol; }
   std::string& buffer() { return *out_; }
 
+  // The output limit inside one reply: an append of a string (bulk, simple
+  // string, error, raw bytes) that would take the buffer past `bytes` is
+  // dropped and overflowed() turns true; the caller closes the client (as
+  // Redis's client-output-buffer-limit does). Without it one command (MGET
+  // of a 1 MB key a thousand times) could build a reply of any size before
+  // any check after the command saw it. Small items (integers, nulls,
+  // aggregate headers) are not checked: they are bounded by the request.
+  void set_limit(size_t bytes) { limit_ = bytes; }
+  bool overflowed() const { return overflowed_; }
+  void clear_overflow() { overflowed_ = false; }
+
   // RESP2 values, written the same in both protocols.
   void Int(int64_t n) { AppendInt(*out_, n); }
   void Uint(uint64_t n) { AppendUint(*out_, n); }
-  void String(std::string_view s) { AppendString(*out_, s); }
-  void Bulk(std::string_view s) { AppendBulk(*out_, s); }
+  void String(std::string_view s) {
+    if (Room(s.size())) AppendString(*out_, s);
+  }
+  void Bulk(std::string_view s) {
+    if (Room(s.size())) AppendBulk(*out_, s);
+  }
   void Array(int64_t n) { AppendArray(*out_, n); }
-  void Error(std::string_view s) { AppendError(*out_, s); }
+  void Error(std::string_view s) {
+    if (Room(s.size())) AppendError(*out_, s);
+  }
   void OK() { AppendOK(*out_); }
-  void Tile38(std::string_view s) { AppendTile38(*out_, s); }
+  void Tile38(std::string_view s) {
+    if (Room(s.size())) AppendTile38(*out_, s);
+  }
   void BulkInt(int64_t n) { AppendBulkInt(*out_, n); }
   void BulkUint(uint64_t n) { AppendBulkUint(*out_, n); }
   void BulkFloat(double f) { AppendBulkFloat(*out_, f); }
-  void Raw(std::string_view bytes) { out_->append(bytes); }
+  void Raw(std::string_view bytes) {
+    if (Room(bytes.size())) out_->append(bytes);
+  }
 
   // Null: "_" in RESP3; the null bulk "$-1" in RESP2.
   void Null();
@@ -145,8 +166,18 @@ class Writer {
   template <class M>
   void AnyMap(const M& m);
 
+  bool Room(size_t n) {
+    if (out_->size() + n <= limit_) [[likely]] {
+      return true;
+    }
+    overflowed_ = true;
+    return false;
+  }
+
   std::string* out_;
   int protocol_;
+  size_t limit_ = SIZE_MAX;
+  bool overflowed_ = false;
 };
 
 namespace detail {

@@ -654,5 +654,29 @@ TEST(RoundTripTest, WrittenCommandsParseBack) {
   EXPECT_EQ(off + used, out.size());
 }
 
+// The limit inside one reply: a string that would cross it is dropped and
+// overflowed() says so; what came before stays intact.
+TEST(WriterLimitTest, AStringPastTheLimitIsDroppedAndFlagged) {
+  std::string out;
+  Writer w(out);
+  w.set_limit(20);
+  w.Array(3);
+  w.Bulk("0123456789");  // 4 bytes so far + a 10-byte payload: within 20
+  EXPECT_FALSE(w.overflowed());
+  EXPECT_EQ(out, "*3\r\n$10\r\n0123456789\r\n");
+  w.Bulk("x");
+  w.Raw("yy");
+  w.String("z");
+  w.Error("ERR e");
+  w.Verbatim("txt", "v");
+  EXPECT_TRUE(w.overflowed());
+  EXPECT_EQ(out, "*3\r\n$10\r\n0123456789\r\n");
+  w.clear_overflow();
+  w.set_limit(SIZE_MAX);
+  w.Bulk("x");
+  EXPECT_FALSE(w.overflowed());
+  EXPECT_EQ(out.substr(out.size() - 7), "$1\r\nx\r\n");
+}
+
 }  // namespace
 }  // namespace redhub::resp
