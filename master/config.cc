@@ -166,7 +166,8 @@ int ParseArgs(int argc, char** argv, Config* config) {
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   app.add_flag("--shm-keep", config->shm_keep,
-               "Keep the store's segment at exit and reuse a kept one at start");
+               "Keep the store's segment at exit and reuse a kept one at start (only one "
+               "owned by this uid with no group or other access: segments are made 0600)");
 
   try {
     app.parse(argc, argv);

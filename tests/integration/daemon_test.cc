@@ -705,6 +705,96 @@ TEST(DaemonTest, ShmKeepKeepsKeysAndTtlsAcrossARestart) {
   EXPECT_TRUE(FileExists(ShmPath(shm_name)));
 }
 
+// Both segments are the daemon's alone (SLOWLOG keeps command arguments in
+// the counter segment): owner read and write only, whatever the umask.
+TEST(DaemonTest, SegmentsAreOwnerOnlyWhateverTheUmask) {
+  const std::string shm_name = UniqueShmName("mode");
+  SegmentGuard segment{shm_name};
+  mode_t old_umask = umask(0);  // redhubd inherits it
+  auto server = Launch(WithArgs({"--workers", "1", "--maxmemory", "16mb", "--shm-name", shm_name}));
+  umask(old_umask);
+  ASSERT_NE(server, nullptr);
+  for (const std::string& path : {ShmPath(shm_name), ShmPath(shm_name) + "-stats"}) {
+    struct stat st;
+    ASSERT_EQ(stat(path.c_str(), &st), 0) << path << ": " << strerror(errno);
+    EXPECT_EQ(st.st_mode & 07777, 0600u)
+        << path << " has mode " << std::oct << (st.st_mode & 07777);
+    EXPECT_EQ(st.st_uid, geteuid()) << path;
+  }
+  EXPECT_EQ(server->Stop(), 0);
+}
+
+// --shm-keep adopts only a segment that is ours alone: one that group or
+// others may read or write, or that another uid owns, could have been read
+// or changed by someone else. The start is refused (exit 1) with the path,
+// owner and mode, and the segment is left as it is; put right, it is
+// adopted with its data.
+TEST(DaemonTest, ShmKeepRefusesASegmentOthersCouldReadOrChange) {
+  const std::string shm_name = UniqueShmName("owner");
+  const std::string path = ShmPath(shm_name);
+  SegmentGuard segment{shm_name};
+  const std::vector<std::string> args = {"--workers",  "1",      "--maxmemory", "16mb",
+                                         "--shm-name", shm_name, "--shm-keep"};
+  {
+    auto server = Launch(WithArgs(args));
+    ASSERT_NE(server, nullptr);
+    Context c = ConnectHiredis(server->port());
+    ASSERT_NE(c, nullptr);
+    ASSERT_EQ(DescribeReply(Command(c.get(), {"SET", "kept", "yes"}).get()), "+OK");
+    c.reset();
+    ASSERT_EQ(server->Stop(), 0);
+  }
+  ASSERT_TRUE(FileExists(path));
+
+  struct Case {
+    mode_t mode;
+    uid_t uid;
+  };
+  std::vector<Case> cases = {{0666, geteuid()}, {0640, geteuid()}, {0604, geteuid()}};
+  if (geteuid() == 0) cases.push_back({0600, 4242});  // chown needs root
+  for (const Case& k : cases) {
+    ASSERT_EQ(chmod(path.c_str(), k.mode), 0) << strerror(errno);
+    ASSERT_EQ(chown(path.c_str(), k.uid, static_cast<gid_t>(-1)), 0) << strerror(errno);
+    char mode[8];
+    snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(k.mode));
+    const std::string what = std::string("mode ") + mode + ", uid " + std::to_string(k.uid);
+    uint16_t port = PickFreePort();
+    ASSERT_NE(port, 0);
+    std::vector<std::string> start = {"--bind",       "127.0.0.1", "--port", std::to_string(port),
+                                      "--admin-port", "0"};
+    start.insert(start.end(), args.begin(), args.end());
+    ServerProcess refused("redhubd-refused");
+    ASSERT_TRUE(refused.Start(REDHUBD_PATH, start));
+    int status = 0;
+    ASSERT_TRUE(refused.WaitExit(kTimeout, &status)) << what << "\n" << refused.Log();
+    refused.Stop();  // it exited, as it should: nothing to stop, nothing to report
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << what << ": status " << status;
+    std::string log = refused.Log();
+    EXPECT_NE(log.find("Cannot start: store " + shm_name), std::string::npos) << what << "\n"
+                                                                              << log;
+    EXPECT_NE(log.find("(" + path + ") is owned by uid " + std::to_string(k.uid) + " with mode " +
+                       mode + ": refusing it"),
+              std::string::npos)
+        << what << "\n"
+        << log;
+    // Refused, not removed or changed: the operator decides.
+    struct stat st;
+    ASSERT_EQ(stat(path.c_str(), &st), 0) << what;
+    EXPECT_EQ(st.st_mode & 07777, k.mode) << what;
+    EXPECT_EQ(st.st_uid, k.uid) << what;
+  }
+
+  ASSERT_EQ(chown(path.c_str(), geteuid(), static_cast<gid_t>(-1)), 0) << strerror(errno);
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0) << strerror(errno);
+  auto server = Launch(WithArgs(args));
+  ASSERT_NE(server, nullptr);
+  Context c = ConnectHiredis(server->port());
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"GET", "kept"}).get()), "$3 yes");
+  c.reset();
+  EXPECT_EQ(server->Stop(), 0);
+}
+
 // ---- 8. a segment in use ----
 
 TEST(DaemonTest, SecondDaemonOnASegmentInUseExitsAtOnce) {
