@@ -858,7 +858,7 @@ TEST(DaemonTest, KilledMasterLeavesNoSegmentBehind) {
   })) << server->Log();
   ASSERT_TRUE(FileExists(ShmPath(shm_name)));
   ASSERT_TRUE(FileExists(ShmPath(shm_name) + "-stats"));
-  ASSERT_NE(CleanupPid(shm_name), 0) << "no shm cleanup process";
+  EXPECT_NE(CleanupPid(shm_name), 0) << "no shm cleanup process";
 
   pid_t victim = *workers.begin();
   ASSERT_EQ(kill(victim, SIGKILL), 0);
