@@ -35,6 +35,13 @@ struct Probes {
 };
 std::atomic<const Probes*> g_probes{nullptr};
 
+// Slow clients must outnumber the threads to delay a probe at all, and then
+// a probe waits about one request timeout per kHttpThreads of them queued
+// ahead of it (admin/README.md). An idle thread costs a mostly untouched
+// stack and a 16 KB buffer.
+constexpr int kHttpThreads = 32;
+constexpr int kRequestTimeoutMs = 1000;
+
 int Respond(mg_connection* conn, const Verdict& v, bool with_body) {
   const std::string length = std::to_string(v.body.size());
   mg_response_header_start(conn, v.status);
@@ -131,11 +138,20 @@ int RunAdmin(const AdminSpec& spec) {
   callbacks.begin_request = BeginRequest;
   std::unique_ptr<prometheus::Exposer> exposer;
   const std::string address = ListeningPort(spec);
+  // civetweb (1.15) gives a connection a thread from its first byte to its
+  // close, so slow clients hold threads; what bounds them is the request
+  // timeout, counted from the start of the request (not between bytes): a
+  // header trickled a byte at a time is dropped after it, and so is a reply
+  // the client stops reading. Without keep-alive no connection keeps a thread
+  // between requests. Scrapers and probes send their request in one packet.
+  const std::vector<std::string> options = {
+      "listening_ports",    address,
+      "num_threads",        std::to_string(kHttpThreads),
+      "request_timeout_ms", std::to_string(kRequestTimeoutMs),
+      "enable_keep_alive",  "no",
+  };
   try {
-    exposer = std::make_unique<prometheus::Exposer>(
-        std::vector<std::string>{"listening_ports", address, "num_threads", "2",
-                                 "request_timeout_ms", "10000"},
-        &callbacks);
+    exposer = std::make_unique<prometheus::Exposer>(options, &callbacks);
   } catch (const std::exception& e) {
     fprintf(stderr, "redhubd admin: cannot listen on %s: %s\n", address.c_str(), e.what());
     g_probes.store(nullptr, std::memory_order_release);

@@ -152,7 +152,9 @@ int ParseArgs(int argc, char** argv, Config* config) {
           {"noeviction", "allkeys-lru", "allkeys-random", "volatile-lru", "volatile-ttl"}))
       ->capture_default_str();
   app.add_option("--shm-name", config->shm_name,
-                 "POSIX shared-memory name of the store (default /redhub-<port>)");
+                 "POSIX shared-memory name of the store (default /redhub-<port>): "
+                 "/dev/shm/<name> and /dev/shm/<name>-stats, both mode 0600, removed at "
+                 "stop, or by the instance's last process if the master is killed");
   app.add_option("--admin-bind", config->admin_bind,
                  "Address of the metrics and health endpoint (IPv4 or IPv6)")
       ->capture_default_str();
@@ -166,7 +168,8 @@ int ParseArgs(int argc, char** argv, Config* config) {
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   app.add_flag("--shm-keep", config->shm_keep,
-               "Keep the store's segment at exit and reuse a kept one at start");
+               "Keep the store's segment at exit (also when the master is killed) and reuse a "
+               "kept one at start (only one owned by this uid with no group or other access)");
 
   try {
     app.parse(argc, argv);

@@ -17,6 +17,7 @@
 #include "counters.h"
 #include "log.h"
 #include "proctitle.h"
+#include "segment_cleanup.h"
 #include "store_setup.h"
 #include "supervisor.h"
 #include "worker_counters.h"
@@ -84,7 +85,9 @@ int main(int argc, char** argv) {
 
   // The store before the workers: they inherit its mapping through fork().
   std::string store_error;
-  std::unique_ptr<shm::Store> store = master::OpenStore(config, upgraded, &store_error);
+  int leftovers_lock = -1;
+  std::unique_ptr<shm::Store> store =
+      master::OpenStore(config, upgraded, &leftovers_lock, &store_error);
   if (!store) {
     LOG_WARNING("Cannot start: store %s: %s", config.shm_name.c_str(), store_error.c_str());
     return 1;
@@ -108,13 +111,28 @@ int main(int argc, char** argv) {
     if (!config.shm_keep && !upgraded) shm::Store::Remove(config.shm_name);
     return 1;
   }
+  // Both names are this instance's now: a cleanup of the one before finds
+  // other files under them. Closed before any fork, or a child would keep
+  // that cleanup waiting.
+  if (leftovers_lock >= 0) close(leftovers_lock);
+  // Whatever ends this instance, its last process to exit leaves no segment
+  // behind that a clean stop would have removed.
+  if (std::string err;
+      !master::StartSegmentCleanup(config.shm_name, config.shm_keep, upgraded, &err)) {
+    LOG_WARNING(
+        "No shm cleanup: %s; if the master is killed, remove /dev/shm%s and "
+        "/dev/shm%s by hand",
+        err.c_str(), config.shm_name.c_str(), counters_name.c_str());
+  }
   worker::CommandService::LabelCounters(counters.get());
   counters->SetSlowLogSettings(config.slowlog_slower_than, config.slowlog_max_len);
+  // The store first: the shm cleanup acts only while the -stats file is
+  // there, so a master killed in between leaves it nothing to miss.
   auto remove_segments = [&] {
-    counters.reset();
-    shm::CounterArea::Remove(counters_name);
     store.reset();
     if (!config.shm_keep) shm::Store::Remove(config.shm_name);
+    counters.reset();
+    shm::CounterArea::Remove(counters_name);
   };
 
   master::Supervisor supervisor(config, args);

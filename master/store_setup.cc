@@ -9,6 +9,7 @@
 
 #include "cgroup.h"
 #include "log.h"
+#include "segment_cleanup.h"
 
 namespace redhub::master {
 
@@ -49,7 +50,9 @@ int SegmentUser(const std::string& name) {
   return found;
 }
 
-std::unique_ptr<shm::Store> OpenStore(const Config& config, bool inherited, std::string* error) {
+std::unique_ptr<shm::Store> OpenStore(const Config& config, bool inherited, int* leftovers_lock,
+                                      std::string* error) {
+  *leftovers_lock = -1;
   if (inherited) {
     // The previous binary's workers keep serving from this segment while the
     // new ones start: reopen it, never recreate it.
@@ -63,6 +66,11 @@ std::unique_ptr<shm::Store> OpenStore(const Config& config, bool inherited, std:
   if (int pid = SegmentUser(config.shm_name); pid != 0) {
     *error = "shared memory segment " + config.shm_name + " is in use by pid " +
              std::to_string(pid) + " (another redhubd? give it a different --shm-name or --port)";
+    return nullptr;
+  }
+  *leftovers_lock = TakeOverLeftovers(config.shm_name, error);
+  if (*leftovers_lock == -2) {
+    *leftovers_lock = -1;
     return nullptr;
   }
   shm::StoreOptions o;

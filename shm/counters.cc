@@ -160,7 +160,17 @@ std::unique_ptr<CounterArea> CounterArea::Create(const std::string& name,
   uint64_t total = slowlog_offset + sizeof(SlowRecord) * o.slowlog_capacity;
   try {
     bip::shared_memory_object::remove(name.c_str());
-    impl->shm = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write);
+    bip::permissions perm;
+    perm.set_permissions(0600);
+    impl->shm = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write, perm);
+    // SLOWLOG keeps command arguments here: no other user may read them,
+    // whatever the umask (shm_open's mode goes through it, and Boost ignores
+    // a failure of its own fchmod).
+    if (fchmod(impl->shm.get_mapping_handle().handle, 0600) != 0) {
+      *error = "fchmod(" + name + ", 0600) failed: " + strerror(errno);
+      bip::shared_memory_object::remove(name.c_str());
+      return nullptr;
+    }
     impl->shm.truncate(static_cast<bip::offset_t>(total));
     // Reserve the pages now: a full /dev/shm fails here, not with SIGBUS.
     if (int err =

@@ -2,10 +2,14 @@
 
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <cstdio>
 
 namespace redhub::shm {
 namespace bip = boost::interprocess;
@@ -16,6 +20,32 @@ uint64_t RoundUp(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
 
 std::string Describe(const char* what, const std::string& name, const std::exception& e) {
   return std::string(what) + "(" + name + ") failed: " + e.what();
+}
+
+std::string Octal(mode_t mode) {
+  char buf[8];
+  snprintf(buf, sizeof(buf), "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
+}
+
+// The data (and the robust mutexes every worker trusts) must be ours alone:
+// a segment someone else owns, or that group or others may read or write,
+// could be read or changed behind our back. Checked on the descriptor that
+// is mapped, so the file cannot be swapped in between.
+bool CheckOwnership(int fd, const std::string& name, std::string* error) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    *error = "fstat(" + name + ") failed: " + strerror(errno);
+    return false;
+  }
+  const uid_t self = geteuid();
+  if (st.st_uid == self && (st.st_mode & 077) == 0) return true;
+  *error = "shared memory segment " + name + " (/dev/shm" + name + ") is owned by uid " +
+           std::to_string(st.st_uid) + " with mode " + Octal(st.st_mode) +
+           ": refusing it, only a segment owned by this process's uid " + std::to_string(self) +
+           " that group and others can neither read nor write is used (anyone else could read " +
+           "or change the data)";
+  return false;
 }
 
 }  // namespace
@@ -84,6 +114,13 @@ std::unique_ptr<Segment> Segment::Create(
     }
     return nullptr;
   }
+  // shm_open's mode goes through the umask, and Boost ignores a failure of
+  // its own fchmod: set 0600 here and check it.
+  if (fchmod(shm->get_mapping_handle().handle, 0600) != 0) {
+    *error = "fchmod(" + name + ", 0600) failed: " + strerror(errno);
+    bip::shared_memory_object::remove(name.c_str());
+    return nullptr;
+  }
   // posix_fallocate on tmpfs takes page after page until it runs out: a
   // segment larger than what is free would first take all of it (RAM, which
   // can wake the OOM killer) and then fail. Refuse it before taking anything.
@@ -149,6 +186,7 @@ std::unique_ptr<Segment> Segment::Open(const std::string& name, std::string* err
     *error = Describe("shm_open", name, e);
     return nullptr;
   }
+  if (!CheckOwnership(shm->get_mapping_handle().handle, name, error)) return nullptr;
   if (size < static_cast<bip::offset_t>(sizeof(SegmentHeader))) {
     *error = "shared memory segment " + name + " has " + std::to_string(size) +
              " bytes: not a RedHub store (or its creator died before reserving it)";

@@ -5,6 +5,7 @@
 // flags. Every wait is bounded; every process started is stopped by pid and
 // every segment created is removed however the test ends.
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -703,6 +705,269 @@ TEST(DaemonTest, ShmKeepKeepsKeysAndTtlsAcrossARestart) {
   c.reset();
   EXPECT_EQ(server->Stop(), 0);
   EXPECT_TRUE(FileExists(ShmPath(shm_name)));
+}
+
+// Both segments are the daemon's alone (SLOWLOG keeps command arguments in
+// the counter segment): owner read and write only, whatever the umask.
+TEST(DaemonTest, SegmentsAreOwnerOnlyWhateverTheUmask) {
+  const std::string shm_name = UniqueShmName("mode");
+  SegmentGuard segment{shm_name};
+  mode_t old_umask = umask(0);  // redhubd inherits it
+  auto server = Launch(WithArgs({"--workers", "1", "--maxmemory", "16mb", "--shm-name", shm_name}));
+  umask(old_umask);
+  ASSERT_NE(server, nullptr);
+  for (const std::string& path : {ShmPath(shm_name), ShmPath(shm_name) + "-stats"}) {
+    struct stat st;
+    ASSERT_EQ(stat(path.c_str(), &st), 0) << path << ": " << strerror(errno);
+    EXPECT_EQ(st.st_mode & 07777, 0600u)
+        << path << " has mode " << std::oct << (st.st_mode & 07777);
+    EXPECT_EQ(st.st_uid, geteuid()) << path;
+  }
+  EXPECT_EQ(server->Stop(), 0);
+}
+
+// --shm-keep adopts only a segment that is ours alone: one that group or
+// others may read or write, or that another uid owns, could have been read
+// or changed by someone else. The start is refused (exit 1) with the path,
+// owner and mode, and the segment is left as it is; put right, it is
+// adopted with its data.
+TEST(DaemonTest, ShmKeepRefusesASegmentOthersCouldReadOrChange) {
+  const std::string shm_name = UniqueShmName("owner");
+  const std::string path = ShmPath(shm_name);
+  SegmentGuard segment{shm_name};
+  const std::vector<std::string> args = {"--workers",  "1",      "--maxmemory", "16mb",
+                                         "--shm-name", shm_name, "--shm-keep"};
+  {
+    auto server = Launch(WithArgs(args));
+    ASSERT_NE(server, nullptr);
+    Context c = ConnectHiredis(server->port());
+    ASSERT_NE(c, nullptr);
+    ASSERT_EQ(DescribeReply(Command(c.get(), {"SET", "kept", "yes"}).get()), "+OK");
+    c.reset();
+    ASSERT_EQ(server->Stop(), 0);
+  }
+  ASSERT_TRUE(FileExists(path));
+
+  struct Case {
+    mode_t mode;
+    uid_t uid;
+  };
+  std::vector<Case> cases = {{0666, geteuid()}, {0640, geteuid()}, {0604, geteuid()}};
+  if (geteuid() == 0) cases.push_back({0600, 4242});  // chown needs root
+  for (const Case& k : cases) {
+    ASSERT_EQ(chmod(path.c_str(), k.mode), 0) << strerror(errno);
+    ASSERT_EQ(chown(path.c_str(), k.uid, static_cast<gid_t>(-1)), 0) << strerror(errno);
+    char mode[8];
+    snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(k.mode));
+    const std::string what = std::string("mode ") + mode + ", uid " + std::to_string(k.uid);
+    uint16_t port = PickFreePort();
+    ASSERT_NE(port, 0);
+    std::vector<std::string> start = {"--bind",       "127.0.0.1", "--port", std::to_string(port),
+                                      "--admin-port", "0"};
+    start.insert(start.end(), args.begin(), args.end());
+    ServerProcess refused("redhubd-refused");
+    ASSERT_TRUE(refused.Start(REDHUBD_PATH, start));
+    int status = 0;
+    ASSERT_TRUE(refused.WaitExit(kTimeout, &status)) << what << "\n" << refused.Log();
+    refused.Stop();  // it exited, as it should: nothing to stop, nothing to report
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << what << ": status " << status;
+    std::string log = refused.Log();
+    EXPECT_NE(log.find("Cannot start: store " + shm_name), std::string::npos) << what << "\n"
+                                                                              << log;
+    EXPECT_NE(log.find("(" + path + ") is owned by uid " + std::to_string(k.uid) + " with mode " +
+                       mode + ": refusing it"),
+              std::string::npos)
+        << what << "\n"
+        << log;
+    // Refused, not removed or changed: the operator decides.
+    struct stat st;
+    ASSERT_EQ(stat(path.c_str(), &st), 0) << what;
+    EXPECT_EQ(st.st_mode & 07777, k.mode) << what;
+    EXPECT_EQ(st.st_uid, k.uid) << what;
+  }
+
+  ASSERT_EQ(chown(path.c_str(), geteuid(), static_cast<gid_t>(-1)), 0) << strerror(errno);
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0) << strerror(errno);
+  auto server = Launch(WithArgs(args));
+  ASSERT_NE(server, nullptr);
+  Context c = ConnectHiredis(server->port());
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"GET", "kept"}).get()), "$3 yes");
+  c.reset();
+  EXPECT_EQ(server->Stop(), 0);
+}
+
+// ---- 7b. segments of a killed master ----
+
+// The shm cleanup of the instance using shm_name ("redhubd: shm cleanup"
+// with that -stats file open), or 0.
+pid_t CleanupPid(const std::string& shm_name) {
+  const std::string stats = ShmPath(shm_name) + "-stats";
+  pid_t found = 0;
+  if (DIR* proc = opendir("/proc")) {
+    while (dirent* d = readdir(proc)) {
+      pid_t pid = atoi(d->d_name);
+      if (pid <= 0 || ProcessTitle(pid) != "redhubd: shm cleanup") continue;
+      const std::string fds = "/proc/" + std::string(d->d_name) + "/fd";
+      if (DIR* dir = opendir(fds.c_str())) {
+        while (dirent* f = readdir(dir)) {
+          char target[512];
+          ssize_t n = readlink((fds + "/" + f->d_name).c_str(), target, sizeof(target) - 1);
+          if (n > 0 && std::string(target, static_cast<size_t>(n)) == stats) found = pid;
+        }
+        closedir(dir);
+      }
+      if (found != 0) break;
+    }
+    closedir(proc);
+  }
+  return found;
+}
+
+// SIGKILLs the master and waits until every child it had has ended.
+void KillMasterAndWaitForChildren(ServerProcess& server) {
+  std::vector<pid_t> children = ChildPids(server.pid());
+  ASSERT_TRUE(server.Signal(SIGKILL));
+  int status = 0;
+  ASSERT_TRUE(server.WaitExit(kTimeout, &status));
+  ASSERT_TRUE(WaitUntil([&] {
+    for (pid_t p : children) {
+      if (!ProcessEnded(p)) return false;
+    }
+    return true;
+  })) << "a child of the killed master is still running";
+}
+
+// A SIGKILLed master cannot remove the segments, and its workers die with
+// it: the last process of the instance to exit (the shm cleanup, once the
+// workers and the admin process are gone) removes both, so /dev/shm gets
+// its memory back. A worker killed -9 before (it never ran any exit code)
+// does not stop that.
+TEST(DaemonTest, KilledMasterLeavesNoSegmentBehind) {
+  const std::string shm_name = UniqueShmName("killed");
+  SegmentGuard segment{shm_name};
+  uint16_t admin = PickFreePort();
+  ASSERT_NE(admin, 0);
+  auto server = StartRedhubd({"--workers", "2", "--maxmemory", "16mb", "--shm-name", shm_name,
+                              "--admin-port", std::to_string(admin)});
+  ASSERT_NE(server, nullptr);
+  std::set<pid_t> workers;
+  ASSERT_TRUE(WaitUntil([&] {
+    workers = ServingWorkerPids(server->pid());
+    return workers.size() == 2 && ChildPids(server->pid()).size() == 3;
+  })) << server->Log();
+  ASSERT_TRUE(FileExists(ShmPath(shm_name)));
+  ASSERT_TRUE(FileExists(ShmPath(shm_name) + "-stats"));
+  EXPECT_NE(CleanupPid(shm_name), 0) << "no shm cleanup process";
+
+  pid_t victim = *workers.begin();
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  ASSERT_TRUE(WaitUntil([&] {
+    std::set<pid_t> now = ServingWorkerPids(server->pid());
+    return now.size() == 2 && !now.count(victim);
+  })) << "the killed worker was not replaced\n"
+      << server->Log();
+
+  KillMasterAndWaitForChildren(*server);
+  EXPECT_TRUE(WaitUntil([&] {
+    return !FileExists(ShmPath(shm_name)) && !FileExists(ShmPath(shm_name) + "-stats");
+  })) << "segments left behind\n"
+      << server->Log();
+  EXPECT_TRUE(WaitUntil([&] { return CleanupPid(shm_name) == 0; }));
+  EXPECT_NE(server->Log().find("did not stop cleanly: removed " + ShmPath(shm_name) + " and " +
+                               ShmPath(shm_name) + "-stats"),
+            std::string::npos)
+      << server->Log();
+}
+
+// With --shm-keep a killed master's store stays, data and all, as at a
+// clean stop; the -stats segment goes, as at a clean stop.
+TEST(DaemonTest, KilledMasterWithShmKeepKeepsTheStore) {
+  const std::string shm_name = UniqueShmName("killed-keep");
+  SegmentGuard segment{shm_name};
+  const std::vector<std::string> args = {"--workers",  "2",      "--maxmemory", "16mb",
+                                         "--shm-name", shm_name, "--shm-keep"};
+  {
+    auto server = StartRedhubd(args);
+    ASSERT_NE(server, nullptr);
+    Context c = ConnectHiredis(server->port());
+    ASSERT_NE(c, nullptr);
+    ASSERT_EQ(DescribeReply(Command(c.get(), {"SET", "kept", "yes"}).get()), "+OK");
+    c.reset();
+    KillMasterAndWaitForChildren(*server);
+    EXPECT_TRUE(WaitUntil([&] { return !FileExists(ShmPath(shm_name) + "-stats"); }))
+        << server->Log();
+    EXPECT_TRUE(WaitUntil([&] { return CleanupPid(shm_name) == 0; }));
+    EXPECT_TRUE(FileExists(ShmPath(shm_name))) << "--shm-keep: the store must stay";
+  }
+  auto server = StartRedhubd(args);
+  ASSERT_NE(server, nullptr);
+  Context c = ConnectHiredis(server->port());
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"GET", "kept"}).get()), "$3 yes");
+  c.reset();
+  EXPECT_EQ(server->Stop(), 0);
+  EXPECT_TRUE(FileExists(ShmPath(shm_name)));
+}
+
+// The cleanup of a killed instance never removes what a later instance on
+// the same name made. Here the old cleanup is stopped (SIGSTOP) until a new
+// daemon has replaced both segments, then let go: it finds other files under
+// the names and removes nothing. And while a process of the old instance
+// still holds it (the test takes its shared lock, as every process of the
+// instance does), a new start is refused instead of racing the cleanup.
+TEST(DaemonTest, StaleCleanupNeverRemovesANewInstancesSegments) {
+  const std::string shm_name = UniqueShmName("stale");
+  const std::string stats = ShmPath(shm_name) + "-stats";
+  SegmentGuard segment{shm_name};
+  const std::vector<std::string> args = {"--workers", "1",          "--maxmemory",
+                                         "16mb",      "--shm-name", shm_name};
+  auto old = StartRedhubd(args);
+  ASSERT_NE(old, nullptr);
+  pid_t cleanup = CleanupPid(shm_name);
+  ASSERT_NE(cleanup, 0);
+  int straggler = open(stats.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(straggler, 0) << strerror(errno);
+  ASSERT_EQ(flock(straggler, LOCK_SH), 0) << strerror(errno);
+  ASSERT_EQ(kill(cleanup, SIGSTOP), 0);
+  KillMasterAndWaitForChildren(*old);
+
+  {
+    uint16_t port = PickFreePort();
+    ASSERT_NE(port, 0);
+    ServerProcess refused("redhubd-refused");
+    std::vector<std::string> start = {"--bind",       "127.0.0.1", "--port", std::to_string(port),
+                                      "--admin-port", "0"};
+    start.insert(start.end(), args.begin(), args.end());
+    ASSERT_TRUE(refused.Start(REDHUBD_PATH, start));
+    int status = 0;
+    ASSERT_TRUE(refused.WaitExit(kTimeout, &status)) << refused.Log();
+    refused.Stop();  // it exited, as it should
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+    EXPECT_NE(refused.Log().find(stats + " is still held by processes of the redhubd"),
+              std::string::npos)
+        << refused.Log();
+  }
+  close(straggler);
+
+  struct stat before;
+  ASSERT_EQ(stat(stats.c_str(), &before), 0);
+  auto fresh = StartRedhubd(args);
+  ASSERT_NE(fresh, nullptr);
+  struct stat after;
+  ASSERT_EQ(stat(stats.c_str(), &after), 0);
+  EXPECT_NE(after.st_ino, before.st_ino) << "the new instance made its own -stats segment";
+  ASSERT_EQ(kill(cleanup, SIGCONT), 0);
+  EXPECT_TRUE(WaitUntil([&] { return ProcessEnded(cleanup); })) << "the old cleanup did not end";
+  EXPECT_TRUE(FileExists(ShmPath(shm_name)));
+  EXPECT_TRUE(FileExists(stats));
+  Context c = ConnectHiredis(fresh->port());
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"SET", "k", "v"}).get()), "+OK");
+  c.reset();
+  EXPECT_EQ(fresh->Stop(), 0);
+  EXPECT_FALSE(FileExists(ShmPath(shm_name)));
+  EXPECT_FALSE(FileExists(stats));
 }
 
 // ---- 8. a segment in use ----

@@ -77,6 +77,71 @@ double Sample(const std::map<std::string, double>& s, const std::string& key) {
   return it == s.end() ? -1 : it->second;
 }
 
+// A slowloris attacker: connections that each send a request header which
+// never ends, a byte at a time, and are opened again whenever the server
+// drops them (as a real attacker does, so the pressure never lets up).
+class Trickler {
+ public:
+  Trickler(uint16_t port, int connections) : port_(port) {
+    for (int i = 0; i < connections; i++) conns_.push_back(Open());
+  }
+  bool ok() const {
+    for (const Socket& s : conns_) {
+      if (!s.valid()) return false;
+    }
+    return true;
+  }
+  // Connections the server closed (its request timeout), each reopened.
+  int dropped() const { return dropped_; }
+  // One more byte on every connection, at most every 100 ms; a connection
+  // the server closed or answered (a 408) is replaced.
+  void Tick() {
+    if (Clock::now() < next_tick_) return;
+    next_tick_ = Clock::now() + milliseconds(100);
+    for (Socket& s : conns_) {
+      char buf[512];
+      ssize_t got = s.valid() ? s.RecvOnce(buf, sizeof(buf), milliseconds(0)) : 0;
+      if (got == -2 && s.SendSome("a") == 1) continue;
+      dropped_++;
+      s = Open();
+    }
+  }
+
+ private:
+  Socket Open() {
+    Socket s = Socket::Connect(port_);
+    if (s.valid()) s.SendAll("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+    return s;
+  }
+
+  uint16_t port_;
+  std::vector<Socket> conns_;
+  int dropped_ = 0;
+  Clock::time_point next_tick_ = Clock::now();
+};
+
+// GET /healthz while `slow` keeps trickling; the status, or 0 if the whole
+// answer did not come within `bound`.
+int ProbeWhileTrickling(uint16_t port, Trickler& slow, milliseconds bound) {
+  Clock::time_point deadline = Clock::now() + bound;
+  Socket s = Socket::Connect(port, bound);
+  if (!s.valid() || !s.SendAll("GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", bound)) {
+    return 0;
+  }
+  std::string data;
+  while (Clock::now() < deadline) {
+    char buf[512];
+    ssize_t n = s.RecvOnce(buf, sizeof(buf), milliseconds(20));
+    if (n > 0) data.append(buf, static_cast<size_t>(n));
+    if (n == 0) {  // HTTP/1.0: the close ends the answer
+      return data.rfind("HTTP/1.", 0) == 0 && data.size() > 12 ? atoi(data.c_str() + 9) : 0;
+    }
+    if (n == -1) return 0;
+    slow.Tick();
+  }
+  return 0;
+}
+
 class MetricsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -211,6 +276,42 @@ TEST_F(MetricsTest, ReadyzIsUnavailableWhileAWorkerSlotIsNotServing) {
 
 // Scraping 100 times a second while clients work changes no reply: every
 // GET returns what its client SET, and every scrape succeeds.
+// Slow clients do not starve the health checks (an orchestrator restarts
+// the daemon, and the store with it, when /healthz stops answering). Eight
+// slowloris connections, four times the two HTTP threads the admin process
+// once had (with a 10 s request timeout: every probe then failed), stay
+// connected and trickling while /healthz is asked again and again: every
+// probe answers 200 within 2 s, until each slow connection has been dropped
+// by the server (its header took longer than the request timeout) at least
+// once.
+TEST_F(MetricsTest, HealthzAnswersWhileSlowClientsTrickleHeaders) {
+  constexpr int kSlow = 8;
+  Trickler slow(admin_port_, kSlow);
+  ASSERT_TRUE(slow.ok());
+  Clock::time_point deadline = Clock::now() + milliseconds(8000);
+  int probes = 0;
+  while (probes < 3 || slow.dropped() < kSlow) {
+    ASSERT_LT(Clock::now(), deadline) << probes << " probes answered, " << slow.dropped()
+                                      << " slow connections dropped by the server";
+    ASSERT_EQ(ProbeWhileTrickling(admin_port_, slow, milliseconds(2000)), 200)
+        << "probe " << probes << " with " << kSlow << " slow clients connected";
+    probes++;
+  }
+}
+
+// More slow connections than the admin process has threads: they take every
+// thread, and the request timeout is what frees them, so a probe waits about
+// one timeout (1 s), not until the attackers give up.
+TEST_F(MetricsTest, HealthzAnswersWhenSlowClientsOutnumberTheThreads) {
+  constexpr int kSlow = 40;  // the admin process runs 32
+  Trickler slow(admin_port_, kSlow);
+  ASSERT_TRUE(slow.ok());
+  for (int probe = 0; probe < 2; probe++) {
+    EXPECT_EQ(ProbeWhileTrickling(admin_port_, slow, milliseconds(5000)), 200)
+        << "probe " << probe << " with " << kSlow << " slow clients connected";
+  }
+}
+
 TEST_F(MetricsTest, ScrapingDuringLoadChangesNoReply) {
   std::atomic<bool> stop{false};
   std::atomic<int> scrapes{0}, failed_scrapes{0};
