@@ -66,6 +66,17 @@ TEST(StallTest, BacktrackingPatternAnswersAtOnceAndKillsNoWorker) {
   std::atomic<bool> stop{false};
   std::atomic<int> write_failures{0};
   std::vector<std::thread> writers;
+  // Stopped and joined however the test leaves (a failed ASSERT returns).
+  struct JoinAll {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& threads;
+    ~JoinAll() {
+      stop = true;
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } join_all{stop, writers};
   for (int t = 0; t < 4; t++) {
     writers.emplace_back([&, t] {
       Context w = ConnectHiredis(server->port());
