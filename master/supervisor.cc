@@ -384,6 +384,10 @@ void Supervisor::WorkerExited(Worker* w, int status) {
   if (was_current) slot.current = nullptr;
   if (was_pending) slot.pending = nullptr;
   workers_.remove_if([w](const std::unique_ptr<Worker>& p) { return p.get() == w; });
+  // A worker that crashed left its connected-clients gauge in its block;
+  // the other workers' admission (daemon-wide maxclients) must stop
+  // counting it now, not at the next INFO.
+  if (counters_ != nullptr) counters_->FoldDead();
   PublishSlots();
 
   if (stopping_) {

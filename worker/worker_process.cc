@@ -162,6 +162,8 @@ int RunWorker(const WorkerSpec& spec) {
   service.set_counters(spec.counters, block);
   EventLoop loop(options, service.MakeHandlers());
   service.set_loop(&loop);
+  // maxclients counts every worker's clients, through the counter blocks.
+  if (block != nullptr) loop.set_shared_clients(spec.counters, block);
   service.started_at = ev_now(loop.loop());
   loop.set_id_base(spec.seq << 32);
   loop.set_drain_timeout(spec.drain_timeout);
