@@ -14,6 +14,7 @@
 #include "admin.h"
 #include "channel.h"
 #include "counters.h"
+#include "fd_limit.h"
 #include "log.h"
 #include "net.h"
 #include "notify.h"
@@ -499,10 +500,15 @@ void Supervisor::Reload() {
   // CLI11 prints its own error; the master's log says what happened next.
   int rc = ParseArgs(static_cast<int>(args.size()), args.data(), &fresh);
   std::string restart_only = rc == 0 ? RestartOnlyChange(config_, fresh) : "";
-  if (rc != 0 || !restart_only.empty()) {
+  // A new maxclients needs room under the open file limit, as at start: the
+  // master raises it (the new workers inherit it) or lowers maxclients.
+  bool fits = rc == 0 && restart_only.empty() && AdjustOpenFilesLimit(&fresh, /*at_start=*/false);
+  if (rc != 0 || !restart_only.empty() || !fits) {
     LOG_WARNING("Reload refused: %s; still running with the previous configuration",
                 rc != 0 ? "the configuration is invalid"
-                        : ("changing '" + restart_only + "' needs a restart").c_str());
+                : !restart_only.empty()
+                    ? ("changing '" + restart_only + "' needs a restart").c_str()
+                    : "the open file limit leaves no room for a client");
     Notify("READY=1\nSTATUS=serving (last reload refused)");
     Count(shm::slots::kReloadsFailed);
     return;
