@@ -82,6 +82,9 @@ std::vector<MetricFamily> BuildFamilies(const Snapshot& s, const StaticInfo& inf
               t(slots::kConnectionsReceived));
   out.Counter("redis_rejected_connections_total", "rejected_connections metric",
               t(slots::kRejectedConnections));
+  out.Counter("redhub_accept_errors_total",
+              "accept4 failures (out of file descriptors, mostly): accepting paused",
+              t(slots::kAcceptErrors));
   out.Counter("redis_commands_processed_total", "total_commands_processed metric",
               t(slots::kCommandsProcessed));
   out.Counter("redis_keyspace_hits_total", "keyspace_hits metric", t(slots::kKeyspaceHits));

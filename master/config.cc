@@ -117,7 +117,11 @@ int ParseArgs(int argc, char** argv, Config* config) {
       ->capture_default_str();
   app.add_option("--logfile", config->log_file, "Log to this file instead of stderr");
 
-  app.add_option("--maxclients", o.max_clients, "Maximum connected clients")
+  app.add_option("--maxclients", o.max_clients,
+                 "Maximum connected clients of the whole daemon (all workers together). At "
+                 "start and reload the soft open file limit is raised, up to the hard one, "
+                 "to maxclients + 32 + 1 per listener + 1 per worker + 2; if it cannot be, "
+                 "maxclients is lowered to fit (Redis's rule)")
       ->check(CLI::Range(size_t{1}, size_t{1} << 24))
       ->capture_default_str();
   int64_t timeout = o.idle_timeout.count();

@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "config.h"
 #include "counters.h"
+#include "fd_limit.h"
 #include "log.h"
 #include "proctitle.h"
 #include "segment_cleanup.h"
@@ -82,6 +83,10 @@ int main(int argc, char** argv) {
     }
     if (!Daemonize()) return 1;
   }
+
+  // Before anything opens descriptors or forks: the workers inherit the
+  // limit, and maxclients may come down to what it allows.
+  if (!master::AdjustOpenFilesLimit(&config, /*at_start=*/true)) return 1;
 
   // The store before the workers: they inherit its mapping through fork().
   std::string store_error;

@@ -16,6 +16,7 @@
 #include "admin.h"
 #include "channel.h"
 #include "counters.h"
+#include "fd_limit.h"
 #include "log.h"
 #include "net.h"
 #include "notify.h"
@@ -389,6 +390,10 @@ void Supervisor::WorkerExited(Worker* w, int status) {
   if (was_current) slot.current = nullptr;
   if (was_pending) slot.pending = nullptr;
   workers_.remove_if([w](const std::unique_ptr<Worker>& p) { return p.get() == w; });
+  // A worker that crashed left its connected-clients gauge in its block;
+  // the other workers' admission (daemon-wide maxclients) must stop
+  // counting it now, not at the next INFO.
+  if (counters_ != nullptr) counters_->FoldDead();
   PublishSlots();
 
   if (stopping_) {
@@ -511,10 +516,15 @@ void Supervisor::Reload() {
   // CLI11 prints its own error; the master's log says what happened next.
   int rc = ParseArgs(static_cast<int>(args.size()), args.data(), &fresh);
   std::string restart_only = rc == 0 ? RestartOnlyChange(config_, fresh) : "";
-  if (rc != 0 || !restart_only.empty()) {
+  // A new maxclients needs room under the open file limit, as at start: the
+  // master raises it (the new workers inherit it) or lowers maxclients.
+  bool fits = rc == 0 && restart_only.empty() && AdjustOpenFilesLimit(&fresh, /*at_start=*/false);
+  if (rc != 0 || !restart_only.empty() || !fits) {
     LOG_WARNING("Reload refused: %s; still running with the previous configuration",
                 rc != 0 ? "the configuration is invalid"
-                        : ("changing '" + restart_only + "' needs a restart").c_str());
+                : !restart_only.empty()
+                    ? ("changing '" + restart_only + "' needs a restart").c_str()
+                    : "the open file limit leaves no room for a client");
     Notify("READY=1\nSTATUS=serving (last reload refused)");
     Count(shm::slots::kReloadsFailed);
     return;

@@ -51,7 +51,16 @@ struct AreaHeader {
   std::atomic<int64_t> slowlog_threshold;  // micros; < 0 = off
   uint64_t slowlog_next_id;                // ids below this are published
   uint64_t slowlog_oldest_id;              // ids below this were reset or overwritten
+  // One past the highest block ever claimed, so that SumGauge (every accept
+  // of every worker) reads only the blocks in use, not all of them. It only
+  // grows. Added in the header's tail padding without a version change
+  // (the blocks still start at the same offset): an area made by an older
+  // binary has 0 here until a newer one claims, and 0 means "every block".
+  std::atomic<uint32_t> blocks_claimed;
 };
+// The padding blocks_claimed went into: the header still rounds up to the
+// same size, so the retired totals and the blocks keep their offsets.
+static_assert(sizeof(AreaHeader) <= 192, "AreaHeader outgrew its 192 bytes: bump kVersion");
 
 // A SLOWLOG record in the ring: the arguments as (u16 length, bytes) pairs.
 struct SlowRecord {
@@ -254,6 +263,13 @@ CounterBlock* CounterArea::Claim(pid_t pid) {
     blk->owner_.store(pid, std::memory_order_release);
     got = blk;
   }
+  // Every block owned now, not only this one: blocks claimed by an older
+  // binary before an upgrade did not raise blocks_claimed.
+  uint32_t high = impl_->h->blocks_claimed.load(std::memory_order_relaxed);
+  for (uint32_t b = high; b < impl_->h->blocks; b++) {
+    if (impl_->block(b)->owner_.load(std::memory_order_relaxed) != 0) high = b + 1;
+  }
+  impl_->h->blocks_claimed.store(high, std::memory_order_release);
   impl_->Unlock();
   return got;
 }
@@ -290,6 +306,24 @@ std::vector<uint64_t> CounterArea::Sum() {
   }
   impl_->Unlock();
   return sum;
+}
+
+uint64_t CounterArea::SumGauge(uint32_t i) const {
+  AreaHeader* h = impl_->h;
+  uint32_t n = h->blocks_claimed.load(std::memory_order_acquire);
+  if (n == 0 || n > h->blocks) n = h->blocks;
+  uint64_t sum = 0;
+  for (uint32_t b = 0; b < n; b++) {
+    CounterBlock* blk = impl_->block(b);
+    if (blk->owner_.load(std::memory_order_relaxed) != 0) sum += blk->Get(i);
+  }
+  return sum;
+}
+
+void CounterArea::FoldDead() {
+  impl_->Lock();
+  impl_->FoldDead();
+  impl_->Unlock();
 }
 
 uint32_t CounterArea::LiveBlocks() {

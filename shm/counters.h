@@ -98,6 +98,16 @@ class CounterArea {
   std::optional<uint64_t> Peek(pid_t pid, uint32_t i);
   // Blocks owned by live processes now.
   uint32_t LiveBlocks();
+  // One gauge summed over the owned blocks, without the lock and without
+  // checking that owners live: cheap enough for every accept (the
+  // daemon-wide maxclients). A dead owner's gauge counts until its block is
+  // folded, which the master does when it reaps the worker (FoldDead).
+  // For a count that must never go over a limit, the caller stores its own
+  // value, then issues a seq_cst fence, then sums: of two processes doing so
+  // at once, at least one sees the other's store.
+  uint64_t SumGauge(uint32_t i) const;
+  // Folds the blocks of dead owners now, so their gauges stop counting.
+  void FoldDead();
 
   // Names of what the slots count, written by the master at creation so that
   // a reader that does not know the writer's table (admin) can label them.

@@ -40,6 +40,9 @@ inline constexpr uint32_t kReloadsOk = 29;
 inline constexpr uint32_t kReloadsFailed = 30;
 inline constexpr uint32_t kUpgradesOk = 31;
 inline constexpr uint32_t kUpgradesFailed = 32;
+// accept4 failures other than a connection gone before it was accepted
+// (mostly EMFILE/ENFILE: out of file descriptors).
+inline constexpr uint32_t kAcceptErrors = 33;
 
 // Error replies by their first word (Redis's errorstats), in this order.
 inline constexpr uint32_t kErrorBase = 40;

@@ -410,6 +410,7 @@ Action CmdInfo(CommandContext& ctx) {
     line("client_output_buffer_limit_disconnections", total(shm::slots::kOutputLimitDisconnects));
     line("protocol_errors", total(shm::slots::kProtocolErrors));
     line("idle_timeout_disconnections", total(shm::slots::kIdleDisconnects));
+    line("accept_errors", total(shm::slots::kAcceptErrors));
     text += "\r\n";
   }
   if (wants("memory")) {
@@ -764,6 +765,7 @@ void CommandService::PublishLoopStats() {
   block_->Set(s::kOutputLimitDisconnects, st.output_limit_disconnects);
   block_->Set(s::kQueryLimitDisconnects, st.query_limit_disconnects);
   block_->Set(s::kIdleDisconnects, st.idle_disconnects);
+  block_->Set(s::kAcceptErrors, st.accept_errors);
   block_->Set(s::kKeyspaceHits, stats.keyspace_hits);
   block_->Set(s::kKeyspaceMisses, stats.keyspace_misses);
 }
@@ -789,6 +791,7 @@ std::vector<uint64_t> CommandService::Totals() {
     t[s::kOutputLimitDisconnects] = st.output_limit_disconnects;
     t[s::kQueryLimitDisconnects] = st.query_limit_disconnects;
     t[s::kIdleDisconnects] = st.idle_disconnects;
+    t[s::kAcceptErrors] = st.accept_errors;
   }
   t[s::kKeyspaceHits] = stats.keyspace_hits;
   t[s::kKeyspaceMisses] = stats.keyspace_misses;

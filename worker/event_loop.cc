@@ -5,18 +5,22 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 
 #include "channel.h"
+#include "counters.h"
 #include "log.h"
 #include "net.h"
+#include "worker_counters.h"
 
 namespace redhub::worker {
 namespace {
@@ -25,6 +29,11 @@ constexpr int kMaxAcceptsPerEvent = 64;
 // Buffers bigger than this are given back once a connection is idle.
 constexpr size_t kIdleBufferKeep = 64 * 1024;
 constexpr char kMaxClientsError[] = "-ERR max number of clients reached\r\n";
+// After an accept4 failure (out of descriptors): how long accepting pauses,
+// doubling per failure in a row; and at most one log line per interval.
+constexpr double kAcceptBackoffMin = 0.1;
+constexpr double kAcceptBackoffMax = 1.0;
+constexpr double kAcceptLogInterval = 1.0;
 
 }  // namespace
 
@@ -68,6 +77,7 @@ EventLoop::EventLoop(const Options& options, Handlers handlers)
   ev_unref(loop_);
 
   ev_timer_init(&drain_timer_, OnDrainTimeout, 0, 0);
+  ev_timer_init(&accept_retry_, OnAcceptRetry, 0, 0);
   ev_io_init(&handoff_out_, OnHandoffReply, -1, EV_READ);
   ev_io_init(&handoff_in_, OnHandoffIncoming, -1, EV_READ);
   ev_io_init(&handoff_writable_, OnHandoffWritable, -1, EV_WRITE);
@@ -111,7 +121,7 @@ void EventLoop::AddListener(int fd) {
   ev_io_init(w, OnAccept, fd, EV_READ);
   w->data = this;
   listeners_.push_back(w);
-  if (!draining_) ev_io_start(loop_, w);
+  if (!draining_ && !accept_paused_) ev_io_start(loop_, w);
 }
 
 int EventLoop::Run() {
@@ -146,22 +156,33 @@ void EventLoop::Accept(int listen_fd) {
     int fd = accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &addrlen,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        // EMFILE and friends: the connection stays queued; the next event
-        // retries, and the cron's log line tells the operator.
-        LOG_WARNING("accept4(fd %d) failed: %s", listen_fd, strerror(errno));
+      int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      // The pending connection failed before we took it (accept(2) says to
+      // treat these network errors like EAGAIN): the next one may be fine.
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO || err == ENETDOWN ||
+          err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET || err == EHOSTUNREACH ||
+          err == EOPNOTSUPP || err == ENETUNREACH || err == EPERM) {
+        continue;
       }
+      // EMFILE, ENFILE, ENOBUFS, ENOMEM (or worse): the connection stays
+      // queued, and the listener stays readable, so retrying at the next
+      // event would spin (and log) as fast as the loop turns.
+      PauseAccepting(listen_fd, err);
       return;
     }
+    accept_backoff_ = 0;
     stats_.connections_received++;
-    if (stats_.connected_clients >= options_.max_clients) {
+    if (!Admit()) {
       // Redis's wording, then close; the write is best effort on a socket
-      // whose buffer is empty.
+      // whose buffer is empty. Lingering keeps the client's request (sent
+      // before we accepted) from turning the close into a reset that would
+      // throw the error away.
       ssize_t ignored = send(fd, kMaxClientsError, sizeof(kMaxClientsError) - 1, MSG_NOSIGNAL);
       (void)ignored;
-      close(fd);
       stats_.rejected_connections++;
+      PublishClients();
+      Linger(fd);
       continue;
     }
     SetupSocket(fd);
@@ -182,6 +203,74 @@ void EventLoop::Accept(int listen_fd) {
   }
 }
 
+bool EventLoop::Admit() {
+  const uint64_t mine = stats_.connected_clients + 1;
+  if (mine > options_.max_clients) return false;
+  if (client_block_ == nullptr) return true;
+  // Count this client in first, then read every worker's count: of two
+  // workers admitting at once, at least one sees the other's store (the
+  // fences order them), so both may refuse the last place but never both
+  // take it. Register publishes the same count again.
+  client_block_->Set(shm::slots::kConnectedClients, mine);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (client_area_->SumGauge(shm::slots::kConnectedClients) <= options_.max_clients) return true;
+  client_block_->Set(shm::slots::kConnectedClients, mine - 1);
+  return false;
+}
+
+void EventLoop::PublishClients() {
+  // At every change, not only at the tick: other workers' Admit reads it.
+  // The accept counters go along (own cache lines, three stores per accept
+  // or close), so that INFO never shows a client counted as connected but
+  // not yet as received.
+  if (client_block_ != nullptr) {
+    client_block_->Set(shm::slots::kConnectedClients, stats_.connected_clients);
+    client_block_->Set(shm::slots::kConnectionsReceived, stats_.connections_received);
+    client_block_->Set(shm::slots::kRejectedConnections, stats_.rejected_connections);
+  }
+}
+
+void EventLoop::PauseAccepting(int listen_fd, int err) {
+  stats_.accept_errors++;
+  accept_backoff_ =
+      accept_backoff_ == 0 ? kAcceptBackoffMin : std::min(accept_backoff_ * 2, kAcceptBackoffMax);
+  double now = ev_now(loop_);
+  if (now - accept_logged_at_ >= kAcceptLogInterval) {
+    std::string limit;
+    rlimit rl;
+    if (err == EMFILE && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+      limit = " (open file limit " + std::to_string(rl.rlim_cur) + ")";
+    }
+    LOG_WARNING(
+        "accept4(fd %d) failed: %s%s; accepting again in %.1f s (%llu more failures not logged)",
+        listen_fd, strerror(err), limit.c_str(), accept_backoff_,
+        static_cast<unsigned long long>(accept_errors_unlogged_));
+    accept_logged_at_ = now;
+    accept_errors_unlogged_ = 0;
+  } else {
+    accept_errors_unlogged_++;
+  }
+  // Every listener: they share this process's descriptor table.
+  for (ev_io* w : listeners_) ev_io_stop(loop_, w);
+  accept_paused_ = true;
+  ev_timer_stop(loop_, &accept_retry_);
+  ev_timer_set(&accept_retry_, accept_backoff_, 0);
+  ev_timer_start(loop_, &accept_retry_);
+}
+
+void EventLoop::OnAcceptRetry(struct ev_loop* loop, ev_timer*, int) {
+  static_cast<EventLoop*>(ev_userdata(loop))->ResumeAccepting();
+}
+
+void EventLoop::ResumeAccepting() {
+  accept_paused_ = false;
+  ev_timer_stop(loop_, &accept_retry_);
+  if (draining_ || retiring_ || aborting_) return;
+  // Level-triggered: a connection still queued makes the listener readable
+  // at once; a failure pauses again, for twice as long.
+  for (ev_io* w : listeners_) ev_io_start(loop_, w);
+}
+
 Connection* EventLoop::Register(int fd, uint64_t id) {
   auto* c = new Connection(this, fd, id);
   sockaddr_storage addr;
@@ -200,6 +289,7 @@ Connection* EventLoop::Register(int fd, uint64_t id) {
   if (head_ != nullptr) head_->prev = c;
   head_ = c;
   stats_.connected_clients++;
+  PublishClients();
   ev_io_start(loop_, &c->read_watcher);
   return c;
 }
@@ -240,6 +330,7 @@ void EventLoop::Unlink(Connection* c) {
   if (c->next != nullptr) c->next->prev = c->prev;
   if (head_ == c) head_ = c->next;
   stats_.connected_clients--;
+  PublishClients();
 }
 
 void EventLoop::SetupSocket(int fd) {
@@ -474,6 +565,8 @@ void EventLoop::ResumeServing(Connection* c) {
 
 void EventLoop::StopAccepting() {
   for (ev_io* w : listeners_) ev_io_stop(loop_, w);
+  accept_paused_ = false;
+  ev_timer_stop(loop_, &accept_retry_);
 }
 
 void EventLoop::Retire(int handoff_fd) {
@@ -535,6 +628,7 @@ void EventLoop::OnHandoffReply(struct ev_loop* loop, ev_io* w, int) {
       self->Unlink(c);
       close(c->fd_);
       delete c;
+      self->FdFreed();
       self->MaybeFinish();
     } else {
       LOG_WARNING("Successor refused client id=%llu; serving it until the drain timeout",
@@ -748,8 +842,9 @@ void EventLoop::Close(Connection* c, std::string_view reason, bool peer_gone) {
   // socket failed, so nothing can make the kernel reset it.
   if (peer_gone || aborting_) {
     if (close(c->fd_) < 0) LOG_VERBOSE("close(%d) failed: %s", c->fd_, strerror(errno));
-  } else {
-    Linger(c->fd_);
+    FdFreed();
+  } else if (Linger(c->fd_)) {
+    FdFreed();
   }
   delete c;
   MaybeFinish();
@@ -789,7 +884,7 @@ static bool AllAcknowledged(int fd) {
   return ioctl(fd, SIOCOUTQ, &unacked) != 0 || unacked == 0;
 }
 
-void EventLoop::Linger(int fd) {
+bool EventLoop::Linger(int fd) {
   // Closing a socket with input not yet read makes the kernel answer with a
   // reset, and a reset throws away the replies still in the send queue (sent
   // by us, not yet acknowledged): the client would never see the answers of
@@ -804,11 +899,11 @@ void EventLoop::Linger(int fd) {
   if ((getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX) ||
       (ioctl(fd, FIONREAD, &unread) == 0 && unread == 0 && AllAcknowledged(fd))) {
     close(fd);
-    return;
+    return true;
   }
   if (shutdown(fd, SHUT_WR) != 0) {  // ENOTCONN: the client reset it already
     close(fd);
-    return;
+    return true;
   }
   auto* l = new Lingering;
   ev_io_init(&l->io, OnLingerReadable, fd, EV_READ);
@@ -821,6 +916,7 @@ void EventLoop::Linger(int fd) {
   lingering_ = l;
   ev_io_start(loop_, &l->io);
   ev_timer_start(loop_, &l->timer);
+  return false;
 }
 
 void EventLoop::OnLingerReadable(struct ev_loop* loop, ev_io* w, int) {
@@ -860,6 +956,7 @@ void EventLoop::EndLinger(Lingering* l) {
   if (l->next != nullptr) l->next->prev = l->prev;
   if (lingering_ == l) lingering_ = l->next;
   delete l;
+  FdFreed();
   if (!aborting_) MaybeFinish();
 }
 
@@ -923,7 +1020,7 @@ void EventLoop::StartDraining() {
   // the successor may already be serving the socket, and serving it here
   // too, or shutting it down, would break it. Refused, it is served here
   // and closed by the drain. No answer by the drain timeout: closed.
-  for (ev_io* w : listeners_) ev_io_stop(loop_, w);
+  StopAccepting();
   if (ev_is_active(&ticker_)) ev_timer_stop(loop_, &ticker_);
   for (Connection* c = head_; c != nullptr;) {
     Connection* next = c->next;
@@ -960,6 +1057,7 @@ void EventLoop::OnDrainTimeout(struct ev_loop* loop, ev_timer*, int) {
 
 void EventLoop::Shutdown() {
   aborting_ = true;
+  ev_timer_stop(loop_, &accept_retry_);
   while (head_ != nullptr) Close(head_, "server shutdown");
   while (lingering_ != nullptr) EndLinger(lingering_);
   if (ev_is_active(&drain_timer_)) ev_timer_stop(loop_, &drain_timer_);

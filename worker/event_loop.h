@@ -19,6 +19,11 @@
 #include "buffer.h"
 #include "channel.h"
 
+namespace redhub::shm {
+class CounterArea;
+class CounterBlock;
+}  // namespace redhub::shm
+
 namespace redhub::worker {
 
 class EventLoop;
@@ -97,6 +102,15 @@ class EventLoop {
   void set_drain_timeout(double seconds) { drain_timeout_ = seconds; }
   void set_options(const Options& options);
   const Options& options() const { return options_; }
+  // The prefork daemon's maxclients is one limit for all its workers: this
+  // loop publishes its client count in its counter block at every change,
+  // and admits a new client only if the sum over every worker's block stays
+  // within max_clients. Without it (the framework's Server) the limit is
+  // this loop's.
+  void set_shared_clients(shm::CounterArea* area, shm::CounterBlock* block) {
+    client_area_ = area;
+    client_block_ = block;
+  }
 
   ServerStats stats() const;
   // Bytes held by all connections' input and output buffers.
@@ -138,6 +152,20 @@ class EventLoop {
   int SendAnswers();
 
   void Accept(int listen_fd);
+  // Counts a new client in against max_clients (daemon-wide with
+  // set_shared_clients); false: over the limit, nothing counted.
+  bool Admit();
+  void PublishClients();
+  // accept4 failed with something other than a lost connection (EMFILE...):
+  // stop accepting and retry after a backoff instead of in a busy loop.
+  void PauseAccepting(int listen_fd, int err);
+  static void OnAcceptRetry(struct ev_loop* loop, ev_timer* w, int events);
+  void ResumeAccepting();
+  // A descriptor of ours was closed: if accepting is paused for lack of
+  // descriptors, try again now rather than at the end of the backoff.
+  void FdFreed() {
+    if (accept_paused_) ResumeAccepting();
+  }
   void SetupSocket(int fd);
   void Read(Connection* c);
   // Runs every complete command in c's input. Returns false if c was closed.
@@ -150,7 +178,8 @@ class EventLoop {
   // Ends Run() once a drain has closed everything, or a retirement is done.
   void MaybeFinish();
   // Closes fd after the client has read what was sent (see Linger in the .cc).
-  void Linger(int fd);
+  // Returns true if it was closed at once.
+  bool Linger(int fd);
   static void OnLingerReadable(struct ev_loop* loop, ev_io* w, int events);
   static void OnLingerTimeout(struct ev_loop* loop, ev_timer* w, int events);
   struct Lingering;
@@ -203,6 +232,13 @@ class EventLoop {
   std::deque<std::pair<MessageType, uint64_t>> queued_answers_;
   double drain_timeout_ = 30;
   ServerStats stats_;
+  shm::CounterArea* client_area_ = nullptr;  // set_shared_clients
+  shm::CounterBlock* client_block_ = nullptr;
+  ev_timer accept_retry_;  // accepting paused after an accept4 failure
+  bool accept_paused_ = false;
+  double accept_backoff_ = 0;            // the last pause; 0 after a successful accept
+  double accept_logged_at_ = -1e9;       // ev_now() of the last accept4 failure logged
+  uint64_t accept_errors_unlogged_ = 0;  // since then
 };
 
 }  // namespace redhub::worker

@@ -169,6 +169,9 @@ struct ServerStats {
   uint64_t query_limit_disconnects = 0;
   uint64_t idle_disconnects = 0;
   uint64_t connections_adopted = 0;  // taken over from a retiring worker
+  // accept4 failures (out of file descriptors, mostly): accepting pauses
+  // for 100 ms, doubling to 1 s, instead of retrying at once.
+  uint64_t accept_errors = 0;
   uint64_t connected_clients = 0;
   uint64_t blocked_reading = 0;  // connections paused by backpressure now
 };

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -613,6 +614,15 @@ bool ServerProcess::Start(const std::string& binary, const std::vector<std::stri
     dup2(devnull, 0);
     dup2(log_fd, 1);
     dup2(log_fd, 2);
+    if (nofile_soft_ != 0 || nofile_hard_ != 0) {
+      rlimit limit = {nofile_soft_, nofile_hard_};
+      if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+        static const char kMsg[] = "setrlimit(RLIMIT_NOFILE) failed\n";
+        ssize_t ignored = write(2, kMsg, sizeof(kMsg) - 1);
+        (void)ignored;
+        _exit(127);
+      }
+    }
     ExecOrDie(exec_args);
   }
   close(log_fd);
@@ -718,7 +728,8 @@ bool ServerProcess::WaitReady(milliseconds timeout) {
   return false;
 }
 
-std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extra_args) {
+std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extra_args,
+                                            const StartOptions& options) {
   std::string why;
   for (int attempt = 1; attempt <= 3; attempt++) {
     uint16_t port = PickFreePort();
@@ -727,6 +738,7 @@ std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extr
       continue;
     }
     auto server = std::make_unique<ServerProcess>("redhubd");
+    server->set_nofile_limit(options.nofile_soft, options.nofile_hard);
     // No admin process unless a test asks for one: the default port 9121 is
     // shared by every daemon and often taken.
     std::vector<std::string> args = {"--bind", "127.0.0.1", "--port", std::to_string(port)};
@@ -772,8 +784,9 @@ std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extr
   return nullptr;
 }
 
-std::unique_ptr<ServerProcess> StartMemoryKv() {
+std::unique_ptr<ServerProcess> StartMemoryKv(const StartOptions& options) {
   auto server = std::make_unique<ServerProcess>("memory_kv");
+  server->set_nofile_limit(options.nofile_soft, options.nofile_hard);
   if (!server->Start(MEMORY_KV_PATH, {"--bind", "127.0.0.1", "--port", "0"})) {
     ADD_FAILURE() << "could not fork memory_kv";
     return nullptr;

@@ -219,6 +219,12 @@ class ServerProcess {
   // caller who chose it, or from the server's own announcement.
   bool Start(const std::string& binary, const std::vector<std::string>& args);
   void set_port(uint16_t port) { port_ = port; }
+  // RLIMIT_NOFILE for the child, set after fork and before exec (as `ulimit
+  // -n` would); 0 and 0 (the default) inherit the test's.
+  void set_nofile_limit(uint64_t soft, uint64_t hard) {
+    nofile_soft_ = soft;
+    nofile_hard_ = hard;
+  }
 
   // Connects and PINGs every 10 ms until "+PONG" comes back, then QUITs and
   // waits for the server to close, so that the probe connection is gone
@@ -256,15 +262,24 @@ class ServerProcess {
   bool stopped_ = false;    // Stop() was called
   bool signalled_ = false;  // Signal() was called
   uint16_t port_ = 0;
+  uint64_t nofile_soft_ = 0;
+  uint64_t nofile_hard_ = 0;
+};
+
+// How to start a server besides its flags.
+struct StartOptions {
+  uint64_t nofile_soft = 0;  // RLIMIT_NOFILE, see set_nofile_limit
+  uint64_t nofile_hard = 0;
 };
 
 // redhubd on a free port of 127.0.0.1 with extra flags, ready to serve (and
 // checked to be our process: INFO's process_id is its pid). Retries on a
 // bind failure, up to 3 starts. Null (after an ADD_FAILURE with the log) if
 // it does not come up.
-std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extra_args = {});
+std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extra_args = {},
+                                            const StartOptions& options = {});
 // memory_kv on port 0, with the port read from its "listening on" line.
-std::unique_ptr<ServerProcess> StartMemoryKv();
+std::unique_ptr<ServerProcess> StartMemoryKv(const StartOptions& options = {});
 
 // The servers most tests run against.
 enum class ServerKind { kRedhubd, kMemoryKv };
