@@ -86,6 +86,24 @@ void WriteHello(CommandContext& ctx) {
   ctx.w.Array(0);
 }
 
+// CLIENT LIST prints one client per line, fields separated by spaces: a
+// name with a space, a newline or a control byte could forge fields or
+// whole lines. Redis's validateClientName, for CLIENT SETNAME and HELLO
+// SETNAME alike.
+constexpr std::string_view kErrClientName =
+    "ERR Client names cannot contain spaces, newlines or special characters.";
+
+bool ValidClientName(std::string_view name) {
+  for (char ch : name) {
+    if (ch < '!' || ch > '~') return false;
+  }
+  return true;
+}
+
+// As Redis 7.0's helloCommand: the options are checked in order, AUTH
+// authenticated and SETNAME's name validated as each is met, and only when
+// all pass are the name and the protocol set. An invalid name fails HELLO
+// as a whole: no protocol switch, no name.
 Action CmdHello(CommandContext& ctx) {
   int64_t proto = ctx.conn.protocol();
   size_t i = 1;
@@ -100,7 +118,7 @@ Action CmdHello(CommandContext& ctx) {
     }
     i = 2;
   }
-  std::string name;
+  std::string_view name;
   bool set_name = false;
   for (; i < ctx.args.size(); i++) {
     bool more = i + 1 < ctx.args.size();
@@ -109,14 +127,18 @@ Action CmdHello(CommandContext& ctx) {
       ctx.w.Error("WRONGPASS invalid username-password pair or user is disabled.");
       return Action::kNone;
     } else if (EqualsNoCase(ctx.args[i], "SETNAME") && more) {
-      name = std::string(ctx.args[++i]);
+      name = ctx.args[++i];
+      if (!ValidClientName(name)) {
+        ctx.w.Error(kErrClientName);
+        return Action::kNone;
+      }
       set_name = true;
     } else {
       ctx.w.Error("ERR Syntax error in HELLO option '" + std::string(ctx.args[i]) + "'");
       return Action::kNone;
     }
   }
-  if (set_name) ctx.conn.set_name(name);
+  if (set_name) ctx.conn.set_name(std::string(name));
   ctx.conn.set_protocol(static_cast<int>(proto));
   WriteHello(ctx);
   return Action::kNone;
@@ -158,11 +180,9 @@ Action CmdClient(CommandContext& ctx) {
     }
   } else if (EqualsNoCase(sub, "SETNAME") && ctx.args.size() == 3) {
     std::string_view name = ctx.args[2];
-    for (char ch : name) {
-      if (ch < '!' || ch > '~') {
-        ctx.w.Error("ERR Client names cannot contain spaces, newlines or special characters.");
-        return Action::kNone;
-      }
+    if (!ValidClientName(name)) {
+      ctx.w.Error(kErrClientName);
+      return Action::kNone;
     }
     conn.set_name(std::string(name));
     ctx.w.OK();

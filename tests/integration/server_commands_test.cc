@@ -145,6 +145,55 @@ TEST_F(ServerCommandsTest, HelloSwitchesToResp3OnlyForThatConnection) {
   EXPECT_EQ(DescribeReply(Command(other.get(), {"GET", "missing"}).get()), "(nil)");
 }
 
+// HELLO SETNAME validates the name as CLIENT SETNAME does: a newline in it
+// would forge a line of CLIENT LIST. As Redis 7.0, an invalid name fails
+// HELLO as a whole (no protocol switch, no name), options are checked in
+// order, and every error matches redis-server's byte for byte.
+TEST_F(ServerCommandsTest, HelloSetnameValidatesTheNameAsRedis) {
+  auto redis = StartRedisServer();
+  ASSERT_NE(redis, nullptr);
+  const std::string forged = "x\nid=999 addr=6.6.6.6:6 name=forged";
+  const std::vector<std::vector<std::string>> script = {
+      {"HELLO", "3", "SETNAME", forged},
+      {"HELLO", "2", "SETNAME", "a b"},
+      {"HELLO", "3", "SETNAME", std::string("a\0b", 3)},
+      {"HELLO", "3", "SETNAME", "a\x7f"},
+      {"HELLO", "3", "SETNAME", "caf\xc3\xa9"},
+      {"HELLO", "3", "SETNAME", "a b", "NOSUCHOPTION"},  // the name fails first
+      {"HELLO", "3", "NOSUCHOPTION", "SETNAME", "a b"},  // the option fails first
+      {"HELLO", "3", "AUTH", "nosuchuser", "pw", "SETNAME", "a b"},
+      {"HELLO", "3", "SETNAME"},
+      // Nothing of the failed HELLOs took effect: RESP2, no name.
+      {"GET", "missing"},
+      {"CLIENT", "GETNAME"},
+      {"CLIENT", "SETNAME", forged},
+      {"CLIENT", "SETNAME", "a b"},
+  };
+  Socket ours = Socket::Connect(server_->port());
+  Socket ref = Socket::Connect(redis->port());
+  ASSERT_TRUE(ours.valid());
+  ASSERT_TRUE(ref.valid());
+  for (const auto& argv : script) {
+    std::string expected = RawCommand(ref, argv);
+    ASSERT_FALSE(expected.empty()) << ::testing::PrintToString(argv);
+    EXPECT_EQ(RawCommand(ours, argv), expected) << ::testing::PrintToString(argv);
+  }
+  Reply list = SocketCommand(ours, {"CLIENT", "LIST"});
+  ASSERT_NE(list, nullptr);
+  std::string text(list->str, list->len);
+  EXPECT_EQ(text.find("id=999"), std::string::npos) << text;
+  EXPECT_EQ(text.find("forged"), std::string::npos) << text;
+  EXPECT_NE(text.find(" name= "), std::string::npos) << text;
+
+  // A valid name is set, with the protocol, by the same HELLO.
+  ASSERT_TRUE(ours.SendAll(FormatCommand({"HELLO", "3", "SETNAME", "app-1"})));
+  std::string hello = ours.RecvUntil("*0\r\n");
+  EXPECT_NE(hello.find("$5\r\nproto\r\n:3\r\n"), std::string::npos) << hello;
+  EXPECT_EQ(RawCommand(ours, {"CLIENT", "GETNAME"}), "$5\r\napp-1\r\n");
+  ASSERT_TRUE(ours.SendAll(FormatCommand({"GET", "missing"})));
+  EXPECT_EQ(ours.RecvN(3), "_\r\n");
+}
+
 TEST_F(ServerCommandsTest, RedisCliResp3) {
   if (std::string(REDIS_CLI_PATH).empty())
     FAIL() << "redis-cli not found (deploy/install-deps.sh installs it)";
