@@ -208,6 +208,66 @@ Action CmdClient(CommandContext& ctx) {
   return Action::kNone;
 }
 
+// ---- transactions ----
+//
+// Not supported yet. Running the commands between MULTI and EXEC one by one
+// would apply some of them before the client learns that its transaction
+// failed; instead MULTI is answered with an error and puts the connection
+// in a state where Dispatch refuses every command unrun, until EXEC
+// (EXECABORT, Redis's "discarded" error, so client libraries raise) or
+// DISCARD ends it. QUIT still works inside, as in Redis (RESET is not
+// supported). WATCH and UNWATCH answer an error, so nothing relies on them.
+
+constexpr std::string_view kErrMultiUnsupported =
+    "ERR MULTI is not supported yet: the commands until EXEC or DISCARD will not be run";
+constexpr std::string_view kErrNotRunInMulti =
+    "ERR command not run: MULTI is not supported yet, and this connection is in one until "
+    "EXEC or DISCARD";
+
+bool InMulti(const Conn& c) { return (c.session_flags() & kSessionInMulti) != 0; }
+
+void EndMulti(Conn& c) { c.set_session_flags(c.session_flags() & ~kSessionInMulti); }
+
+Action CmdMulti(CommandContext& ctx) {
+  if (InMulti(ctx.conn)) {
+    ctx.w.Error("ERR MULTI calls can not be nested");
+    return Action::kNone;
+  }
+  ctx.conn.set_session_flags(ctx.conn.session_flags() | kSessionInMulti);
+  ctx.w.Error(kErrMultiUnsupported);
+  return Action::kNone;
+}
+
+Action CmdExec(CommandContext& ctx) {
+  if (!InMulti(ctx.conn)) {
+    ctx.w.Error("ERR EXEC without MULTI");
+    return Action::kNone;
+  }
+  EndMulti(ctx.conn);
+  ctx.w.Error("EXECABORT Transaction discarded because of previous errors.");
+  return Action::kNone;
+}
+
+Action CmdDiscard(CommandContext& ctx) {
+  if (!InMulti(ctx.conn)) {
+    ctx.w.Error("ERR DISCARD without MULTI");
+    return Action::kNone;
+  }
+  EndMulti(ctx.conn);
+  ctx.w.Error("ERR MULTI is not supported yet: transaction discarded, none of its commands ran");
+  return Action::kNone;
+}
+
+Action CmdWatch(CommandContext& ctx) {
+  ctx.w.Error("ERR WATCH is not supported yet");
+  return Action::kNone;
+}
+
+Action CmdUnwatch(CommandContext& ctx) {
+  ctx.w.Error("ERR UNWATCH is not supported yet");
+  return Action::kNone;
+}
+
 // ---- server ----
 
 const char* PolicyName(shm::Policy p) {
@@ -542,14 +602,19 @@ const CommandSpec kServerCommands[] = {
     {"client", -2, kLoading, 0, 0, 0, CmdClient},
     {"command", -1, kLoading, 0, 0, 0, CmdCommand},
     {"config", -2, kLoading, 0, 0, 0, CmdConfig},
+    {"discard", 1, kNoScript | kLoading | kFast, 0, 0, 0, CmdDiscard},
     {"echo", 2, kFast, 0, 0, 0, CmdEcho},
+    {"exec", 1, kNoScript | kLoading, 0, 0, 0, CmdExec},
     {"hello", -1, kFast | kLoading, 0, 0, 0, CmdHello},
     {"info", -1, kLoading, 0, 0, 0, CmdInfo},
+    {"multi", 1, kNoScript | kLoading | kFast, 0, 0, 0, CmdMulti},
     {"ping", -1, kFast, 0, 0, 0, CmdPing},
     {"quit", -1, kFast | kLoading, 0, 0, 0, CmdQuit},
     {"select", 2, kFast | kLoading, 0, 0, 0, CmdSelect},
     {"slowlog", -2, kLoading, 0, 0, 0, CmdSlowlog},
     {"time", 1, kFast | kLoading, 0, 0, 0, CmdTime},
+    {"unwatch", 1, kNoScript | kLoading | kFast, 0, 0, 0, CmdUnwatch},
+    {"watch", -2, kNoScript | kLoading | kFast, 1, -1, 1, CmdWatch},
 };
 
 const std::vector<CommandSpec>& AllCommands() {
@@ -640,7 +705,25 @@ const CommandSpec* CommandService::Lookup(std::string_view name) {
   }
 }
 
+bool CommandService::RefuseInMulti(std::span<const std::string_view> args, resp::Writer& w) {
+  std::string_view name = args[0];
+  if (EqualsNoCase(name, "exec") || EqualsNoCase(name, "discard") || EqualsNoCase(name, "quit") ||
+      EqualsNoCase(name, "multi")) {
+    return false;  // run as usual: their handlers know the state
+  }
+  clock_batch_ = 0;  // the next command reads the clock itself
+  w.Error(kErrNotRunInMulti);
+  if (block_ != nullptr) CountError("ERR");
+  return true;
+}
+
 Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writer& w) {
+  // A connection inside MULTI (see CmdMulti) has every command refused
+  // unrun, checked before anything else, so that no path runs one. Outside
+  // MULTI this is one well-predicted branch on a word of the connection.
+  if (conn.session_flags() != 0) [[unlikely]] {
+    if (RefuseInMulti(cmd.args, w)) return Action::kNone;
+  }
   // Pipelines mostly repeat one command: the name as last received (any
   // case) maps to the same row without hashing it again.
   std::string_view name = cmd.args[0];
