@@ -13,6 +13,7 @@
 
 #include "command_util.h"
 #include "counters.h"
+#include "daemon_cpu.h"
 #include "event_loop.h"
 #include "glob.h"
 #include "store.h"
@@ -418,21 +419,69 @@ Action CmdConfig(CommandContext& ctx) {
   return Action::kNone;
 }
 
-Action CmdInfo(CommandContext& ctx) {
-  // As Redis: no argument or "default" means the default sections;
-  // commandstats only when asked for by name, "all" or "everything".
-  auto wants = [&](std::string_view section) {
-    bool in_default = section != "commandstats" && section != "errorstats";
-    if (ctx.args.size() == 1) return in_default;
-    for (size_t i = 1; i < ctx.args.size(); i++) {
-      if (EqualsNoCase(ctx.args[i], section) || EqualsNoCase(ctx.args[i], "all") ||
-          EqualsNoCase(ctx.args[i], "everything") ||
-          (in_default && EqualsNoCase(ctx.args[i], "default"))) {
-        return true;
-      }
-    }
-    return false;
+// INFO's sections, in Redis 7.0's order (genRedisInfoString).
+enum InfoSection : uint32_t {
+  kInfoServer = 1 << 0,
+  kInfoClients = 1 << 1,
+  kInfoMemory = 1 << 2,
+  kInfoPersistence = 1 << 3,
+  kInfoStats = 1 << 4,
+  kInfoReplication = 1 << 5,
+  kInfoCpu = 1 << 6,
+  kInfoModules = 1 << 7,
+  kInfoCommandstats = 1 << 8,
+  kInfoErrorstats = 1 << 9,
+  kInfoLatencystats = 1 << 10,
+  kInfoCluster = 1 << 11,
+  kInfoKeyspace = 1 << 12,
+};
+constexpr uint32_t kInfoAll = (kInfoKeyspace << 1) - 1;
+constexpr uint32_t kInfoDefault = kInfoAll & ~(kInfoCommandstats | kInfoLatencystats);
+
+// As Redis 7.0's genInfoSectionDict: no argument means the default
+// sections; each argument, case-insensitive, adds a section, "default",
+// "all" or "everything" (all, and the modules' own sections: none here);
+// an unknown one adds nothing, so INFO with only unknown names is empty.
+uint32_t InfoSections(std::span<const std::string_view> args) {
+  if (args.empty()) return kInfoDefault;
+  static constexpr std::pair<std::string_view, uint32_t> kNames[] = {
+      {"server", kInfoServer},
+      {"clients", kInfoClients},
+      {"memory", kInfoMemory},
+      {"persistence", kInfoPersistence},
+      {"stats", kInfoStats},
+      {"replication", kInfoReplication},
+      {"cpu", kInfoCpu},
+      {"modules", kInfoModules},
+      {"commandstats", kInfoCommandstats},
+      {"errorstats", kInfoErrorstats},
+      {"latencystats", kInfoLatencystats},
+      {"cluster", kInfoCluster},
+      {"keyspace", kInfoKeyspace},
+      {"default", kInfoDefault},
+      {"all", kInfoAll},
+      {"everything", kInfoAll},
   };
+  uint32_t wanted = 0;
+  for (std::string_view arg : args) {
+    for (const auto& [name, bits] : kNames) {
+      if (EqualsNoCase(arg, name)) wanted |= bits;
+    }
+  }
+  return wanted;
+}
+
+// Redis's "%ld.%06ld" seconds.
+std::string Seconds(uint64_t us) {
+  char buf[32];
+  snprintf(buf, sizeof(buf), "%llu.%06llu", static_cast<unsigned long long>(us / 1000000),
+           static_cast<unsigned long long>(us % 1000000));
+  return buf;
+}
+
+Action CmdInfo(CommandContext& ctx) {
+  const uint32_t sections = InfoSections(ctx.args.subspan(1));
+  auto wants = [&](InfoSection section) { return (sections & section) != 0; };
   const std::vector<uint64_t> t = ctx.service.Totals();
   auto total = [&](uint32_t slot) { return std::to_string(t[slot]); };
   const shm::Stats st = ctx.service.store().stats();
@@ -445,7 +494,7 @@ Action CmdInfo(CommandContext& ctx) {
     text += v;
     text += "\r\n";
   };
-  if (wants("server")) {
+  if (wants(kInfoServer)) {
     text += "# Server\r\n";
     line("redis_version", "7.0.0");
     line("redhub_version", info.version);
@@ -463,7 +512,7 @@ Action CmdInfo(CommandContext& ctx) {
     line("config_file", info.config_file);
     text += "\r\n";
   }
-  if (wants("clients")) {
+  if (wants(kInfoClients)) {
     text += "# Clients\r\n";
     line("connected_clients", total(shm::slots::kConnectedClients));
     line("maxclients", std::to_string(ctx.service.loop()->options().max_clients));
@@ -472,7 +521,33 @@ Action CmdInfo(CommandContext& ctx) {
     line("clients_paused_by_backpressure", total(shm::slots::kPausedClients));
     text += "\r\n";
   }
-  if (wants("stats")) {
+  if (wants(kInfoMemory)) {
+    text += "# Memory\r\n";
+    line("used_memory", std::to_string(st.used_bytes));
+    line("used_memory_human", HumanBytes(st.used_bytes));
+    line("maxmemory", std::to_string(st.maxmemory));
+    line("maxmemory_human", HumanBytes(st.maxmemory));
+    line("maxmemory_policy", PolicyName(st.policy));
+    line("shm_segment_bytes", std::to_string(st.segment_bytes));
+    line("shm_stripes", std::to_string(st.stripes));
+    line("shm_stripe_repairs", std::to_string(st.repairs));
+    text += "\r\n";
+  }
+  // No persistence, no replicas, no cluster, no modules: these sections say
+  // so in Redis's words, for the tools that read them (role:master...).
+  if (wants(kInfoPersistence)) {
+    text += "# Persistence\r\n";
+    line("loading", "0");
+    line("async_loading", "0");
+    line("rdb_bgsave_in_progress", "0");
+    line("rdb_last_bgsave_status", "ok");
+    line("aof_enabled", "0");
+    line("aof_rewrite_in_progress", "0");
+    line("aof_last_bgrewrite_status", "ok");
+    line("aof_last_write_status", "ok");
+    text += "\r\n";
+  }
+  if (wants(kInfoStats)) {
     text += "# Stats\r\n";
     line("total_connections_received", total(shm::slots::kConnectionsReceived));
     line("total_commands_processed", total(shm::slots::kCommandsProcessed));
@@ -490,19 +565,30 @@ Action CmdInfo(CommandContext& ctx) {
     line("idle_timeout_disconnections", total(shm::slots::kIdleDisconnects));
     text += "\r\n";
   }
-  if (wants("memory")) {
-    text += "# Memory\r\n";
-    line("used_memory", std::to_string(st.used_bytes));
-    line("used_memory_human", HumanBytes(st.used_bytes));
-    line("maxmemory", std::to_string(st.maxmemory));
-    line("maxmemory_human", HumanBytes(st.maxmemory));
-    line("maxmemory_policy", PolicyName(st.policy));
-    line("shm_segment_bytes", std::to_string(st.segment_bytes));
-    line("shm_stripes", std::to_string(st.stripes));
-    line("shm_stripe_repairs", std::to_string(st.repairs));
+  if (wants(kInfoReplication)) {
+    text += "# Replication\r\n";
+    line("role", "master");
+    line("connected_slaves", "0");
+    line("master_failover_state", "no-failover");
+    line("master_repl_offset", "0");
+    line("repl_backlog_active", "0");
     text += "\r\n";
   }
-  if (wants("commandstats")) {
+  if (wants(kInfoCpu)) {
+    // Every process of the daemon, live or exited (daemon_cpu.h), so the
+    // figures never go backwards when a worker dies or is replaced. Redis's
+    // _children figures are its fork children (BGSAVE, AOF rewrite): the
+    // daemon has none, its workers are the server itself and count above.
+    const CpuTimes cpu = DaemonCpuTimes(info.master_pid);
+    text += "# CPU\r\n";
+    line("used_cpu_sys", Seconds(cpu.sys_us));
+    line("used_cpu_user", Seconds(cpu.user_us));
+    line("used_cpu_sys_children", Seconds(0));
+    line("used_cpu_user_children", Seconds(0));
+    text += "\r\n";
+  }
+  if (wants(kInfoModules)) text += "# Modules\r\n\r\n";
+  if (wants(kInfoCommandstats)) {
     text += "# Commandstats\r\n";
     const auto& table = CommandService::Table();
     for (uint32_t c = 0; c < table.size() && c < shm::slots::kMaxCommands; c++) {
@@ -520,7 +606,7 @@ Action CmdInfo(CommandContext& ctx) {
     }
     text += "\r\n";
   }
-  if (wants("errorstats")) {
+  if (wants(kInfoErrorstats)) {
     text += "# Errorstats\r\n";
     for (uint32_t i = 0; i <= shm::slots::kErrorKinds; i++) {
       uint64_t n = t[shm::slots::kErrorBase + i];
@@ -530,7 +616,15 @@ Action CmdInfo(CommandContext& ctx) {
     }
     text += "\r\n";
   }
-  if (wants("keyspace")) {
+  // Per-command latency is in the admin's /metrics histograms; their
+  // buckets are too coarse for Redis's percentiles, so none is given here.
+  if (wants(kInfoLatencystats)) text += "# Latencystats\r\n\r\n";
+  if (wants(kInfoCluster)) {
+    text += "# Cluster\r\n";
+    line("cluster_enabled", "0");
+    text += "\r\n";
+  }
+  if (wants(kInfoKeyspace)) {
     text += "# Keyspace\r\n";
     if (st.keys > 0) {
       line("db0", "keys=" + std::to_string(st.keys) +

@@ -60,6 +60,7 @@ struct ServiceInfo {
   std::string bind;
   uint16_t port = 0;
   int worker_slot = 0;
+  int master_pid = 0;  // 0 outside redhubd: INFO's CPU is then this process's
   std::string config_file;
   std::string executable;
 };
