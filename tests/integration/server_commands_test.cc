@@ -3,9 +3,14 @@
 // worker's death, when no counter may go backwards).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <cmath>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -114,6 +119,177 @@ TEST_F(ServerCommandsTest, NoCounterGoesBackwardsWhenAWorkerIsKilled) {
   }));
   EXPECT_EQ(after, before) << "the killed worker's "
                            << "ping count was lost or doubled";
+}
+
+// The "# Name" lines of an INFO reply, in order; {"(error)"} if it failed.
+std::vector<std::string> InfoHeaders(Socket& s, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"INFO"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Reply r = SocketCommand(s, argv);
+  if (!r || r->type != REDIS_REPLY_STRING) return {"(error) " + DescribeReply(r.get())};
+  std::vector<std::string> headers;
+  std::string_view text(r->str, r->len);
+  for (size_t at = 0; at < text.size();) {
+    size_t end = text.find("\r\n", at);
+    std::string_view line = text.substr(at, end == std::string_view::npos ? end : end - at);
+    if (line.starts_with("#")) headers.emplace_back(line);
+    if (end == std::string_view::npos) break;
+    at = end + 2;
+  }
+  return headers;
+}
+
+// INFO's sections, their order, the default set, "all", "everything",
+// several names in one call, names in any case and unknown names: the same
+// section headers as redis-server 7.0 gives (values differ, headers not).
+TEST_F(ServerCommandsTest, InfoSectionsAreRedisOnes) {
+  auto redis = StartRedisServer();
+  ASSERT_NE(redis, nullptr);
+  Socket ours = Socket::Connect(server_->port());
+  Socket ref = Socket::Connect(redis->port());
+  ASSERT_TRUE(ours.valid());
+  ASSERT_TRUE(ref.valid());
+  // Something in commandstats and errorstats on both.
+  for (Socket* s : {&ours, &ref}) {
+    ASSERT_EQ(RawCommand(*s, {"SET", "k", "v"}), "+OK\r\n");
+    ASSERT_EQ(RawCommand(*s, {"GET"}), "-ERR wrong number of arguments for 'get' command\r\n");
+  }
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {},
+           {"default"},
+           {"all"},
+           {"everything"},
+           {"EveryThing"},
+           {"cpu"},
+           {"CPU"},
+           {"server", "clients"},
+           {"clients", "server"},
+           {"server", "nosuchsection"},
+           {"commandstats"},
+           {"CommandStats"},
+           {"errorstats"},
+           {"default", "commandstats"},
+           {"all", "nosuchsection"},
+           {"persistence", "replication", "modules", "latencystats", "cluster"},
+           {"keyspace", "memory", "stats"},
+       }) {
+    std::vector<std::string> expected = InfoHeaders(ref, args);
+    EXPECT_EQ(InfoHeaders(ours, args), expected) << "INFO " << ::testing::PrintToString(args);
+  }
+  // Only unknown sections: an empty reply, byte for byte.
+  for (const std::vector<std::string>& argv :
+       std::vector<std::vector<std::string>>{{"INFO", "nosuchsection"}, {"INFO", "foo", "bar"}}) {
+    std::string expected = RawCommand(ref, argv);
+    ASSERT_EQ(expected, "$0\r\n\r\n");
+    EXPECT_EQ(RawCommand(ours, argv), expected) << ::testing::PrintToString(argv);
+  }
+  // The CPU section's fields, as Redis formats them.
+  for (Socket* s : {&ours, &ref}) {
+    Reply cpu = SocketCommand(*s, {"INFO", "cpu"});
+    ASSERT_NE(cpu, nullptr);
+    std::string_view text(cpu->str, cpu->len);
+    for (const char* field :
+         {"used_cpu_sys", "used_cpu_user", "used_cpu_sys_children", "used_cpu_user_children"}) {
+      std::optional<std::string> v = InfoField(text, field);
+      ASSERT_TRUE(v.has_value()) << field << " in " << text;
+      size_t dot = v->find('.');
+      EXPECT_TRUE(dot != std::string::npos && dot > 0 && v->size() - dot == 7 &&
+                  v->find_first_not_of("0123456789.") == std::string::npos)
+          << field << ":" << *v;
+    }
+  }
+}
+
+// utime+stime (and, with reaped, cutime+cstime) of a process, in clock
+// ticks, from /proc/<pid>/stat; -1 if it is gone.
+int64_t CpuTicks(pid_t pid, bool reaped_children = false) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t at = text.rfind(')');
+  if (at == std::string::npos) return -1;
+  std::istringstream fields(text.substr(at + 2));
+  std::vector<std::string> f;
+  for (std::string w; fields >> w && f.size() < 15;) f.push_back(w);
+  if (f.size() < 15) return -1;
+  int64_t ticks = std::stoll(f[11]) + std::stoll(f[12]);  // fields 14, 15
+  if (reaped_children) ticks += std::stoll(f[13]) + std::stoll(f[14]);
+  return ticks;
+}
+
+// used_cpu_user + used_cpu_sys of INFO cpu, in clock ticks; -1 on failure.
+int64_t InfoCpuTicks(redisContext* c) {
+  Reply r = Command(c, {"INFO", "cpu"});
+  if (!r || r->type != REDIS_REPLY_STRING) return -1;
+  std::string_view text(r->str, r->len);
+  auto user = InfoField(text, "used_cpu_user"), sys = InfoField(text, "used_cpu_sys");
+  if (!user || !sys) return -1;
+  const double hz = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return std::llround((std::stod(*user) + std::stod(*sys)) * hz);
+}
+
+// The daemon's CPU time from /proc, as INFO should sum it: the master
+// (with the children it reaped) and its live children.
+int64_t DaemonTicks(pid_t master) {
+  int64_t ticks = CpuTicks(master, true);
+  for (pid_t child : ChildPids(master)) ticks += std::max<int64_t>(CpuTicks(child, true), 0);
+  return ticks;
+}
+
+// INFO cpu, from any worker, counts every process of the daemon: a busy
+// worker's CPU shows in the other worker's answer, and stays there after
+// the busy worker is killed (the master's reaped-children time).
+TEST_F(ServerCommandsTest, InfoCpuSumsEveryProcessAndKeepsDeadWorkers) {
+  std::vector<Context> conns = ConnectToBothWorkers(2);
+  redisContext* busy = nullptr;
+  redisContext* asker = nullptr;
+  for (auto& c : conns) (WorkerOf(c.get()).first == 0 ? busy : asker) = c.get();
+  ASSERT_NE(busy, nullptr);
+  ASSERT_NE(asker, nullptr);
+  const pid_t busy_pid = WorkerOf(busy).second;
+  // Work for worker 0 until it has used a few ticks of CPU.
+  std::string pings;
+  for (int i = 0; i < 20000; i++) pings += "PING\r\n";
+  Socket s = Socket::Connect(server_->port());
+  ASSERT_TRUE(s.valid());
+  bool on_busy = false;
+  for (int i = 0; i < 50 && !on_busy; i++) {
+    // A connection served by worker 0 (CLIENT INFO's worker=).
+    s = Socket::Connect(server_->port());
+    Reply info = SocketCommand(s, {"CLIENT", "INFO"});
+    on_busy = info && std::string(info->str, info->len).find(" worker=0 ") != std::string::npos;
+  }
+  ASSERT_TRUE(on_busy);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        if (!s.SendAll(pings)) return false;
+        if (s.RecvN(pings.size() / 6 * 7).size() != pings.size() / 6 * 7) return false;
+        return CpuTicks(busy_pid) >= 5;
+      },
+      milliseconds(20000)));
+
+  // Between two readings of /proc, INFO from worker 1 sees all of it.
+  int64_t before = DaemonTicks(server_->pid());
+  int64_t reported = InfoCpuTicks(asker);
+  int64_t after = DaemonTicks(server_->pid());
+  EXPECT_LE(before, reported);
+  EXPECT_LE(reported, after);
+  EXPECT_GE(reported, CpuTicks(busy_pid) + CpuTicks(WorkerOf(asker).second));
+
+  // Worker 0 killed: its CPU is still counted.
+  s.Close();
+  const int64_t busy_final = CpuTicks(busy_pid);
+  int64_t live_before = CpuTicks(server_->pid());  // the master alone
+  for (pid_t child : ChildPids(server_->pid())) {
+    if (child != busy_pid) live_before += std::max<int64_t>(CpuTicks(child), 0);
+  }
+  ASSERT_EQ(kill(busy_pid, SIGKILL), 0);
+  ASSERT_TRUE(WaitUntil([&] { return !ProcessExists(busy_pid); })) << "worker 0 not reaped";
+  int64_t later = InfoCpuTicks(asker);
+  EXPECT_GE(later, reported) << "INFO cpu went backwards";
+  EXPECT_GE(later, live_before + busy_final) << "the killed worker's CPU was lost";
+  Reply cpu = Command(asker, {"INFO", "cpu"});
+  ASSERT_NE(cpu, nullptr);
+  EXPECT_EQ(InfoField(std::string_view(cpu->str, cpu->len), "used_cpu_sys_children"), "0.000000");
 }
 
 TEST_F(ServerCommandsTest, HelloSwitchesToResp3OnlyForThatConnection) {
