@@ -696,17 +696,23 @@ const CommandSpec kServerCommands[] = {
     {"client", -2, kLoading, 0, 0, 0, CmdClient},
     {"command", -1, kLoading, 0, 0, 0, CmdCommand},
     {"config", -2, kLoading, 0, 0, 0, CmdConfig},
-    {"discard", 1, kNoScript | kLoading | kFast, 0, 0, 0, CmdDiscard},
     {"echo", 2, kFast, 0, 0, 0, CmdEcho},
-    {"exec", 1, kNoScript | kLoading, 0, 0, 0, CmdExec},
     {"hello", -1, kFast | kLoading, 0, 0, 0, CmdHello},
     {"info", -1, kLoading, 0, 0, 0, CmdInfo},
-    {"multi", 1, kNoScript | kLoading | kFast, 0, 0, 0, CmdMulti},
     {"ping", -1, kFast, 0, 0, 0, CmdPing},
     {"quit", -1, kFast | kLoading, 0, 0, 0, CmdQuit},
     {"select", 2, kFast | kLoading, 0, 0, 0, CmdSelect},
     {"slowlog", -2, kLoading, 0, 0, 0, CmdSlowlog},
     {"time", 1, kFast | kLoading, 0, 0, 0, CmdTime},
+};
+
+// Last in the table: a command's index is its slot in the counter blocks,
+// which a binary upgrade keeps (and the old workers still write), so new
+// rows go after the existing ones instead of shifting them.
+const CommandSpec kTransactionCommands[] = {
+    {"discard", 1, kNoScript | kLoading | kFast, 0, 0, 0, CmdDiscard},
+    {"exec", 1, kNoScript | kLoading, 0, 0, 0, CmdExec},
+    {"multi", 1, kNoScript | kLoading | kFast, 0, 0, 0, CmdMulti},
     {"unwatch", 1, kNoScript | kLoading | kFast, 0, 0, 0, CmdUnwatch},
     {"watch", -2, kNoScript | kLoading | kFast, 1, -1, 1, CmdWatch},
 };
@@ -714,7 +720,8 @@ const CommandSpec kServerCommands[] = {
 const std::vector<CommandSpec>& AllCommands() {
   static const std::vector<CommandSpec> table = [] {
     std::vector<CommandSpec> t;
-    for (auto family : {ServerCommands(), StringCommands(), KeyspaceCommands()}) {
+    for (auto family : {ServerCommands(), StringCommands(), KeyspaceCommands(),
+                        std::span<const CommandSpec>(kTransactionCommands)}) {
       t.insert(t.end(), family.begin(), family.end());
     }
     return t;
