@@ -13,6 +13,7 @@
 
 #include "command_util.h"
 #include "counters.h"
+#include "daemon_cpu.h"
 #include "event_loop.h"
 #include "glob.h"
 #include "log.h"
@@ -88,6 +89,24 @@ void WriteHello(CommandContext& ctx) {
   ctx.w.Array(0);
 }
 
+// CLIENT LIST prints one client per line, fields separated by spaces: a
+// name with a space, a newline or a control byte could forge fields or
+// whole lines. Redis's validateClientName, for CLIENT SETNAME and HELLO
+// SETNAME alike.
+constexpr std::string_view kErrClientName =
+    "ERR Client names cannot contain spaces, newlines or special characters.";
+
+bool ValidClientName(std::string_view name) {
+  for (char ch : name) {
+    if (ch < '!' || ch > '~') return false;
+  }
+  return true;
+}
+
+// As Redis 7.0's helloCommand: the options are checked in order, AUTH
+// authenticated and SETNAME's name validated as each is met, and only when
+// all pass are the name and the protocol set. An invalid name fails HELLO
+// as a whole: no protocol switch, no name.
 Action CmdHello(CommandContext& ctx) {
   int64_t proto = ctx.conn.protocol();
   size_t i = 1;
@@ -102,7 +121,7 @@ Action CmdHello(CommandContext& ctx) {
     }
     i = 2;
   }
-  std::string name;
+  std::string_view name;
   bool set_name = false;
   for (; i < ctx.args.size(); i++) {
     bool more = i + 1 < ctx.args.size();
@@ -111,14 +130,18 @@ Action CmdHello(CommandContext& ctx) {
       ctx.w.Error("WRONGPASS invalid username-password pair or user is disabled.");
       return Action::kNone;
     } else if (EqualsNoCase(ctx.args[i], "SETNAME") && more) {
-      name = std::string(ctx.args[++i]);
+      name = ctx.args[++i];
+      if (!ValidClientName(name)) {
+        ctx.w.Error(kErrClientName);
+        return Action::kNone;
+      }
       set_name = true;
     } else {
       ctx.w.Error("ERR Syntax error in HELLO option '" + std::string(ctx.args[i]) + "'");
       return Action::kNone;
     }
   }
-  if (set_name) ctx.conn.set_name(name);
+  if (set_name) ctx.conn.set_name(std::string(name));
   ctx.conn.set_protocol(static_cast<int>(proto));
   WriteHello(ctx);
   return Action::kNone;
@@ -160,11 +183,9 @@ Action CmdClient(CommandContext& ctx) {
     }
   } else if (EqualsNoCase(sub, "SETNAME") && ctx.args.size() == 3) {
     std::string_view name = ctx.args[2];
-    for (char ch : name) {
-      if (ch < '!' || ch > '~') {
-        ctx.w.Error("ERR Client names cannot contain spaces, newlines or special characters.");
-        return Action::kNone;
-      }
+    if (!ValidClientName(name)) {
+      ctx.w.Error(kErrClientName);
+      return Action::kNone;
     }
     conn.set_name(std::string(name));
     ctx.w.OK();
@@ -187,6 +208,66 @@ Action CmdClient(CommandContext& ctx) {
   } else {
     UnknownSubcommand(ctx.w, sub, "CLIENT");
   }
+  return Action::kNone;
+}
+
+// ---- transactions ----
+//
+// Not supported yet. Running the commands between MULTI and EXEC one by one
+// would apply some of them before the client learns that its transaction
+// failed; instead MULTI is answered with an error and puts the connection
+// in a state where Dispatch refuses every command unrun, until EXEC
+// (EXECABORT, Redis's "discarded" error, so client libraries raise) or
+// DISCARD ends it. QUIT still works inside, as in Redis (RESET is not
+// supported). WATCH and UNWATCH answer an error, so nothing relies on them.
+
+constexpr std::string_view kErrMultiUnsupported =
+    "ERR MULTI is not supported yet: the commands until EXEC or DISCARD will not be run";
+constexpr std::string_view kErrNotRunInMulti =
+    "ERR command not run: MULTI is not supported yet, and this connection is in one until "
+    "EXEC or DISCARD";
+
+bool InMulti(const Conn& c) { return (c.session_flags() & kSessionInMulti) != 0; }
+
+void EndMulti(Conn& c) { c.set_session_flags(c.session_flags() & ~kSessionInMulti); }
+
+Action CmdMulti(CommandContext& ctx) {
+  if (InMulti(ctx.conn)) {
+    ctx.w.Error("ERR MULTI calls can not be nested");
+    return Action::kNone;
+  }
+  ctx.conn.set_session_flags(ctx.conn.session_flags() | kSessionInMulti);
+  ctx.w.Error(kErrMultiUnsupported);
+  return Action::kNone;
+}
+
+Action CmdExec(CommandContext& ctx) {
+  if (!InMulti(ctx.conn)) {
+    ctx.w.Error("ERR EXEC without MULTI");
+    return Action::kNone;
+  }
+  EndMulti(ctx.conn);
+  ctx.w.Error("EXECABORT Transaction discarded because of previous errors.");
+  return Action::kNone;
+}
+
+Action CmdDiscard(CommandContext& ctx) {
+  if (!InMulti(ctx.conn)) {
+    ctx.w.Error("ERR DISCARD without MULTI");
+    return Action::kNone;
+  }
+  EndMulti(ctx.conn);
+  ctx.w.Error("ERR MULTI is not supported yet: transaction discarded, none of its commands ran");
+  return Action::kNone;
+}
+
+Action CmdWatch(CommandContext& ctx) {
+  ctx.w.Error("ERR WATCH is not supported yet");
+  return Action::kNone;
+}
+
+Action CmdUnwatch(CommandContext& ctx) {
+  ctx.w.Error("ERR UNWATCH is not supported yet");
   return Action::kNone;
 }
 
@@ -340,21 +421,69 @@ Action CmdConfig(CommandContext& ctx) {
   return Action::kNone;
 }
 
-Action CmdInfo(CommandContext& ctx) {
-  // As Redis: no argument or "default" means the default sections;
-  // commandstats only when asked for by name, "all" or "everything".
-  auto wants = [&](std::string_view section) {
-    bool in_default = section != "commandstats" && section != "errorstats";
-    if (ctx.args.size() == 1) return in_default;
-    for (size_t i = 1; i < ctx.args.size(); i++) {
-      if (EqualsNoCase(ctx.args[i], section) || EqualsNoCase(ctx.args[i], "all") ||
-          EqualsNoCase(ctx.args[i], "everything") ||
-          (in_default && EqualsNoCase(ctx.args[i], "default"))) {
-        return true;
-      }
-    }
-    return false;
+// INFO's sections, in Redis 7.0's order (genRedisInfoString).
+enum InfoSection : uint32_t {
+  kInfoServer = 1 << 0,
+  kInfoClients = 1 << 1,
+  kInfoMemory = 1 << 2,
+  kInfoPersistence = 1 << 3,
+  kInfoStats = 1 << 4,
+  kInfoReplication = 1 << 5,
+  kInfoCpu = 1 << 6,
+  kInfoModules = 1 << 7,
+  kInfoCommandstats = 1 << 8,
+  kInfoErrorstats = 1 << 9,
+  kInfoLatencystats = 1 << 10,
+  kInfoCluster = 1 << 11,
+  kInfoKeyspace = 1 << 12,
+};
+constexpr uint32_t kInfoAll = (kInfoKeyspace << 1) - 1;
+constexpr uint32_t kInfoDefault = kInfoAll & ~(kInfoCommandstats | kInfoLatencystats);
+
+// As Redis 7.0's genInfoSectionDict: no argument means the default
+// sections; each argument, case-insensitive, adds a section, "default",
+// "all" or "everything" (all, and the modules' own sections: none here);
+// an unknown one adds nothing, so INFO with only unknown names is empty.
+uint32_t InfoSections(std::span<const std::string_view> args) {
+  if (args.empty()) return kInfoDefault;
+  static constexpr std::pair<std::string_view, uint32_t> kNames[] = {
+      {"server", kInfoServer},
+      {"clients", kInfoClients},
+      {"memory", kInfoMemory},
+      {"persistence", kInfoPersistence},
+      {"stats", kInfoStats},
+      {"replication", kInfoReplication},
+      {"cpu", kInfoCpu},
+      {"modules", kInfoModules},
+      {"commandstats", kInfoCommandstats},
+      {"errorstats", kInfoErrorstats},
+      {"latencystats", kInfoLatencystats},
+      {"cluster", kInfoCluster},
+      {"keyspace", kInfoKeyspace},
+      {"default", kInfoDefault},
+      {"all", kInfoAll},
+      {"everything", kInfoAll},
   };
+  uint32_t wanted = 0;
+  for (std::string_view arg : args) {
+    for (const auto& [name, bits] : kNames) {
+      if (EqualsNoCase(arg, name)) wanted |= bits;
+    }
+  }
+  return wanted;
+}
+
+// Redis's "%ld.%06ld" seconds.
+std::string Seconds(uint64_t us) {
+  char buf[32];
+  snprintf(buf, sizeof(buf), "%llu.%06llu", static_cast<unsigned long long>(us / 1000000),
+           static_cast<unsigned long long>(us % 1000000));
+  return buf;
+}
+
+Action CmdInfo(CommandContext& ctx) {
+  const uint32_t sections = InfoSections(ctx.args.subspan(1));
+  auto wants = [&](InfoSection section) { return (sections & section) != 0; };
   const std::vector<uint64_t> t = ctx.service.Totals();
   auto total = [&](uint32_t slot) { return std::to_string(t[slot]); };
   const shm::Stats st = ctx.service.store().stats();
@@ -367,7 +496,7 @@ Action CmdInfo(CommandContext& ctx) {
     text += v;
     text += "\r\n";
   };
-  if (wants("server")) {
+  if (wants(kInfoServer)) {
     text += "# Server\r\n";
     line("redis_version", "7.0.0");
     line("redhub_version", info.version);
@@ -385,7 +514,7 @@ Action CmdInfo(CommandContext& ctx) {
     line("config_file", info.config_file);
     text += "\r\n";
   }
-  if (wants("clients")) {
+  if (wants(kInfoClients)) {
     text += "# Clients\r\n";
     line("connected_clients", total(shm::slots::kConnectedClients));
     line("maxclients", std::to_string(ctx.service.loop()->options().max_clients));
@@ -394,7 +523,33 @@ Action CmdInfo(CommandContext& ctx) {
     line("clients_paused_by_backpressure", total(shm::slots::kPausedClients));
     text += "\r\n";
   }
-  if (wants("stats")) {
+  if (wants(kInfoMemory)) {
+    text += "# Memory\r\n";
+    line("used_memory", std::to_string(st.used_bytes));
+    line("used_memory_human", HumanBytes(st.used_bytes));
+    line("maxmemory", std::to_string(st.maxmemory));
+    line("maxmemory_human", HumanBytes(st.maxmemory));
+    line("maxmemory_policy", PolicyName(st.policy));
+    line("shm_segment_bytes", std::to_string(st.segment_bytes));
+    line("shm_stripes", std::to_string(st.stripes));
+    line("shm_stripe_repairs", std::to_string(st.repairs));
+    text += "\r\n";
+  }
+  // No persistence, no replicas, no cluster, no modules: these sections say
+  // so in Redis's words, for the tools that read them (role:master...).
+  if (wants(kInfoPersistence)) {
+    text += "# Persistence\r\n";
+    line("loading", "0");
+    line("async_loading", "0");
+    line("rdb_bgsave_in_progress", "0");
+    line("rdb_last_bgsave_status", "ok");
+    line("aof_enabled", "0");
+    line("aof_rewrite_in_progress", "0");
+    line("aof_last_bgrewrite_status", "ok");
+    line("aof_last_write_status", "ok");
+    text += "\r\n";
+  }
+  if (wants(kInfoStats)) {
     text += "# Stats\r\n";
     line("total_connections_received", total(shm::slots::kConnectionsReceived));
     line("total_commands_processed", total(shm::slots::kCommandsProcessed));
@@ -413,19 +568,30 @@ Action CmdInfo(CommandContext& ctx) {
     line("accept_errors", total(shm::slots::kAcceptErrors));
     text += "\r\n";
   }
-  if (wants("memory")) {
-    text += "# Memory\r\n";
-    line("used_memory", std::to_string(st.used_bytes));
-    line("used_memory_human", HumanBytes(st.used_bytes));
-    line("maxmemory", std::to_string(st.maxmemory));
-    line("maxmemory_human", HumanBytes(st.maxmemory));
-    line("maxmemory_policy", PolicyName(st.policy));
-    line("shm_segment_bytes", std::to_string(st.segment_bytes));
-    line("shm_stripes", std::to_string(st.stripes));
-    line("shm_stripe_repairs", std::to_string(st.repairs));
+  if (wants(kInfoReplication)) {
+    text += "# Replication\r\n";
+    line("role", "master");
+    line("connected_slaves", "0");
+    line("master_failover_state", "no-failover");
+    line("master_repl_offset", "0");
+    line("repl_backlog_active", "0");
     text += "\r\n";
   }
-  if (wants("commandstats")) {
+  if (wants(kInfoCpu)) {
+    // Every process of the daemon, live or exited (daemon_cpu.h), so the
+    // figures never go backwards when a worker dies or is replaced. Redis's
+    // _children figures are its fork children (BGSAVE, AOF rewrite): the
+    // daemon has none, its workers are the server itself and count above.
+    const CpuTimes cpu = DaemonCpuTimes(info.master_pid);
+    text += "# CPU\r\n";
+    line("used_cpu_sys", Seconds(cpu.sys_us));
+    line("used_cpu_user", Seconds(cpu.user_us));
+    line("used_cpu_sys_children", Seconds(0));
+    line("used_cpu_user_children", Seconds(0));
+    text += "\r\n";
+  }
+  if (wants(kInfoModules)) text += "# Modules\r\n\r\n";
+  if (wants(kInfoCommandstats)) {
     text += "# Commandstats\r\n";
     const auto& table = CommandService::Table();
     for (uint32_t c = 0; c < table.size() && c < shm::slots::kMaxCommands; c++) {
@@ -443,7 +609,7 @@ Action CmdInfo(CommandContext& ctx) {
     }
     text += "\r\n";
   }
-  if (wants("errorstats")) {
+  if (wants(kInfoErrorstats)) {
     text += "# Errorstats\r\n";
     for (uint32_t i = 0; i <= shm::slots::kErrorKinds; i++) {
       uint64_t n = t[shm::slots::kErrorBase + i];
@@ -453,7 +619,15 @@ Action CmdInfo(CommandContext& ctx) {
     }
     text += "\r\n";
   }
-  if (wants("keyspace")) {
+  // Per-command latency is in the admin's /metrics histograms; their
+  // buckets are too coarse for Redis's percentiles, so none is given here.
+  if (wants(kInfoLatencystats)) text += "# Latencystats\r\n\r\n";
+  if (wants(kInfoCluster)) {
+    text += "# Cluster\r\n";
+    line("cluster_enabled", "0");
+    text += "\r\n";
+  }
+  if (wants(kInfoKeyspace)) {
     text += "# Keyspace\r\n";
     if (st.keys > 0) {
       line("db0", "keys=" + std::to_string(st.keys) +
@@ -535,10 +709,22 @@ const CommandSpec kServerCommands[] = {
     {"time", 1, kFast | kLoading, 0, 0, 0, CmdTime},
 };
 
+// Last in the table: a command's index is its slot in the counter blocks,
+// which a binary upgrade keeps (and the old workers still write), so new
+// rows go after the existing ones instead of shifting them.
+const CommandSpec kTransactionCommands[] = {
+    {"discard", 1, kNoScript | kLoading | kFast, 0, 0, 0, CmdDiscard},
+    {"exec", 1, kNoScript | kLoading, 0, 0, 0, CmdExec},
+    {"multi", 1, kNoScript | kLoading | kFast, 0, 0, 0, CmdMulti},
+    {"unwatch", 1, kNoScript | kLoading | kFast, 0, 0, 0, CmdUnwatch},
+    {"watch", -2, kNoScript | kLoading | kFast, 1, -1, 1, CmdWatch},
+};
+
 const std::vector<CommandSpec>& AllCommands() {
   static const std::vector<CommandSpec> table = [] {
     std::vector<CommandSpec> t;
-    for (auto family : {ServerCommands(), StringCommands(), KeyspaceCommands()}) {
+    for (auto family : {ServerCommands(), StringCommands(), KeyspaceCommands(),
+                        std::span<const CommandSpec>(kTransactionCommands)}) {
       t.insert(t.end(), family.begin(), family.end());
     }
     return t;
@@ -623,10 +809,28 @@ const CommandSpec* CommandService::Lookup(std::string_view name) {
   }
 }
 
+bool CommandService::RefuseInMulti(std::span<const std::string_view> args, resp::Writer& w) {
+  std::string_view name = args[0];
+  if (EqualsNoCase(name, "exec") || EqualsNoCase(name, "discard") || EqualsNoCase(name, "quit") ||
+      EqualsNoCase(name, "multi")) {
+    return false;  // run as usual: their handlers know the state
+  }
+  clock_batch_ = 0;  // the next command reads the clock itself
+  w.Error(kErrNotRunInMulti);
+  if (block_ != nullptr) CountError("ERR");
+  return true;
+}
+
 // Commands that ran this long are logged (and are in SLOWLOG).
 constexpr uint64_t kLongCommandMicros = 1000000;
 
 Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writer& w) {
+  // A connection inside MULTI (see CmdMulti) has every command refused
+  // unrun, checked before anything else, so that no path runs one. Outside
+  // MULTI this is one well-predicted branch on a word of the connection.
+  if (conn.session_flags() != 0) [[unlikely]] {
+    if (RefuseInMulti(cmd.args, w)) return Action::kNone;
+  }
   // Pipelines mostly repeat one command: the name as last received (any
   // case) maps to the same row without hashing it again.
   std::string_view name = cmd.args[0];

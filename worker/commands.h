@@ -39,6 +39,13 @@ enum CommandFlag : uint32_t {
   kNoScript = 1 << 4,
 };
 
+// Conn::session_flags() bits of the daemon's command layer.
+enum SessionFlag : uint32_t {
+  // After MULTI, until EXEC or DISCARD: transactions are not supported yet,
+  // so every command in between is refused unrun (CommandService::Dispatch).
+  kSessionInMulti = 1 << 0,
+};
+
 struct CommandSpec {
   const char* name;  // lower case, as Redis names commands
   int arity;         // Redis's convention: -N means at least N arguments
@@ -53,6 +60,7 @@ struct ServiceInfo {
   std::string bind;
   uint16_t port = 0;
   int worker_slot = 0;
+  int master_pid = 0;  // 0 outside redhubd: INFO's CPU is then this process's
   std::string config_file;
   std::string executable;
 };
@@ -110,6 +118,9 @@ class CommandService {
   static void LabelCounters(shm::CounterArea* area);
 
  private:
+  // Inside MULTI: refuses the command unrun (true) unless it is one that
+  // ends or exits the state (EXEC, DISCARD, QUIT) or MULTI itself.
+  bool RefuseInMulti(std::span<const std::string_view> args, resp::Writer& w);
   // Counts an error reply (the text after '-') by its first word.
   void CountError(std::string_view reply);
   void LogSlow(Conn& conn, std::span<const std::string_view> args, int64_t micros);

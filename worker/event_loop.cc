@@ -521,6 +521,7 @@ void EventLoop::MaybeHandOff(Connection* c) {
   f.PutU64(5, c->commands);
   f.PutU64(6, 0);                                          // selected db
   f.Put(7, std::string_view(c->in.data(), c->in.size()));  // unparsed bytes
+  f.PutU64(8, c->session_flags_);                          // the command layer's state (MULTI)
   int err = SendMessage(handoff_out_.fd, MessageType::kConnection, f.data(), c->fd_);
   if (err == EAGAIN) {
     // The successor is busy: offer again once the channel has room.
@@ -707,7 +708,7 @@ void EventLoop::OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int) {
     FieldReader r(m.payload);
     uint16_t tag;
     std::string_view v;
-    uint64_t id = 0, version = 0, protocol = 2, age = 0, commands = 0;
+    uint64_t id = 0, version = 0, protocol = 2, age = 0, commands = 0, session_flags = 0;
     std::string name;
     std::string_view unparsed;
     while (r.Next(&tag, &v)) {
@@ -733,6 +734,9 @@ void EventLoop::OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int) {
         case 7:
           unparsed = v;
           break;
+        case 8:
+          session_flags = FieldReader::U64(v);
+          break;
         default:
           break;  // a field from a newer binary
       }
@@ -748,6 +752,7 @@ void EventLoop::OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int) {
     Connection* c = self->Register(m.fd, id);
     c->set_protocol(protocol == 3 ? 3 : 2);
     c->name_ = std::move(name);
+    c->session_flags_ = static_cast<uint32_t>(session_flags);
     c->created_at_ = ev_now(loop) - static_cast<double>(age);
     c->commands = commands;
     if (!unparsed.empty() && !c->in.Reserve(unparsed.size())) {

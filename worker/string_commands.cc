@@ -65,7 +65,8 @@ uint64_t MaxStringLen(CommandContext& ctx) {
 
 // Redis's string2ld, for INCRBYFLOAT: no leading blank, nothing after the
 // number, not NaN; an overflow or an underflow to zero is refused, a
-// denormal result accepted.
+// denormal result accepted. strtold stops at a NUL byte, so the parse must
+// have used all of s: "1", NUL, "3" is no number (it would read as 1).
 bool ParseRedisLongDouble(std::string_view s, long double* out) {
   char buf[kMaxLongDoubleChars];
   if (s.empty() || s.size() >= sizeof(buf)) return false;
@@ -74,7 +75,7 @@ bool ParseRedisLongDouble(std::string_view s, long double* out) {
   char* end;
   errno = 0;
   long double v = strtold(buf, &end);
-  if (isspace(static_cast<unsigned char>(buf[0])) || *end != '\0' ||
+  if (isspace(static_cast<unsigned char>(buf[0])) || end != buf + s.size() ||
       (errno == ERANGE && (v == HUGE_VALL || v == -HUGE_VALL || v == 0)) || std::isnan(v)) {
     return false;
   }

@@ -154,6 +154,7 @@ int RunWorker(const WorkerSpec& spec) {
   options.handle_signals = true;
   ServiceInfo info = spec.info;
   info.worker_slot = spec.slot;
+  info.master_pid = spec.master_pid;
   CommandService service(info, spec.store);
   // This worker's counter block; a clean exit folds it at once, a crash is
   // folded by the next reader.

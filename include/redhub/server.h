@@ -97,6 +97,13 @@ class Conn {
   const std::string& name() const { return name_; }
   void set_name(std::string name) { name_ = std::move(name); }
 
+  // State bits of the application's command layer (redhubd: inside MULTI),
+  // 0 when new. A plain word, not context(), because a command handler may
+  // test it on every request; it moves with the connection to a successor
+  // worker (reload, upgrade), as the name and protocol do.
+  uint32_t session_flags() const { return session_flags_; }
+  void set_session_flags(uint32_t flags) { session_flags_ = flags; }
+
   // Seconds since the connection was accepted and since its last command.
   int64_t age_seconds() const;
   int64_t idle_seconds() const;
@@ -120,6 +127,7 @@ class Conn {
   uint64_t id_ = 0;
   int fd_ = -1;
   int protocol_ = 2;
+  uint32_t session_flags_ = 0;
   bool close_requested_ = false;
   double created_at_ = 0;  // ev_now() timestamps
   double last_active_ = 0;

@@ -640,6 +640,37 @@ TEST(MasterTest, UpgradeEverySecondUnderLoadLosesNothing) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
 }
 
+// A connection inside MULTI (not supported yet: every command refused
+// until EXEC or DISCARD) keeps that state when it moves to the new worker
+// at a reload; otherwise the commands after the move would run.
+TEST(MasterTest, MultiStateMovesWithTheConnectionOnReload) {
+  auto server = StartRedhubd({"--workers", "1"});
+  ASSERT_NE(server, nullptr);
+  Socket s = Socket::Connect(server->port());
+  ASSERT_TRUE(s.valid());
+  auto first = ServedBy(s);
+  ASSERT_TRUE(first.has_value());
+  ASSERT_EQ(
+      DescribeReply(SocketCommand(s, {"MULTI"}).get()).rfind("-ERR MULTI is not supported", 0), 0u);
+  ASSERT_TRUE(server->Signal(SIGHUP));
+  // The idle connection moves at once; the old worker leaves after it.
+  EXPECT_TRUE(WaitUntil([&] { return !ProcessExists(first->pid); }))
+      << "the old worker did not leave";
+  EXPECT_EQ(
+      DescribeReply(SocketCommand(s, {"SET", "k", "v"}).get()).rfind("-ERR command not run", 0),
+      0u);
+  EXPECT_EQ(DescribeReply(SocketCommand(s, {"EXEC"}).get()),
+            "-EXECABORT Transaction discarded because of previous errors.");
+  auto now = ServedBy(s);
+  ASSERT_TRUE(now.has_value());
+  EXPECT_NE(now->pid, first->pid) << "the connection was not handed over";
+  Context check = ConnectHiredis(server->port());
+  ASSERT_NE(check, nullptr);
+  EXPECT_EQ(DescribeReply(Command(check.get(), {"EXISTS", "k"}).get()), ":0");
+  int status = server->Stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
+
 // A client pipelining 1,000 commands while its worker retires: the commands
 // trickle in before, during and after the handoff, and all 1,000 replies come
 // back in order.

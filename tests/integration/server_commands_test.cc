@@ -3,9 +3,14 @@
 // worker's death, when no counter may go backwards).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <cmath>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -116,6 +121,177 @@ TEST_F(ServerCommandsTest, NoCounterGoesBackwardsWhenAWorkerIsKilled) {
                            << "ping count was lost or doubled";
 }
 
+// The "# Name" lines of an INFO reply, in order; {"(error)"} if it failed.
+std::vector<std::string> InfoHeaders(Socket& s, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"INFO"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Reply r = SocketCommand(s, argv);
+  if (!r || r->type != REDIS_REPLY_STRING) return {"(error) " + DescribeReply(r.get())};
+  std::vector<std::string> headers;
+  std::string_view text(r->str, r->len);
+  for (size_t at = 0; at < text.size();) {
+    size_t end = text.find("\r\n", at);
+    std::string_view line = text.substr(at, end == std::string_view::npos ? end : end - at);
+    if (line.starts_with("#")) headers.emplace_back(line);
+    if (end == std::string_view::npos) break;
+    at = end + 2;
+  }
+  return headers;
+}
+
+// INFO's sections, their order, the default set, "all", "everything",
+// several names in one call, names in any case and unknown names: the same
+// section headers as redis-server 7.0 gives (values differ, headers not).
+TEST_F(ServerCommandsTest, InfoSectionsAreRedisOnes) {
+  auto redis = StartRedisServer();
+  ASSERT_NE(redis, nullptr);
+  Socket ours = Socket::Connect(server_->port());
+  Socket ref = Socket::Connect(redis->port());
+  ASSERT_TRUE(ours.valid());
+  ASSERT_TRUE(ref.valid());
+  // Something in commandstats and errorstats on both.
+  for (Socket* s : {&ours, &ref}) {
+    ASSERT_EQ(RawCommand(*s, {"SET", "k", "v"}), "+OK\r\n");
+    ASSERT_EQ(RawCommand(*s, {"GET"}), "-ERR wrong number of arguments for 'get' command\r\n");
+  }
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {},
+           {"default"},
+           {"all"},
+           {"everything"},
+           {"EveryThing"},
+           {"cpu"},
+           {"CPU"},
+           {"server", "clients"},
+           {"clients", "server"},
+           {"server", "nosuchsection"},
+           {"commandstats"},
+           {"CommandStats"},
+           {"errorstats"},
+           {"default", "commandstats"},
+           {"all", "nosuchsection"},
+           {"persistence", "replication", "modules", "latencystats", "cluster"},
+           {"keyspace", "memory", "stats"},
+       }) {
+    std::vector<std::string> expected = InfoHeaders(ref, args);
+    EXPECT_EQ(InfoHeaders(ours, args), expected) << "INFO " << ::testing::PrintToString(args);
+  }
+  // Only unknown sections: an empty reply, byte for byte.
+  for (const std::vector<std::string>& argv :
+       std::vector<std::vector<std::string>>{{"INFO", "nosuchsection"}, {"INFO", "foo", "bar"}}) {
+    std::string expected = RawCommand(ref, argv);
+    ASSERT_EQ(expected, "$0\r\n\r\n");
+    EXPECT_EQ(RawCommand(ours, argv), expected) << ::testing::PrintToString(argv);
+  }
+  // The CPU section's fields, as Redis formats them.
+  for (Socket* s : {&ours, &ref}) {
+    Reply cpu = SocketCommand(*s, {"INFO", "cpu"});
+    ASSERT_NE(cpu, nullptr);
+    std::string_view text(cpu->str, cpu->len);
+    for (const char* field :
+         {"used_cpu_sys", "used_cpu_user", "used_cpu_sys_children", "used_cpu_user_children"}) {
+      std::optional<std::string> v = InfoField(text, field);
+      ASSERT_TRUE(v.has_value()) << field << " in " << text;
+      size_t dot = v->find('.');
+      EXPECT_TRUE(dot != std::string::npos && dot > 0 && v->size() - dot == 7 &&
+                  v->find_first_not_of("0123456789.") == std::string::npos)
+          << field << ":" << *v;
+    }
+  }
+}
+
+// utime+stime (and, with reaped, cutime+cstime) of a process, in clock
+// ticks, from /proc/<pid>/stat; -1 if it is gone.
+int64_t CpuTicks(pid_t pid, bool reaped_children = false) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t at = text.rfind(')');
+  if (at == std::string::npos) return -1;
+  std::istringstream fields(text.substr(at + 2));
+  std::vector<std::string> f;
+  for (std::string w; fields >> w && f.size() < 15;) f.push_back(w);
+  if (f.size() < 15) return -1;
+  int64_t ticks = std::stoll(f[11]) + std::stoll(f[12]);  // fields 14, 15
+  if (reaped_children) ticks += std::stoll(f[13]) + std::stoll(f[14]);
+  return ticks;
+}
+
+// used_cpu_user + used_cpu_sys of INFO cpu, in clock ticks; -1 on failure.
+int64_t InfoCpuTicks(redisContext* c) {
+  Reply r = Command(c, {"INFO", "cpu"});
+  if (!r || r->type != REDIS_REPLY_STRING) return -1;
+  std::string_view text(r->str, r->len);
+  auto user = InfoField(text, "used_cpu_user"), sys = InfoField(text, "used_cpu_sys");
+  if (!user || !sys) return -1;
+  const double hz = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return std::llround((std::stod(*user) + std::stod(*sys)) * hz);
+}
+
+// The daemon's CPU time from /proc, as INFO should sum it: the master
+// (with the children it reaped) and its live children.
+int64_t DaemonTicks(pid_t master) {
+  int64_t ticks = CpuTicks(master, true);
+  for (pid_t child : ChildPids(master)) ticks += std::max<int64_t>(CpuTicks(child, true), 0);
+  return ticks;
+}
+
+// INFO cpu, from any worker, counts every process of the daemon: a busy
+// worker's CPU shows in the other worker's answer, and stays there after
+// the busy worker is killed (the master's reaped-children time).
+TEST_F(ServerCommandsTest, InfoCpuSumsEveryProcessAndKeepsDeadWorkers) {
+  std::vector<Context> conns = ConnectToBothWorkers(2);
+  redisContext* busy = nullptr;
+  redisContext* asker = nullptr;
+  for (auto& c : conns) (WorkerOf(c.get()).first == 0 ? busy : asker) = c.get();
+  ASSERT_NE(busy, nullptr);
+  ASSERT_NE(asker, nullptr);
+  const pid_t busy_pid = WorkerOf(busy).second;
+  // Work for worker 0 until it has used a few ticks of CPU.
+  std::string pings;
+  for (int i = 0; i < 20000; i++) pings += "PING\r\n";
+  Socket s = Socket::Connect(server_->port());
+  ASSERT_TRUE(s.valid());
+  bool on_busy = false;
+  for (int i = 0; i < 50 && !on_busy; i++) {
+    // A connection served by worker 0 (CLIENT INFO's worker=).
+    s = Socket::Connect(server_->port());
+    Reply info = SocketCommand(s, {"CLIENT", "INFO"});
+    on_busy = info && std::string(info->str, info->len).find(" worker=0 ") != std::string::npos;
+  }
+  ASSERT_TRUE(on_busy);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        if (!s.SendAll(pings)) return false;
+        if (s.RecvN(pings.size() / 6 * 7).size() != pings.size() / 6 * 7) return false;
+        return CpuTicks(busy_pid) >= 5;
+      },
+      milliseconds(20000)));
+
+  // Between two readings of /proc, INFO from worker 1 sees all of it.
+  int64_t before = DaemonTicks(server_->pid());
+  int64_t reported = InfoCpuTicks(asker);
+  int64_t after = DaemonTicks(server_->pid());
+  EXPECT_LE(before, reported);
+  EXPECT_LE(reported, after);
+  EXPECT_GE(reported, CpuTicks(busy_pid) + CpuTicks(WorkerOf(asker).second));
+
+  // Worker 0 killed: its CPU is still counted.
+  s.Close();
+  const int64_t busy_final = CpuTicks(busy_pid);
+  int64_t live_before = CpuTicks(server_->pid());  // the master alone
+  for (pid_t child : ChildPids(server_->pid())) {
+    if (child != busy_pid) live_before += std::max<int64_t>(CpuTicks(child), 0);
+  }
+  ASSERT_EQ(kill(busy_pid, SIGKILL), 0);
+  ASSERT_TRUE(WaitUntil([&] { return !ProcessExists(busy_pid); })) << "worker 0 not reaped";
+  int64_t later = InfoCpuTicks(asker);
+  EXPECT_GE(later, reported) << "INFO cpu went backwards";
+  EXPECT_GE(later, live_before + busy_final) << "the killed worker's CPU was lost";
+  Reply cpu = Command(asker, {"INFO", "cpu"});
+  ASSERT_NE(cpu, nullptr);
+  EXPECT_EQ(InfoField(std::string_view(cpu->str, cpu->len), "used_cpu_sys_children"), "0.000000");
+}
+
 TEST_F(ServerCommandsTest, HelloSwitchesToResp3OnlyForThatConnection) {
   Socket s = Socket::Connect(server_->port());
   ASSERT_TRUE(s.valid());
@@ -143,6 +319,167 @@ TEST_F(ServerCommandsTest, HelloSwitchesToResp3OnlyForThatConnection) {
   Context other = ConnectHiredis(server_->port());
   ASSERT_NE(other, nullptr);
   EXPECT_EQ(DescribeReply(Command(other.get(), {"GET", "missing"}).get()), "(nil)");
+}
+
+// HELLO SETNAME validates the name as CLIENT SETNAME does: a newline in it
+// would forge a line of CLIENT LIST. As Redis 7.0, an invalid name fails
+// HELLO as a whole (no protocol switch, no name), options are checked in
+// order, and every error matches redis-server's byte for byte.
+TEST_F(ServerCommandsTest, HelloSetnameValidatesTheNameAsRedis) {
+  auto redis = StartRedisServer();
+  ASSERT_NE(redis, nullptr);
+  const std::string forged = "x\nid=999 addr=6.6.6.6:6 name=forged";
+  const std::vector<std::vector<std::string>> script = {
+      {"HELLO", "3", "SETNAME", forged},
+      {"HELLO", "2", "SETNAME", "a b"},
+      {"HELLO", "3", "SETNAME", std::string("a\0b", 3)},
+      {"HELLO", "3", "SETNAME", "a\x7f"},
+      {"HELLO", "3", "SETNAME", "caf\xc3\xa9"},
+      {"HELLO", "3", "SETNAME", "a b", "NOSUCHOPTION"},  // the name fails first
+      {"HELLO", "3", "NOSUCHOPTION", "SETNAME", "a b"},  // the option fails first
+      {"HELLO", "3", "AUTH", "nosuchuser", "pw", "SETNAME", "a b"},
+      {"HELLO", "3", "SETNAME"},
+      // Nothing of the failed HELLOs took effect: RESP2, no name.
+      {"GET", "missing"},
+      {"CLIENT", "GETNAME"},
+      {"CLIENT", "SETNAME", forged},
+      {"CLIENT", "SETNAME", "a b"},
+  };
+  Socket ours = Socket::Connect(server_->port());
+  Socket ref = Socket::Connect(redis->port());
+  ASSERT_TRUE(ours.valid());
+  ASSERT_TRUE(ref.valid());
+  for (const auto& argv : script) {
+    std::string expected = RawCommand(ref, argv);
+    ASSERT_FALSE(expected.empty()) << ::testing::PrintToString(argv);
+    EXPECT_EQ(RawCommand(ours, argv), expected) << ::testing::PrintToString(argv);
+  }
+  Reply list = SocketCommand(ours, {"CLIENT", "LIST"});
+  ASSERT_NE(list, nullptr);
+  std::string text(list->str, list->len);
+  EXPECT_EQ(text.find("id=999"), std::string::npos) << text;
+  EXPECT_EQ(text.find("forged"), std::string::npos) << text;
+  EXPECT_NE(text.find(" name= "), std::string::npos) << text;
+
+  // A valid name is set, with the protocol, by the same HELLO.
+  ASSERT_TRUE(ours.SendAll(FormatCommand({"HELLO", "3", "SETNAME", "app-1"})));
+  std::string hello = ours.RecvUntil("*0\r\n");
+  EXPECT_NE(hello.find("$5\r\nproto\r\n:3\r\n"), std::string::npos) << hello;
+  EXPECT_EQ(RawCommand(ours, {"CLIENT", "GETNAME"}), "$5\r\napp-1\r\n");
+  ASSERT_TRUE(ours.SendAll(FormatCommand({"GET", "missing"})));
+  EXPECT_EQ(ours.RecvN(3), "_\r\n");
+}
+
+// Transactions are not supported yet: MULTI is answered with an error and
+// every command until EXEC or DISCARD is refused unrun, so a transaction
+// never half-applies. EXEC answers EXECABORT (client libraries raise), and
+// the connection works normally afterwards.
+constexpr char kNotRunInMulti[] =
+    "-ERR command not run: MULTI is not supported yet, and this connection is in one until EXEC "
+    "or DISCARD\r\n";
+constexpr char kExecAbort[] = "-EXECABORT Transaction discarded because of previous errors.\r\n";
+
+TEST_F(ServerCommandsTest, MultiRefusesEveryCommandUntilExecOrDiscard) {
+  Context other = ConnectHiredis(server_->port());
+  ASSERT_NE(other, nullptr);
+  ASSERT_EQ(DescribeReply(Command(other.get(), {"SET", "k", "orig"}).get()), "+OK");
+  Socket s = Socket::Connect(server_->port());
+  ASSERT_TRUE(s.valid());
+  // As a client library sends a transaction: all of it in one write.
+  ASSERT_TRUE(s.SendAll(FormatCommand({"MULTI"}) + FormatCommand({"SET", "k", "v"}) +
+                        FormatCommand({"INCR", "x"}) + FormatCommand({"EXEC"})));
+  const std::string multi_error =
+      "-ERR MULTI is not supported yet: the commands until EXEC or DISCARD will not be run\r\n";
+  const std::string expected = multi_error + kNotRunInMulti + kNotRunInMulti + kExecAbort;
+  EXPECT_EQ(s.RecvN(expected.size()), expected);
+  EXPECT_EQ(DescribeReply(Command(other.get(), {"GET", "k"}).get()), "$4 orig");
+  EXPECT_EQ(DescribeReply(Command(other.get(), {"EXISTS", "x"}).get()), ":0");
+  // After EXEC the connection runs commands again.
+  EXPECT_EQ(RawCommand(s, {"SET", "k", "after-exec"}), "+OK\r\n");
+  EXPECT_EQ(DescribeReply(Command(other.get(), {"GET", "k"}).get()), "$10 after-exec");
+
+  // Every command is refused inside, whatever it is: unknown, wrong arity,
+  // connection commands, WATCH; nested MULTI gets Redis's error and the
+  // state stays. DISCARD ends it too.
+  EXPECT_EQ(RawCommand(s, {"MULTI"}), multi_error);
+  for (const std::vector<std::string>& argv :
+       std::vector<std::vector<std::string>>{{"INCR", "x"},
+                                             {"NOSUCHCOMMAND"},
+                                             {"GET"},
+                                             {"PING"},
+                                             {"CLIENT", "SETNAME", "n"},
+                                             {"HELLO", "3"},
+                                             {"WATCH", "k"},
+                                             {"UNWATCH"},
+                                             {"SELECT", "0"}}) {
+    EXPECT_EQ(RawCommand(s, argv), kNotRunInMulti) << ::testing::PrintToString(argv);
+  }
+  EXPECT_EQ(RawCommand(s, {"MULTI"}), "-ERR MULTI calls can not be nested\r\n");
+  EXPECT_EQ(RawCommand(s, {"SET", "k", "v"}), kNotRunInMulti);
+  EXPECT_EQ(RawCommand(s, {"discard"}),
+            "-ERR MULTI is not supported yet: transaction discarded, none of its commands ran\r\n");
+  EXPECT_EQ(DescribeReply(Command(other.get(), {"EXISTS", "x"}).get()), ":0");
+  EXPECT_EQ(DescribeReply(Command(other.get(), {"GET", "k"}).get()), "$10 after-exec");
+  EXPECT_EQ(RawCommand(s, {"INCR", "x"}), ":1\r\n");
+  EXPECT_EQ(RawCommand(s, {"CLIENT", "GETNAME"}), "$-1\r\n");  // SETNAME was not run
+  EXPECT_EQ(RawCommand(s, {"PING"}), "+PONG\r\n");
+
+  // Outside MULTI, as Redis: EXEC and DISCARD without MULTI, and a nested
+  // MULTI's error, byte for byte. WATCH and UNWATCH are refused.
+  auto redis = StartRedisServer();
+  ASSERT_NE(redis, nullptr);
+  Socket ref = Socket::Connect(redis->port());
+  ASSERT_TRUE(ref.valid());
+  for (const std::vector<std::string>& argv :
+       std::vector<std::vector<std::string>>{{"EXEC"}, {"DISCARD"}, {"MULTI", "x"}}) {
+    std::string want = RawCommand(ref, argv);
+    ASSERT_FALSE(want.empty());
+    EXPECT_EQ(RawCommand(s, argv), want) << ::testing::PrintToString(argv);
+  }
+  EXPECT_EQ(RawCommand(s, {"WATCH", "k"}), "-ERR WATCH is not supported yet\r\n");
+  EXPECT_EQ(RawCommand(s, {"UNWATCH"}), "-ERR UNWATCH is not supported yet\r\n");
+
+  // QUIT still works inside MULTI, as in Redis: +OK, then the close.
+  EXPECT_EQ(RawCommand(s, {"MULTI"}), multi_error);
+  ASSERT_TRUE(s.SendAll(FormatCommand({"QUIT"})));
+  std::string rest;
+  EXPECT_TRUE(s.WaitForClose(kTimeout, &rest));
+  EXPECT_EQ(rest, "+OK\r\n");
+  EXPECT_EQ(DescribeReply(Command(other.get(), {"GET", "x"}).get()), "$1 1");
+}
+
+// redis-py's transactional pipeline raises, and nothing of it is applied.
+TEST_F(ServerCommandsTest, RedisPyTransactionRaisesAndAppliesNothing) {
+  if (std::string(PYTHON3_PATH).empty()) FAIL() << "/usr/bin/python3 not found";
+  static const char kScript[] = R"(
+import sys, redis
+port = int(sys.argv[1])
+r = redis.Redis(host='127.0.0.1', port=port, single_connection_client=True)
+other = redis.Redis(host='127.0.0.1', port=port)
+r.set('k', 'orig')
+p = r.pipeline(transaction=True)
+p.set('k', 'v')
+p.incr('x')
+try:
+    print('executed', p.execute())
+except redis.exceptions.ResponseError as e:
+    print('raised', type(e).__name__, e)
+print('k', other.get('k'), 'x', other.exists('x'))
+# The same connection runs commands normally afterwards.
+print('after', r.set('k2', 'w'), r.get('k2'), r.incr('x'))
+with r.pipeline(transaction=False) as p:
+    p.set('k3', 'z')
+    p.get('k3')
+    print('plain pipeline', p.execute())
+)";
+  RunResult r = RunPython(kScript, {std::to_string(server_->port())}, milliseconds(20000));
+  ASSERT_TRUE(r.ok()) << r.Describe();
+  EXPECT_EQ(r.out,
+            "raised ResponseError MULTI is not supported yet: the commands until EXEC or DISCARD "
+            "will not be run\n"
+            "k b'orig' x 0\n"
+            "after True b'w' 1\n"
+            "plain pipeline [True, b'z']\n");
 }
 
 TEST_F(ServerCommandsTest, RedisCliResp3) {

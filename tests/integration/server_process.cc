@@ -442,6 +442,22 @@ Reply SocketCommand(Socket& s, const std::vector<std::string>& argv, millisecond
   return reader.Read(s, milliseconds(RemainingMs(deadline)));
 }
 
+std::string RawCommand(Socket& s, const std::vector<std::string>& argv, milliseconds timeout) {
+  Clock::time_point deadline = Clock::now() + timeout;
+  if (!s.SendAll(FormatCommand(argv), timeout)) return "";
+  ReplyReader reader;
+  std::string raw;
+  char buf[16384];
+  while (true) {
+    ssize_t n = s.RecvOnce(buf, sizeof(buf), milliseconds(RemainingMs(deadline)));
+    if (n <= 0) return "";
+    raw.append(buf, static_cast<size_t>(n));
+    reader.Feed(std::string_view(buf, static_cast<size_t>(n)));
+    if (reader.Next() != nullptr) return raw.substr(0, raw.size() - reader.buffered());
+    if (reader.error()) return "";
+  }
+}
+
 Context ConnectHiredis(uint16_t port, milliseconds timeout, std::string* error) {
   timeval tv{};
   tv.tv_sec = timeout.count() / 1000;
@@ -781,6 +797,50 @@ std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extr
     why = "port " + std::to_string(port) + " answered but not by our redhubd: " + info;
   }
   ADD_FAILURE() << "redhubd did not start: " << why;
+  return nullptr;
+}
+
+std::unique_ptr<ServerProcess> StartRedisServer() {
+  if (std::string(REDIS_SERVER_PATH).empty()) {
+    ADD_FAILURE() << "redis-server not found (deploy/install-deps.sh installs it)";
+    return nullptr;
+  }
+  std::string why;
+  for (int attempt = 1; attempt <= 3; attempt++) {
+    uint16_t port = PickFreePort();
+    if (port == 0) {
+      why = "no free port";
+      continue;
+    }
+    auto server = std::make_unique<ServerProcess>("redis-server");
+    // No RDB, no AOF: nothing is written at start or at the SIGTERM that
+    // stops it, so no directory is needed.
+    if (!server->Start(REDIS_SERVER_PATH,
+                       {"--bind", "127.0.0.1", "--port", std::to_string(port), "--save", "",
+                        "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"})) {
+      why = "fork failed";
+      continue;
+    }
+    server->set_port(port);
+    if (!server->WaitReady()) {
+      bool running = server->Running();
+      server->Stop();
+      why = "attempt " + std::to_string(attempt) + " on port " + std::to_string(port) +
+            " did not become ready; log:\n" + server->Log();
+      if (running) break;
+      continue;
+    }
+    Socket s = Socket::Connect(port);
+    Reply info = SocketCommand(s, {"INFO", "server"});
+    std::optional<std::string> pid =
+        info && info->type == REDIS_REPLY_STRING
+            ? InfoField(std::string_view(info->str, info->len), "process_id")
+            : std::nullopt;
+    if (pid && atoi(pid->c_str()) == server->pid()) return server;
+    server->Stop();
+    why = "port " + std::to_string(port) + " is served by another process";
+  }
+  ADD_FAILURE() << "redis-server did not start: " << why;
   return nullptr;
 }
 

@@ -180,6 +180,11 @@ class ReplyReader {
 // Sends one command on s and reads its reply.
 Reply SocketCommand(Socket& s, const std::vector<std::string>& argv,
                     milliseconds timeout = kTimeout);
+// Sends one command on s and returns its reply's exact bytes ("" on EOF, an
+// error or the timeout), for byte-for-byte comparisons between servers.
+// RESP2 replies only: Debian's hiredis (0.14) cannot parse RESP3's types.
+std::string RawCommand(Socket& s, const std::vector<std::string>& argv,
+                       milliseconds timeout = kTimeout);
 
 // A blocking hiredis connection with send and receive timeouts; null (and
 // *error set) if it could not connect.
@@ -278,6 +283,12 @@ struct StartOptions {
 // it does not come up.
 std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extra_args = {},
                                             const StartOptions& options = {});
+// The reference: redis-server (Debian's 7.0) on a free port of 127.0.0.1,
+// without persistence (it writes no file), ready to serve, checked to be
+// ours as StartRedhubd does. Retries on a bind failure, up to 3 starts.
+// Null (after an ADD_FAILURE) if it is not installed or does not come up.
+// Tests compare redhubd's replies with its replies byte for byte.
+std::unique_ptr<ServerProcess> StartRedisServer();
 // memory_kv on port 0, with the port read from its "listening on" line.
 std::unique_ptr<ServerProcess> StartMemoryKv(const StartOptions& options = {});
 

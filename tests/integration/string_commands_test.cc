@@ -516,6 +516,56 @@ TEST_F(StringCommandsTest, Incrbyfloat) {
   ExpectTtlWithin("t", 100 * 1000);
 }
 
+// A NUL byte inside a number, in the stored value or in the argument: Redis
+// parses the whole length (string2ld, string2ll), so "1\0" "3" is no number;
+// a parser that stops at the NUL would read 1. Replies compared byte for byte
+// with redis-server's, and the values left unchanged.
+TEST_F(StringCommandsTest, NumbersWithANulByteAreRefusedAsByRedis) {
+  auto redis = StartRedisServer();
+  ASSERT_NE(redis, nullptr);
+  const std::string nul_mid("1\0003", 3), nul_end("1\0", 2), nul_start("\0001", 2),
+      float_nul("1.5\0", 4);
+  std::vector<std::vector<std::string>> script;
+  for (const std::string& v : {nul_mid, nul_end, nul_start, float_nul}) {
+    script.push_back({"SET", "k", v});
+    script.push_back({"INCRBYFLOAT", "k", "1"});
+    script.push_back({"INCR", "k"});
+    script.push_back({"DECR", "k"});
+    script.push_back({"INCRBY", "k", "1"});
+    script.push_back({"DECRBY", "k", "1"});
+    script.push_back({"GET", "k"});
+    // In the increment, on a key that exists and on one that does not.
+    script.push_back({"SET", "n", "10"});
+    script.push_back({"INCRBYFLOAT", "n", v});
+    script.push_back({"INCRBY", "n", v});
+    script.push_back({"DECRBY", "n", v});
+    script.push_back({"INCRBYFLOAT", "missing", v});
+    script.push_back({"INCRBY", "missing", v});
+    script.push_back({"GET", "n"});
+    script.push_back({"EXISTS", "missing"});
+  }
+  // Without the NUL all of it works, identically.
+  script.push_back({"SET", "k", "1.5"});
+  script.push_back({"INCRBYFLOAT", "k", "1"});
+  script.push_back({"SET", "k", "13"});
+  script.push_back({"INCRBY", "k", "3"});
+  Socket ours = Socket::Connect(server_->port());
+  Socket ref = Socket::Connect(redis->port());
+  ASSERT_TRUE(ours.valid());
+  ASSERT_TRUE(ref.valid());
+  for (const auto& argv : script) {
+    std::string expected = RawCommand(ref, argv);
+    ASSERT_FALSE(expected.empty()) << ::testing::PrintToString(argv);
+    EXPECT_EQ(RawCommand(ours, argv), expected) << ::testing::PrintToString(argv);
+  }
+  // Spelled out, so the expectation does not rest on the reference alone.
+  EXPECT_EQ(Do({"SET", "k", nul_mid}), "+OK");
+  EXPECT_EQ(Do({"INCRBYFLOAT", "k", "1"}), kNotFloat);
+  EXPECT_EQ(Do({"INCRBYFLOAT", "n", nul_mid}), kNotFloat);
+  EXPECT_EQ(Do({"INCR", "k"}), kNotInt);
+  EXPECT_EQ(Value({"GET", "k"}), nul_mid);
+}
+
 TEST_F(StringCommandsTest, AppendStrlen) {
   EXPECT_EQ(Do({"STRLEN", "s"}), ":0");
   EXPECT_EQ(Do({"APPEND", "s", "Hello"}), ":5");
