@@ -103,7 +103,8 @@ int ParseArgs(int argc, char** argv, Config* config) {
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_option("--worker-timeout", config->worker_timeout,
-                 "Kill a worker silent for this many seconds")
+                 "Kill (SIGKILL) and respawn a worker that neither heartbeats nor makes progress "
+                 "for this many seconds; a long command that progresses is never killed")
       ->check(CLI::Range(1.0, 3600.0))
       ->capture_default_str();
   app.add_option("--drain-timeout", config->drain_timeout,
