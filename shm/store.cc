@@ -1191,6 +1191,24 @@ static bool SkippableStripe(const StripeHeader& sh) {
   return sh.keys.load(std::memory_order_acquire) == 0 && (sh.version.load(kRelaxed) & 1) == 0;
 }
 
+// One ScanStep of a held stripe: fn for every key of the bucket(s) it
+// visits that has not expired. Returns the next bucket cursor.
+static uint32_t EmitScanStep(Core& core, Stripe& stripe, uint32_t v, int64_t now,
+                             const Store::ScanFn& fn, size_t* emitted) {
+  return stripe.ScanStep(v, [&](std::atomic<uint64_t>* link) {
+    for (uint64_t e = LinkOffset(link->load(kRelaxed)); e != 0;) {
+      EntryHeader* entry = core.Entry(e);
+      int64_t expire = entry->expire_ms.load(kRelaxed);
+      if (!Expired(expire, now)) {
+        fn(std::string_view(entry->key(), entry->key_len),
+           EntryView{std::string_view(entry->value(), entry->value_len), expire, 0});
+        (*emitted)++;
+      }
+      e = LinkOffset(entry->link.load(kRelaxed));
+    }
+  });
+}
+
 uint64_t Store::Scan(uint64_t cursor, size_t count, const ScanFn& fn) {
   Impl& im = *impl_;
   const uint32_t stripes = im.core.g.stripes;
@@ -1208,18 +1226,7 @@ uint64_t Store::Scan(uint64_t cursor, size_t count, const ScanFn& fn) {
     Impl::Guard guard(im, static_cast<uint32_t>(s));
     Stripe stripe(im.core, static_cast<uint32_t>(s));
     do {
-      v = stripe.ScanStep(v, [&](std::atomic<uint64_t>* link) {
-        for (uint64_t e = LinkOffset(link->load(kRelaxed)); e != 0;) {
-          EntryHeader* entry = im.core.Entry(e);
-          int64_t expire = entry->expire_ms.load(kRelaxed);
-          if (!Expired(expire, now)) {
-            EntryView view{std::string_view(entry->value(), entry->value_len), expire, 0};
-            fn(std::string_view(entry->key(), entry->key_len), view);
-            emitted++;
-          }
-          e = LinkOffset(entry->link.load(kRelaxed));
-        }
-      });
+      v = EmitScanStep(im.core, stripe, v, now, fn, &emitted);
     } while (v != 0 && emitted < count);
     if (v != 0) return s << 32 | v;
     s++;
@@ -1235,19 +1242,10 @@ void Store::ScanStripe(uint32_t s, const ScanFn& fn) {
   Impl::Guard guard(im, s);
   Stripe stripe(im.core, s);
   const int64_t now = NowMs();
+  size_t emitted = 0;
   uint32_t v = 0;
   do {
-    v = stripe.ScanStep(v, [&](std::atomic<uint64_t>* link) {
-      for (uint64_t e = LinkOffset(link->load(kRelaxed)); e != 0;) {
-        EntryHeader* entry = im.core.Entry(e);
-        int64_t expire = entry->expire_ms.load(kRelaxed);
-        if (!Expired(expire, now)) {
-          fn(std::string_view(entry->key(), entry->key_len),
-             EntryView{std::string_view(entry->value(), entry->value_len), expire, 0});
-        }
-        e = LinkOffset(entry->link.load(kRelaxed));
-      }
-    });
+    v = EmitScanStep(im.core, stripe, v, now, fn, &emitted);
   } while (v != 0);
 }
 
