@@ -19,6 +19,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -1070,6 +1071,85 @@ TEST_P(KeyspaceTest, RedisPy) {
 
 INSTANTIATE_TEST_SUITE_P(keyspace_commands, KeyspaceTest, ::testing::Values(2),
                          [](const auto& info) { return "workers" + std::to_string(info.param); });
+
+// KEYS and SCAN MATCH read patterns exactly as redis-server 7.0 does, in
+// every corner of the syntax (ranges over bytes past 0x7f, "[a-]", classes
+// without ']', escapes, '^'): the same keys, the same patterns, the same
+// answers from both servers.
+TEST(KeysPatternTest, MatchesWhatRedisServerMatches) {
+  auto redhub = StartRedhubd({"--workers", "2"});
+  ASSERT_NE(redhub, nullptr);
+  auto redis = StartRedisServer();
+  ASSERT_NE(redis, nullptr);
+  Context a = ConnectHiredis(redhub->port());
+  Context b = ConnectHiredis(redis->port());
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const std::string bytes = "aAbz-]^\\*?[_\x10\x7f\x80\xe9\xff";
+  std::mt19937 rng(4242);
+  auto random_string = [&](size_t max_len) {
+    std::string s(1 + rng() % max_len, ' ');
+    for (char& c : s) c = bytes[rng() % bytes.size()];
+    return s;
+  };
+  for (int i = 0; i < 300; i++) {
+    std::string key = random_string(4);
+    for (redisContext* c : {a.get(), b.get()}) {
+      ASSERT_EQ(DescribeReply(Command(c, {"SET", key, "v"}).get()), "+OK");
+    }
+  }
+  auto sorted_keys = [](const redisReply* r) {
+    std::vector<std::string> keys;
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY) return keys;
+    for (size_t i = 0; i < r->elements; i++)
+      keys.emplace_back(r->element[i]->str, r->element[i]->len);
+    std::sort(keys.begin(), keys.end());
+    return keys;
+  };
+  int nonempty = 0;
+  // Patterns of a few tokens, classes with ranges among them.
+  auto random_pattern = [&] {
+    std::string p;
+    for (int t = 1 + rng() % 3; t > 0; t--) {
+      switch (rng() % 5) {
+        case 0:
+          p += '*';
+          break;
+        case 1:
+        case 2: {
+          p += '[';
+          if (rng() % 4 == 0) p += '^';
+          for (int m = 1 + rng() % 2; m > 0; m--) {
+            p += bytes[rng() % bytes.size()];
+            if (rng() % 2 == 0) p += '-';
+          }
+          if (t > 1 || rng() % 4 != 0) p += ']';
+          break;
+        }
+        default:
+          p += random_string(2);
+          break;
+      }
+    }
+    return p;
+  };
+  for (int i = 0; i < 600; i++) {
+    std::string pattern = i % 3 == 0 ? random_string(6) : random_pattern();
+    Reply ra = Command(a.get(), {"KEYS", pattern});
+    Reply rb = Command(b.get(), {"KEYS", pattern});
+    ASSERT_NE(ra, nullptr);
+    ASSERT_NE(rb, nullptr);
+    auto expected = sorted_keys(rb.get());
+    EXPECT_EQ(sorted_keys(ra.get()), expected) << "KEYS '" << pattern << "'";
+    if (!expected.empty()) nonempty++;
+    Reply sa = Command(a.get(), {"SCAN", "0", "MATCH", pattern, "COUNT", "100000"});
+    ASSERT_NE(sa, nullptr);
+    ASSERT_EQ(sa->type, REDIS_REPLY_ARRAY);
+    ASSERT_EQ(sa->elements, 2u);
+    EXPECT_EQ(sorted_keys(sa->element[1]), expected) << "SCAN MATCH '" << pattern << "'";
+  }
+  EXPECT_GT(nonempty, 40);  // the patterns do match things
+}
 
 }  // namespace
 }  // namespace redhub::integration
