@@ -389,11 +389,12 @@ void Supervisor::WorkerExited(Worker* w, int status) {
   bool was_pending = slot.pending == w;
   if (was_current) slot.current = nullptr;
   if (was_pending) slot.pending = nullptr;
+  const pid_t pid = w->pid;
   workers_.remove_if([w](const std::unique_ptr<Worker>& p) { return p.get() == w; });
   // A worker that crashed left its connected-clients gauge in its block;
   // the other workers' admission (daemon-wide maxclients) must stop
   // counting it now, not at the next INFO.
-  if (counters_ != nullptr) counters_->FoldDead();
+  if (counters_ != nullptr) counters_->ForgetDead(pid);
   PublishSlots();
 
   if (stopping_) {
@@ -473,6 +474,15 @@ void Supervisor::OnWatchdog(struct ev_loop* loop, ev_timer* t, int) {
   auto* self = static_cast<Supervisor*>(t->data);
   double now = ev_now(loop);
   self->PublishSlots();
+  // If this tick itself comes late, the master was held up (a slow disk
+  // under the log, a stopped master): the workers' silence is the master's,
+  // so judge them afresh from now rather than kill them all.
+  if (self->last_watchdog_ != 0 && now - self->last_watchdog_ > self->config_.worker_timeout / 2) {
+    LOG_WARNING("Watchdog ran %.1f s late; not judging workers on that gap",
+                now - self->last_watchdog_);
+    for (auto& w : self->workers_) w->last_heartbeat = now;
+  }
+  self->last_watchdog_ = now;
   for (auto& w : self->workers_) {
     // A worker inside a long command (KEYS over millions of keys, a huge
     // MSET) or waiting for a stripe another process holds cannot heartbeat,

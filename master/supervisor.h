@@ -142,6 +142,7 @@ class Supervisor {
   bool upgrade_deferred_ = false;  // SIGUSR2 came while a worker was starting
   ev_signal signals_[6];
   ev_timer watchdog_;
+  double last_watchdog_ = 0;  // when OnWatchdog last ran
   ev_timer stop_timer_;
 };
 

@@ -110,8 +110,17 @@ struct CounterArea::Impl {
   }
 
   // Locks the area, finishing or discarding a fold that a dead holder left.
-  void Lock() {
-    if (LockRobust(&h->lock, "counter area", 0) == LockResult::kOwnerDied) {
+  void Lock() { Took(LockRobustWaiting(&h->lock, "counter area", 0)); }
+  // Never waits (the master's loop must not): false if another process
+  // holds the lock.
+  bool TryLock() {
+    LockResult r = TryLockRobust(&h->lock, "counter area", 0);
+    if (r == LockResult::kBusy) return false;
+    Took(r);
+    return true;
+  }
+  void Took(LockResult r) {
+    if (r == LockResult::kOwnerDied) {
       if (h->fold_block != kNoFold) {
         if (h->current.load(std::memory_order_relaxed) != h->fold_from) {
           // Committed: the totals include the block; free it.
@@ -320,10 +329,27 @@ uint64_t CounterArea::SumGauge(uint32_t i) const {
   return sum;
 }
 
-void CounterArea::FoldDead() {
+void CounterArea::WithLockForTesting(const std::function<void()>& fn) {
   impl_->Lock();
-  impl_->FoldDead();
+  fn();
   impl_->Unlock();
+}
+
+void CounterArea::ForgetDead(pid_t pid) {
+  // The dead process writes its block no more, so its gauges can be
+  // cleared without the lock: other workers' admission (SumGauge) stops
+  // counting its clients now, whoever holds the lock.
+  for (uint32_t b = 0; b < impl_->h->blocks; b++) {
+    CounterBlock* blk = impl_->block(b);
+    if (blk->owner_.load(std::memory_order_acquire) != pid) continue;
+    for (uint32_t i = 0; i < impl_->h->gauges; i++) blk->Set(i, 0);
+  }
+  // The counters are folded now if the lock is free, else by the next
+  // Sum or Claim (any process), which folds dead owners first.
+  if (impl_->TryLock()) {
+    impl_->FoldDead();
+    impl_->Unlock();
+  }
 }
 
 uint32_t CounterArea::LiveBlocks() {

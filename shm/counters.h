@@ -25,6 +25,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -101,13 +102,19 @@ class CounterArea {
   // One gauge summed over the owned blocks, without the lock and without
   // checking that owners live: cheap enough for every accept (the
   // daemon-wide maxclients). A dead owner's gauge counts until its block is
-  // folded, which the master does when it reaps the worker (FoldDead).
+  // forgotten, which the master does when it reaps the worker (ForgetDead).
   // For a count that must never go over a limit, the caller stores its own
   // value, then issues a seq_cst fence, then sums: of two processes doing so
   // at once, at least one sees the other's store.
   uint64_t SumGauge(uint32_t i) const;
-  // Folds the blocks of dead owners now, so their gauges stop counting.
-  void FoldDead();
+  // The master, on reaping `pid`: its gauges stop counting at once (cleared
+  // without the lock), and dead owners' blocks are folded if the area's lock
+  // is free (else by the next Sum or Claim). Never waits: a hung worker
+  // holding the lock (INFO, SLOWLOG) must not stop the master's loop.
+  void ForgetDead(pid_t pid);
+  // Tests only: runs fn while holding the area's lock (a worker stuck
+  // inside INFO or SLOWLOG, to a test).
+  void WithLockForTesting(const std::function<void()>& fn);
 
   // Names of what the slots count, written by the master at creation so that
   // a reader that does not know the writer's table (admin) can label them.

@@ -30,7 +30,7 @@ void PagePool::Format() {
 }
 
 void PagePool::Lock() {
-  if (LockRobust(&h_->mu, "page pool", 0) == LockResult::kOwnerDied) {
+  if (LockRobustWaiting(&h_->mu, "page pool", 0) == LockResult::kOwnerDied) {
     try {
       Repair();
     } catch (const std::exception& e) {  // see Store::Impl::RepairStripe

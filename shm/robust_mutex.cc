@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "progress.h"
+
 namespace redhub::shm {
 
 void Fatal(const char* format, ...) {
@@ -57,15 +59,27 @@ LockResult TryLockRobust(pthread_mutex_t* mu, const char* what, unsigned index) 
 }
 
 LockResult TimedLockRobust(pthread_mutex_t* mu, const char* what, unsigned index, long millis) {
+  // The monotonic clock: a wall clock stepped back must not turn one wait
+  // into a long one with no progress shown.
   timespec deadline;
-  clock_gettime(CLOCK_REALTIME, &deadline);  // pthread_mutex_timedlock's clock
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
   deadline.tv_sec += millis / 1000;
   deadline.tv_nsec += (millis % 1000) * 1000000;
   if (deadline.tv_nsec >= 1000000000) {
     deadline.tv_sec++;
     deadline.tv_nsec -= 1000000000;
   }
-  return Classify(pthread_mutex_timedlock(mu, &deadline), "pthread_mutex_timedlock", what, index);
+  return Classify(pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, &deadline),
+                  "pthread_mutex_clocklock", what, index);
+}
+
+LockResult LockRobustWaiting(pthread_mutex_t* mu, const char* what, unsigned index) {
+  LockResult r = TryLockRobust(mu, what, index);
+  while (r == LockResult::kBusy) {
+    r = TimedLockRobust(mu, what, index, 100);
+    if (r == LockResult::kBusy) ReportProgress();
+  }
+  return r;
 }
 
 void MarkConsistent(pthread_mutex_t* mu) {

@@ -17,9 +17,13 @@ void InitRobustMutex(pthread_mutex_t* mu);
 // that is not recoverable, or an error that means memory corruption).
 LockResult LockRobust(pthread_mutex_t* mu, const char* what, unsigned index);
 LockResult TryLockRobust(pthread_mutex_t* mu, const char* what, unsigned index);
-// As LockRobust, but gives up after `millis` (kBusy), so a waiter can show
-// that it is waiting rather than hung (progress.h) and wait again.
+// As LockRobust, but gives up after `millis` (kBusy, on the monotonic clock).
 LockResult TimedLockRobust(pthread_mutex_t* mu, const char* what, unsigned index, long millis);
+// As LockRobust, for the workers: while it waits it reports progress every
+// 100 ms (progress.h), so the master's watchdog kills a hung holder, not
+// every process queued behind it. Every holder of these locks is a worker
+// the watchdog covers (the master never blocks on one), so the wait ends.
+LockResult LockRobustWaiting(pthread_mutex_t* mu, const char* what, unsigned index);
 void MarkConsistent(pthread_mutex_t* mu);
 void UnlockRobust(pthread_mutex_t* mu);
 

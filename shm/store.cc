@@ -61,9 +61,7 @@ struct Store::Impl {
     if (r == LockResult::kBusy) {
       std::atomic<uint32_t>& waiters = core.stripes[s].waiters;
       waiters.fetch_add(1, kRelaxed);
-      // Waiting is not hanging: the master's watchdog must kill the holder
-      // if it is hung, not every process queued behind it.
-      while ((r = TimedLockRobust(mu, "stripe", s, 100)) == LockResult::kBusy) ReportProgress();
+      r = LockRobustWaiting(mu, "stripe", s);
       // Never below zero: EndBatch may have reset a count left too high by
       // a waiter that was killed.
       uint32_t n = waiters.load(kRelaxed);

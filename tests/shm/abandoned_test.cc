@@ -10,8 +10,10 @@
 #include <set>
 #include <string>
 
+#include "counters.h"
 #include "shm_test_util.h"
 #include "store.h"
+#include "worker_counters.h"
 
 namespace redhub::shm {
 namespace {
@@ -155,6 +157,56 @@ TEST(AbandonedTest, ResyncNeverBlocksOnAStripeAnotherProcessHolds) {
   EXPECT_EQ(WaitChild(child.pid), 0);
   WithWatchdog("resync once free", std::chrono::seconds(10),
                [&] { EXPECT_TRUE(store->ResyncCounters(std::chrono::milliseconds(1000))); });
+}
+
+// The master, reaping a worker, must not wait on the counter area's lock: a
+// worker stopped inside INFO or SLOWLOG holds it, and a master blocked there
+// respawns nothing and, once let go, found every worker silent. The dead
+// worker's clients stop counting for the others' admission all the same.
+TEST(AbandonedTest, ForgettingADeadWorkerNeverWaitsForTheCounterLock) {
+  const std::string name = testing::UniqueName() + "-stats";
+  std::string error;
+  auto area = CounterArea::Create(name, CounterAreaOptions{}, &error);
+  ASSERT_NE(area, nullptr) << error;
+  struct Remove {
+    std::string name;
+    ~Remove() { CounterArea::Remove(name); }
+  } remove{name};
+  // A worker that had 5 clients and died.
+  pid_t dead = testing::ForkChild([] { return 0; });
+  ASSERT_EQ(WaitChild(dead), 0);
+  CounterBlock* block = area->Claim(dead);
+  ASSERT_NE(block, nullptr);
+  block->Set(slots::kConnectedClients, 5);
+  ASSERT_EQ(area->SumGauge(slots::kConnectedClients), 5u);
+
+  int release[2];
+  ASSERT_EQ(pipe(release), 0);
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t holder = testing::ForkChild([&] {
+    close(release[1]);
+    close(ready[0]);
+    auto mine = CounterArea::Attach(name, &error);
+    if (!mine) return 2;
+    char c = 0;
+    mine->WithLockForTesting([&] {
+      if (write(ready[1], "R", 1) != 1) _exit(3);
+      if (read(release[0], &c, 1) != 1) _exit(4);
+    });
+    return 0;
+  });
+  close(release[0]);
+  close(ready[1]);
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  WithWatchdog("ForgetDead while the counter lock is held", std::chrono::seconds(10),
+               [&] { area->ForgetDead(dead); });
+  EXPECT_EQ(area->SumGauge(slots::kConnectedClients), 0u);
+  ASSERT_EQ(write(release[1], "x", 1), 1);
+  EXPECT_EQ(WaitChild(holder), 0);
+  close(release[1]);
+  close(ready[0]);
 }
 
 }  // namespace
