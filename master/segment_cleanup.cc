@@ -132,6 +132,16 @@ int TakeOverLeftovers(const std::string& store_name, std::string* error) {
     *error = "open(" + stats_path + ") failed: " + strerror(errno);
     return -2;
   }
+  // Only a file this uid made with our mode can be a previous instance of
+  // ours: another user's file (or one others may open) is not waited on,
+  // or any local user could keep the daemon from starting by holding a lock
+  // on a file of that name. It is replaced or refused as any segment that
+  // is not ours (Segment, CounterArea).
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    close(fd);
+    return -1;
+  }
   if (flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
   int err = errno;
   close(fd);

@@ -970,6 +970,28 @@ TEST(DaemonTest, StaleCleanupNeverRemovesANewInstancesSegments) {
   EXPECT_FALSE(FileExists(stats));
 }
 
+// Another local user's file of the -stats name, locked by them: it is no
+// instance of ours and must not keep the daemon from starting (root replaces
+// it), whoever holds a lock on it.
+TEST(DaemonTest, AnotherUsersLockedStatsFileDoesNotBlockTheStart) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to make a file another user owns";
+  const std::string shm_name = UniqueShmName("foreign");
+  const std::string stats = ShmPath(shm_name) + "-stats";
+  SegmentGuard segment{shm_name};
+  int foreign = open(stats.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  ASSERT_GE(foreign, 0) << strerror(errno);
+  ASSERT_EQ(fchown(foreign, 65534, 65534), 0) << strerror(errno);
+  ASSERT_EQ(flock(foreign, LOCK_SH), 0) << strerror(errno);
+  auto server = StartRedhubd({"--workers", "1", "--maxmemory", "16mb", "--shm-name", shm_name});
+  close(foreign);
+  ASSERT_NE(server, nullptr);
+  struct stat st;
+  ASSERT_EQ(stat(stats.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, geteuid()) << "the daemon made its own -stats segment";
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(server->Stop(), 0);
+}
+
 // ---- 8. a segment in use ----
 
 TEST(DaemonTest, SecondDaemonOnASegmentInUseExitsAtOnce) {
