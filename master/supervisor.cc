@@ -545,7 +545,7 @@ void Supervisor::Reload() {
   }
   // Memory settings are live: the store reads them from its header.
   if (store_ != nullptr) {
-    store_->SetMaxmemory(fresh.maxmemory);
+    store_->SetMaxmemory(fresh.maxmemory, shm::Store::LockUse::kNoLocks);
     store_->SetPolicy(PolicyFromName(fresh.maxmemory_policy));
   }
   bool changed = !SameExceptLive(config_, fresh);

@@ -263,14 +263,16 @@ int64_t Store::NowMs() {
   return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
 }
 
-void Store::SetMaxmemory(uint64_t bytes) {
+void Store::SetMaxmemory(uint64_t bytes, LockUse use) {
   uint64_t before = impl_->core.header->maxmemory.exchange(bytes, kRelaxed);
   // Stripes may hold back up to the old limit's share (Stripe::Charge);
   // MakeRoom allows only for the new one. A lower limit passes everything
-  // on first, so that it is never exceeded.
-  // (If a stripe stays busy, resync_needed makes the workers' ExpireCycle
-  // finish it; the master, which calls this at SIGHUP, never waits long.)
-  if (bytes != 0 && (before == 0 || bytes < before)) ResyncCounters(std::chrono::milliseconds(20));
+  // on first, so that it is never exceeded: here, or (kNoLocks, the master)
+  // by the workers' next ExpireCycle, within about 100 ms.
+  if (bytes == 0 || (before != 0 && bytes >= before)) return;
+  if (use == LockUse::kNoLocks || !ResyncCounters(std::chrono::milliseconds(20))) {
+    impl_->core.header->resync_needed.store(1, kRelaxed);
+  }
 }
 
 void Store::SetPolicy(Policy policy) {
@@ -1418,6 +1420,7 @@ size_t Store::RepairAbandoned() {
     if ((im.core.stripes[s].version.load(kRelaxed) & 1) == 0) continue;
     const uint64_t repairs = im.core.header->repairs.load(kRelaxed);
     if (!im.TryLockStripe(s)) continue;
+    ReportProgress();  // a repair walks the stripe's pages: a big MSET's death, 1024 of them
     if (im.core.header->repairs.load(kRelaxed) != repairs) repaired++;
     im.UnlockStripe(s);
   }

@@ -197,7 +197,11 @@ class Store {
 
   Stats stats() const;
   static int64_t NowMs();  // the clock expire times are measured on (unix ms)
-  void SetMaxmemory(uint64_t bytes);
+  // kNoLocks: take no stripe lock, not even by try-lock (the master, which
+  // must never repair a stripe or wait): a lowering's resync is left to the
+  // workers' ExpireCycle.
+  enum class LockUse { kMayLock, kNoLocks };
+  void SetMaxmemory(uint64_t bytes, LockUse use = LockUse::kMayLock);
   void SetPolicy(Policy policy);
   uint32_t StripeOf(std::string_view key) const;
   const std::string& name() const { return name_; }

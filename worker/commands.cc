@@ -126,9 +126,14 @@ Action CmdHello(CommandContext& ctx) {
   for (; i < ctx.args.size(); i++) {
     bool more = i + 1 < ctx.args.size();
     if (EqualsNoCase(ctx.args[i], "AUTH") && i + 2 < ctx.args.size()) {
-      // No ACL users yet: only the default user with no password exists.
-      ctx.w.Error("WRONGPASS invalid username-password pair or user is disabled.");
-      return Action::kNone;
+      // As Redis 7.0.15, each option in turn, AUTH too. No ACL users yet:
+      // only the default user exists, with no password (nopass: any
+      // password is accepted, as Redis's default user).
+      if (ctx.args[i + 1] != "default") {
+        ctx.w.Error("WRONGPASS invalid username-password pair or user is disabled.");
+        return Action::kNone;
+      }
+      i += 2;
     } else if (EqualsNoCase(ctx.args[i], "SETNAME") && more) {
       name = ctx.args[++i];
       if (!ValidClientName(name)) {
@@ -1084,10 +1089,12 @@ Handlers CommandService::MakeHandlers() {
         store_->set_now_ms(static_cast<int64_t>(ev_now(loop_->loop()) * 1000));
       }
     }
-    shm::ReportProgress();  // the watchdog's sign of life (progress.h)
     return Dispatch(conn, cmd, w);
   };
   h.on_batch_begin = [this](std::string_view requests) {
+    // The watchdog's sign of life (progress.h), once per read: a command
+    // that runs long reports from inside its loops.
+    shm::ReportProgress();
     // A few requests (no pipelining) have nothing to overlap.
     batch_reads_ = false;
     if (requests.size() < 512) return;

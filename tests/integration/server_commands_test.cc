@@ -338,6 +338,8 @@ TEST_F(ServerCommandsTest, HelloSetnameValidatesTheNameAsRedis) {
       {"HELLO", "3", "SETNAME", "a b", "NOSUCHOPTION"},  // the name fails first
       {"HELLO", "3", "NOSUCHOPTION", "SETNAME", "a b"},  // the option fails first
       {"HELLO", "3", "AUTH", "nosuchuser", "pw", "SETNAME", "a b"},
+      {"HELLO", "2", "AUTH", "default", "any", "SETNAME", "a b"},
+      {"HELLO", "2", "AUTH", "default", "any", "bogus"},
       {"HELLO", "3", "SETNAME"},
       // Nothing of the failed HELLOs took effect: RESP2, no name.
       {"GET", "missing"},
