@@ -1320,11 +1320,36 @@ TEST(MasterTest, BadConfigOnReloadKeepsServingAndIsLogged) {
   }
   EXPECT_TRUE(server->Running());
   EXPECT_EQ(ServingWorkers(master), before);
+  // CONFIG GET maxclients from a fresh connection on each worker slot.
+  auto maxclients = [&] {
+    std::set<std::string> seen;
+    std::set<int> slots;
+    for (int i = 0; i < 200 && slots.size() < 2; i++) {
+      Context fresh = ConnectHiredis(server->port());
+      if (!fresh) return std::set<std::string>{"(no connection)"};
+      std::optional<WorkerId> w = ServedBy(fresh.get());
+      Reply r = Command(fresh.get(), {"CONFIG", "GET", "maxclients"});
+      if (!w || !r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        return std::set<std::string>{"(error) " + DescribeReply(r.get())};
+      }
+      slots.insert(w->slot);
+      seen.insert(std::string(r->element[1]->str, r->element[1]->len));
+    }
+    return seen;
+  };
+  EXPECT_EQ(maxclients(), (std::set<std::string>{"1000"})) << "the refused reload changed it";
 
-  // A good configuration afterwards is taken again.
+  // A good configuration afterwards is taken again: by the master, and by
+  // the workers of both slots.
   ASSERT_TRUE(write_config("maxclients = 500\n"));
   ASSERT_TRUE(server->Signal(SIGHUP));
   EXPECT_TRUE(server->WaitForLogLine("Reloaded:").has_value()) << server->Log();
+  std::set<std::string> now;
+  EXPECT_TRUE(WaitUntil([&] {
+    now = maxclients();
+    return now == std::set<std::string>{"500"};
+  })) << "maxclients after the good reload: "
+      << *now.begin() << (now.size() > 1 ? " and " + *now.rbegin() : "");
 
   int status = server->Stop();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
