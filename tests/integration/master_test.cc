@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "server_process.h"
+#include "store.h"
 
 namespace redhub::integration {
 namespace {
@@ -595,10 +596,19 @@ TEST(MasterTest, ReloadEvery500MsUnderLoadLosesNothing) {
   ReplaceWorkersUnderLoad(
       *server, [&](int) { ASSERT_TRUE(server->Signal(SIGHUP)); }, kRounds, milliseconds(500));
   std::string log = server->Log();
-  size_t reloads = CountOccurrences(log, "Reloading configuration");
-  EXPECT_GE(reloads, 1u);
-  // nginx's rule: every reload replaces the workers, changed settings or not.
-  EXPECT_EQ(CountOccurrences(log, "Reloaded: replacing workers"), reloads) << log;
+  // Every SIGHUP was a reload (500 ms apart, none coalesced), and, nginx's
+  // rule, every reload replaced the workers, changed settings or not.
+  EXPECT_EQ(CountOccurrences(log, "Reloading configuration"), static_cast<size_t>(kRounds)) << log;
+  EXPECT_EQ(CountOccurrences(log, "Reloaded: replacing workers"), static_cast<size_t>(kRounds));
+  // A reload during the previous one's roll starts the roll over, so there
+  // are between one and two replacements per reload; each replaced worker
+  // handed its connections over and exited cleanly (ReplaceWorkersUnderLoad
+  // saw only the last two left), none died.
+  size_t replaced = CountOccurrences(log, "ready, replacing the previous one");
+  EXPECT_GE(replaced, static_cast<size_t>(kRounds));
+  EXPECT_LE(replaced, 2u * kRounds);
+  EXPECT_EQ(CountOccurrences(log, "Retiring: handing connections"), replaced);
+  EXPECT_EQ(CountOccurrences(log, " while retiring"), 0u) << log;
   // Signal() told the destructor not to check the exit; check it here.
   int status = server->Stop();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
@@ -822,103 +832,6 @@ std::map<int64_t, int64_t> CommandsPerClosedClient(const std::string& log) {
   return out;
 }
 
-TEST(MasterTest, SigtermUnderLoadAnswersEveryReceivedCommandAndExitsZero) {
-  // verbose: each closed client is logged with the commands it ran.
-  auto server = StartRedhubd({"--workers", "2", "--drain-timeout", "5", "--loglevel", "verbose"});
-  ASSERT_NE(server, nullptr);
-  pid_t master = server->pid();
-  uint16_t port = server->port();
-  ASSERT_TRUE(WaitUntil([&] { return Settled(master); })) << DescribeChildren(master);
-  std::vector<pid_t> workers = ChildPids(master);
-  auto clients = ConnectAcrossWorkers(port, 3, "term");
-  ASSERT_EQ(clients.size(), 6u);
-
-  // A pipelining client too: batches of 100, replies read as they come.
-  Socket pipe = Socket::Connect(port);
-  ASSERT_TRUE(pipe.valid());
-  Reply pipe_id = SocketCommand(pipe, {"CLIENT", "ID"});
-  ASSERT_NE(pipe_id, nullptr);
-  ASSERT_EQ(pipe_id->type, REDIS_REPLY_INTEGER);
-  std::atomic<uint64_t> pipe_batches{0};
-  uint64_t pipe_answered = 1;  // CLIENT ID
-  std::string pipe_error;
-
-  std::atomic<bool> stop{false};
-  for (auto& c : clients) {
-    c->thread = std::thread([&stop, c = c.get()] { c->Run(&stop, /*reconnect=*/false); });
-  }
-  std::thread pipe_thread([&] {
-    ReplyReader reader;
-    for (uint64_t n = 0; !stop; n += 100) {
-      std::vector<std::string> payloads;
-      if (!pipe.SendAll(EchoBatch("tp", n, 100, &payloads))) return;  // closed by the server
-      size_t got = 0;
-      std::string error = ExpectEchoes(pipe, reader, payloads, &got);
-      pipe_answered += got;
-      if (!error.empty()) {
-        // A reply missing because the connection closed is fine; one that
-        // came back wrong is not. Whether a missing reply was owed is
-        // checked against the server's log below.
-        if (error.find("missing") == std::string::npos) pipe_error = error;
-        return;
-      }
-      pipe_batches++;
-    }
-  });
-  auto finish = [&] {
-    stop = true;
-    for (auto& c : clients) {
-      if (c->thread.joinable()) c->thread.join();
-    }
-    if (pipe_thread.joinable()) pipe_thread.join();
-  };
-  bool steady = WaitUntil([&] {
-    for (auto& c : clients) {
-      if (c->replies < 20) return false;
-    }
-    return pipe_batches > 2;
-  });
-  if (!steady) finish();
-  ASSERT_TRUE(steady) << "the clients did not get going";
-
-  ASSERT_TRUE(server->Signal(SIGTERM));
-  int status = 0;
-  bool exited = server->WaitExit(seconds(5), &status);  // the drain timeout
-  // Every client's connection ends: the server closes them at request
-  // boundaries.
-  bool all_closed = WaitUntil([&] {
-    for (auto& c : clients) {
-      if (!c->finished) return false;
-    }
-    return true;
-  });
-  finish();
-  ASSERT_TRUE(exited) << "still running 5 s after SIGTERM";
-  EXPECT_TRUE(WIFEXITED(status)) << "status " << status;
-  EXPECT_EQ(WEXITSTATUS(status), 0);
-  EXPECT_TRUE(all_closed);
-
-  // Every command the server ran on a connection was answered to its client.
-  std::map<int64_t, int64_t> ran = CommandsPerClosedClient(server->Log());
-  for (auto& c : clients) {
-    SCOPED_TRACE(c->tag + " (client id " + std::to_string(c->connection_id) + ") on " +
-                 Describe(c->first));
-    EXPECT_TRUE(c->wrong.empty()) << c->wrong.front();
-    ASSERT_TRUE(ran.count(c->connection_id)) << "no close logged for this client";
-    EXPECT_EQ(static_cast<uint64_t>(ran[c->connection_id]), c->answered)
-        << "the server ran commands whose replies never arrived";
-  }
-  EXPECT_EQ(pipe_error, "");
-  ASSERT_TRUE(ran.count(pipe_id->integer)) << "no close logged for the pipelining client";
-  EXPECT_EQ(static_cast<uint64_t>(ran[pipe_id->integer]), pipe_answered)
-      << "the server ran pipelined commands whose replies never arrived";
-
-  // No process left behind.
-  EXPECT_TRUE(ChildPids(master).empty());
-  for (pid_t w : workers) EXPECT_FALSE(ProcessExists(w)) << "worker " << w << " still exists";
-  EXPECT_FALSE(Socket::Connect(port, milliseconds(1000)).valid()) << "something still listens";
-}
-
 // A client that keeps sending while it reads (an async client with many
 // commands in flight): INCRs of one key, pipelined without pause by one
 // thread, their replies read by another, each checked to be the count so far.
@@ -1003,6 +916,164 @@ class StreamingIncrClient {
   int read_error_ = 0;
   std::string wrong_;
 };
+
+// Removes a segment kept with --shm-keep however the test ends.
+struct SegmentGuard {
+  std::string name;
+  ~SegmentGuard() { shm::Store::Remove(name); }
+};
+
+// Each client INCRs a key of its own, one command at a time, pipelined
+// 100 at a time or streaming (StreamingIncrClient), while SIGTERM stops the daemon. What ran is
+// read back from the store (kept with --shm-keep, served by a second daemon), not from the server's
+// own account: each key must equal the replies its client got.
+TEST(MasterTest, SigtermUnderLoadAnswersEveryReceivedCommandAndExitsZero) {
+  const std::string shm_name =
+      "/redhub-it-term-" + std::to_string(getpid()) + "-" + std::to_string(PickFreePort());
+  SegmentGuard guard{shm_name};
+  auto server = StartRedhubd(
+      {"--workers", "2", "--drain-timeout", "5", "--shm-name", shm_name, "--shm-keep"});
+  ASSERT_NE(server, nullptr);
+  pid_t master = server->pid();
+  uint16_t port = server->port();
+  ASSERT_TRUE(WaitUntil([&] { return Settled(master); })) << DescribeChildren(master);
+  std::vector<pid_t> workers = ChildPids(master);
+
+  struct IncrClient {
+    Context ctx;
+    std::string key;
+    WorkerId first;
+    std::atomic<uint64_t> answered{0};
+    std::atomic<bool> finished{false};
+    std::string wrong;
+    std::thread thread;
+  };
+  std::vector<std::unique_ptr<IncrClient>> clients;
+  std::map<int, int> per_slot;
+  for (int i = 0; i < 200 && clients.size() < 6; i++) {
+    auto c = std::make_unique<IncrClient>();
+    c->ctx = ConnectHiredis(port);
+    ASSERT_NE(c->ctx, nullptr);
+    std::optional<WorkerId> w = ServedBy(c->ctx.get());
+    ASSERT_TRUE(w.has_value());
+    if (per_slot[w->slot] == 3) continue;
+    per_slot[w->slot]++;
+    c->first = *w;
+    c->key = "term:" + std::to_string(clients.size());
+    clients.push_back(std::move(c));
+  }
+  ASSERT_EQ(clients.size(), 6u) << "could not get three connections on each worker";
+
+  // Two streaming clients (requests always in flight, so the drain finds
+  // them inside a request) and a pipelining one: batches of 100.
+  StreamingIncrClient streams[2];
+  for (int i = 0; i < 2; i++) {
+    ASSERT_TRUE(streams[i].Start(port, "term:stream" + std::to_string(i)));
+  }
+  Socket pipe = Socket::Connect(port);
+  ASSERT_TRUE(pipe.valid());
+  std::atomic<uint64_t> pipe_answered{0};
+  std::string pipe_error;
+  std::string batch;
+  for (int i = 0; i < 100; i++) batch += FormatCommand({"INCR", "term:pipe"});
+
+  std::atomic<bool> stop{false};
+  for (auto& c : clients) {
+    c->thread = std::thread([&stop, c = c.get()] {
+      while (!stop) {
+        Reply r = Command(c->ctx.get(), {"INCR", c->key});
+        if (!r) break;  // closed by the server
+        if (r->type != REDIS_REPLY_INTEGER ||
+            r->integer != static_cast<long long>(c->answered + 1)) {
+          c->wrong = "reply " + std::to_string(c->answered + 1) + " is " + DescribeReply(r.get());
+          break;
+        }
+        c->answered++;
+      }
+      c->finished = true;
+    });
+  }
+  std::thread pipe_thread([&] {
+    ReplyReader reader;
+    while (!stop) {
+      if (!pipe.SendAll(batch)) return;  // closed by the server
+      for (int i = 0; i < 100; i++) {
+        Reply r = reader.Read(pipe);
+        if (!r) return;  // closed: the rest did not run, as the store will tell
+        if (r->type != REDIS_REPLY_INTEGER ||
+            r->integer != static_cast<long long>(pipe_answered + 1)) {
+          pipe_error =
+              "reply " + std::to_string(pipe_answered + 1) + " is " + DescribeReply(r.get());
+          return;
+        }
+        pipe_answered++;
+      }
+    }
+  });
+  auto finish = [&] {
+    stop = true;
+    for (auto& c : clients) {
+      if (c->thread.joinable()) c->thread.join();
+    }
+    if (pipe_thread.joinable()) pipe_thread.join();
+  };
+  bool steady = WaitUntil([&] {
+    for (auto& c : clients) {
+      if (c->answered < 20) return false;
+    }
+    return pipe_answered > 300 && streams[0].answered() > 300 && streams[1].answered() > 300;
+  });
+  if (!steady) finish();
+  ASSERT_TRUE(steady) << "the clients did not get going";
+
+  ASSERT_TRUE(server->Signal(SIGTERM));
+  int status = 0;
+  bool exited = server->WaitExit(seconds(5), &status);  // the drain timeout
+  // Every client's connection ends: the server closes them at request
+  // boundaries.
+  bool all_closed = WaitUntil([&] {
+    for (auto& c : clients) {
+      if (!c->finished) return false;
+    }
+    return true;
+  });
+  finish();
+  for (auto& st : streams) st.Finish(/*wait_for_close=*/true);
+  ASSERT_TRUE(exited) << "still running 5 s after SIGTERM";
+  EXPECT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_TRUE(all_closed);
+  // No process left behind.
+  EXPECT_TRUE(ChildPids(master).empty());
+  for (pid_t w : workers) EXPECT_FALSE(ProcessExists(w)) << "worker " << w << " still exists";
+  EXPECT_FALSE(Socket::Connect(port, milliseconds(1000)).valid()) << "something still listens";
+
+  // Every INCR the server ran was answered to its client: the kept store,
+  // read by a second daemon, holds exactly the replies each client got.
+  auto reader = StartRedhubd({"--workers", "1", "--shm-name", shm_name, "--shm-keep"});
+  ASSERT_NE(reader, nullptr);
+  Context c = ConnectHiredis(reader->port());
+  ASSERT_NE(c, nullptr);
+  auto count = [&](const std::string& key) {
+    Reply r = Command(c.get(), {"GET", key});
+    if (!r) return std::string("(no reply)");
+    return r->type == REDIS_REPLY_NIL ? std::string("0") : DescribeReply(r.get()).substr(3);
+  };
+  for (auto& cl : clients) {
+    SCOPED_TRACE(cl->key + " first on " + Describe(cl->first));
+    EXPECT_TRUE(cl->wrong.empty()) << cl->wrong;
+    EXPECT_EQ(count(cl->key), std::to_string(cl->answered))
+        << "the server ran INCRs whose replies never arrived (or lost some)";
+  }
+  for (int i = 0; i < 2; i++) {
+    EXPECT_EQ(streams[i].wrong(), "");
+    EXPECT_EQ(count("term:stream" + std::to_string(i)), std::to_string(streams[i].answered()))
+        << "the server ran streamed INCRs whose replies never arrived";
+  }
+  EXPECT_EQ(pipe_error, "");
+  EXPECT_EQ(count("term:pipe"), std::to_string(pipe_answered))
+      << "the server ran pipelined INCRs whose replies never arrived";
+}
 
 // Such a client has requests in the server's kernel at any request boundary.
 // Closing a socket with unread input makes the kernel send a reset and throw
@@ -1249,11 +1320,36 @@ TEST(MasterTest, BadConfigOnReloadKeepsServingAndIsLogged) {
   }
   EXPECT_TRUE(server->Running());
   EXPECT_EQ(ServingWorkers(master), before);
+  // CONFIG GET maxclients from a fresh connection on each worker slot.
+  auto maxclients = [&] {
+    std::set<std::string> seen;
+    std::set<int> slots;
+    for (int i = 0; i < 200 && slots.size() < 2; i++) {
+      Context fresh = ConnectHiredis(server->port());
+      if (!fresh) return std::set<std::string>{"(no connection)"};
+      std::optional<WorkerId> w = ServedBy(fresh.get());
+      Reply r = Command(fresh.get(), {"CONFIG", "GET", "maxclients"});
+      if (!w || !r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        return std::set<std::string>{"(error) " + DescribeReply(r.get())};
+      }
+      slots.insert(w->slot);
+      seen.insert(std::string(r->element[1]->str, r->element[1]->len));
+    }
+    return seen;
+  };
+  EXPECT_EQ(maxclients(), (std::set<std::string>{"1000"})) << "the refused reload changed it";
 
-  // A good configuration afterwards is taken again.
+  // A good configuration afterwards is taken again: by the master, and by
+  // the workers of both slots.
   ASSERT_TRUE(write_config("maxclients = 500\n"));
   ASSERT_TRUE(server->Signal(SIGHUP));
   EXPECT_TRUE(server->WaitForLogLine("Reloaded:").has_value()) << server->Log();
+  std::set<std::string> now;
+  EXPECT_TRUE(WaitUntil([&] {
+    now = maxclients();
+    return now == std::set<std::string>{"500"};
+  })) << "maxclients after the good reload: "
+      << *now.begin() << (now.size() > 1 ? " and " + *now.rbegin() : "");
 
   int status = server->Stop();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;

@@ -63,7 +63,8 @@ TEST_P(ProtocolTest, MixedFormsInOnePacket) {
 struct ProtocolErrorCase {
   const char* name;
   const char* request;
-  const char* reply;  // everything the server sends before it closes
+  const char* reply;                    // everything the server sends before it closes
+  const char* unwritten_key = nullptr;  // set by a command after the error: must not exist
 };
 
 void PrintTo(const ProtocolErrorCase& c, std::ostream* os) { *os << c.name; }
@@ -78,8 +79,9 @@ const ProtocolErrorCase kProtocolErrors[] = {
      "-ERR Protocol error: unbalanced quotes in request\r\n"},
     {"CommandsBeforeTheErrorAreAnswered", "PING\r\n*1\r\nfoo\r\n",
      "+PONG\r\n-ERR Protocol error: expected '$', got 'f'\r\n"},
-    {"CommandsAfterTheErrorAreNotRun", "*1\r\n$-10\r\nPING\r\nPING\r\n",
-     "-ERR Protocol error: invalid bulk length\r\n"},
+    {"CommandsAfterTheErrorAreNotRun",
+     "*1\r\n$-10\r\nPING\r\n*3\r\n$3\r\nSET\r\n$11\r\nafter-error\r\n$3\r\nran\r\nPING\r\n",
+     "-ERR Protocol error: invalid bulk length\r\n", "after-error"},
 };
 
 class ProtocolErrorTest
@@ -108,6 +110,11 @@ TEST_P(ProtocolErrorTest, RepliesThenCloses) {
   ASSERT_TRUE(
       bystander.SendAll("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"));
   EXPECT_EQ(bystander.RecvN(12), "+OK\r\n$1\r\nv\r\n");
+  if (c.unwritten_key != nullptr) {
+    // Not answered is not enough: the write after the error did not run.
+    Reply r = SocketCommand(bystander, {"GET", c.unwritten_key});
+    EXPECT_EQ(DescribeReply(r.get()), "(nil)") << "a command after the protocol error ran";
+  }
 }
 
 TEST_P(ProtocolTest, QuitStopsThePacket) {

@@ -38,6 +38,27 @@ int64_t CommandCalls(redisContext* c, const std::string& cmd) {
   return atoll(v->c_str() + 6);
 }
 
+// One figure of cmdstat_<cmd> ("calls", "failed_calls", ...): 0 when the
+// command has not run (INFO leaves it out), -1 if INFO failed.
+int64_t CommandStat(redisContext* c, const std::string& cmd, const std::string& field) {
+  Reply r = Command(c, {"INFO", "commandstats"});
+  if (!r || r->type != REDIS_REPLY_STRING) return -1;
+  std::optional<std::string> v = InfoField(std::string_view(r->str, r->len), "cmdstat_" + cmd);
+  if (!v) return 0;
+  size_t at = ("," + *v).find("," + field + "=");
+  return at == std::string::npos ? -1 : atoll(v->c_str() + at + field.size() + 1);
+}
+
+// errorstat_<kind>'s count= from INFO errorstats: 0 when absent, -1 if INFO
+// failed.
+int64_t ErrorCount(redisContext* c, const std::string& kind) {
+  Reply r = Command(c, {"INFO", "errorstats"});
+  if (!r || r->type != REDIS_REPLY_STRING) return -1;
+  std::optional<std::string> v = InfoField(std::string_view(r->str, r->len), "errorstat_" + kind);
+  if (!v) return 0;
+  return v->rfind("count=", 0) == 0 ? atoll(v->c_str() + 6) : -1;
+}
+
 class ServerCommandsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -90,35 +111,76 @@ TEST_F(ServerCommandsTest, InfoCountsCommandsAndClientsOfEveryWorker) {
   ASSERT_TRUE(received.has_value());
   EXPECT_GE(*received, expected_clients);
 
-  // A failed command is counted as failed and as an error reply.
-  Reply bad = Command(conns[0].get(), {"ECHO"});
+  // A wrong arity is Redis's error.
+  Reply arity = Command(conns[0].get(), {"ECHO"});
+  ASSERT_NE(arity, nullptr);
+  EXPECT_EQ(DescribeReply(arity.get()), "-ERR wrong number of arguments for 'echo' command");
+
+  // A command that fails inside its handler is counted as failed, as an
+  // ERR and as an error reply, once, seen from either worker.
+  redisContext* other = nullptr;
+  for (auto& c : conns) {
+    if (WorkerOf(c.get()).first != WorkerOf(conns[0].get()).first) other = c.get();
+  }
+  ASSERT_NE(other, nullptr);
+  ASSERT_EQ(DescribeReply(Command(conns[0].get(), {"SET", "text", "not a number"}).get()), "+OK");
+  auto figures = [&](redisContext* c) {
+    return std::vector<int64_t>{CommandStat(c, "incr", "failed_calls"), ErrorCount(c, "ERR"),
+                                InfoInt(c, "stats", "total_error_replies").value_or(-1)};
+  };
+  std::vector<int64_t> before = figures(other);
+  Reply bad = Command(conns[0].get(), {"INCR", "text"});
   ASSERT_NE(bad, nullptr);
-  EXPECT_EQ(DescribeReply(bad.get()), "-ERR wrong number of arguments for 'echo' command");
+  EXPECT_EQ(DescribeReply(bad.get()), "-ERR value is not an integer or out of range");
+  std::vector<int64_t> after = figures(other);
+  EXPECT_EQ(after, (std::vector<int64_t>{before[0] + 1, before[1] + 1, before[2] + 1}))
+      << "failed_calls of incr, errorstat_ERR, total_error_replies";
+  EXPECT_EQ(figures(conns[0].get()), after);
 }
 
 TEST_F(ServerCommandsTest, NoCounterGoesBackwardsWhenAWorkerIsKilled) {
   std::vector<Context> conns = ConnectToBothWorkers(6);
+  ASSERT_EQ(DescribeReply(Command(conns[0].get(), {"SET", "hit", "v"}).get()), "+OK");
   int64_t baseline = CommandCalls(conns[0].get(), "ping");  // start-up probes
   ASSERT_GE(baseline, 0);
   for (auto& c : conns) {
     for (int k = 0; k < 25; k++) ASSERT_NE(Command(c.get(), {"PING"}), nullptr);
+    for (int k = 0; k < 10; k++) ASSERT_NE(Command(c.get(), {"GET", "hit"}), nullptr);
   }
   int64_t before = CommandCalls(conns[0].get(), "ping");
   ASSERT_EQ(before - baseline, static_cast<int64_t>(conns.size()) * 25);
+  // Loop figures (hits, commands processed) are published by each worker
+  // ten times a second, and by the one INFO asks at once.
+  const std::optional<int64_t> hits_before = static_cast<int64_t>(conns.size()) * 10;
+  EXPECT_TRUE(
+      WaitUntil([&] { return InfoInt(conns[0].get(), "stats", "keyspace_hits") == hits_before; }));
+  std::optional<int64_t> total_before =
+      InfoInt(conns[0].get(), "stats", "total_commands_processed");
+  ASSERT_TRUE(total_before.has_value());
 
-  // Kill the worker of some connection, then look from a fresh connection.
+  // Kill the worker of some connection; once the master has reaped it
+  // (which folds its counters into the retired totals) and a new worker
+  // serves its slot, look from a connection to that new worker.
   auto [slot, pid] = WorkerOf(conns[0].get());
   ASSERT_GT(pid, 0);
   ASSERT_EQ(kill(pid, SIGKILL), 0);
-  int64_t after = -1;
-  EXPECT_TRUE(WaitUntil([&] {
-    Context c = ConnectHiredis(server_->port());
-    if (!c) return false;
-    after = CommandCalls(c.get(), "ping");
-    return after >= 0;
-  }));
-  EXPECT_EQ(after, before) << "the killed worker's "
-                           << "ping count was lost or doubled";
+  ASSERT_TRUE(server_->WaitForLogLine("(pid " + std::to_string(pid) + ") killed"));
+  Context fresh;
+  ASSERT_TRUE(WaitUntil([&] {
+    fresh = ConnectHiredis(server_->port());
+    if (!fresh) return false;
+    auto [s, p] = WorkerOf(fresh.get());
+    return s == slot && p > 0 && p != pid;
+  })) << "no new worker serves slot "
+      << slot;
+  EXPECT_EQ(CommandCalls(fresh.get(), "ping"), before)
+      << "the killed worker's ping count was lost or doubled";
+  EXPECT_EQ(InfoInt(fresh.get(), "stats", "keyspace_hits"), hits_before);
+  std::optional<int64_t> total_after = InfoInt(fresh.get(), "stats", "total_commands_processed");
+  ASSERT_TRUE(total_after.has_value());
+  // Since: INFO commandstats, INFO stats (twice), CLIENT INFO and PINGs of
+  // the new connections; never fewer than before.
+  EXPECT_GE(*total_after, *total_before + 3);
 }
 
 // The "# Name" lines of an INFO reply, in order; {"(error)"} if it failed.

@@ -74,8 +74,10 @@ void PrepareChild(pid_t parent) {
   sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
-void ExecOrDie(const std::vector<char*>& argv) {
-  if (strchr(argv[0], '/') != nullptr) {
+void ExecOrDie(const std::vector<char*>& argv, char* const* envp = nullptr) {
+  if (envp != nullptr && strchr(argv[0], '/') != nullptr) {
+    execve(argv[0], argv.data(), envp);
+  } else if (strchr(argv[0], '/') != nullptr) {
     execv(argv[0], argv.data());
   } else {
     execvp(argv[0], argv.data());
@@ -623,6 +625,13 @@ bool ServerProcess::Start(const std::string& binary, const std::vector<std::stri
   ssize_t ignored = write(log_fd, banner.data(), banner.size());
   (void)ignored;
   std::vector<char*> exec_args = ExecArgv(argv);
+  // The environment is built before fork: the child may only exec.
+  std::vector<char*> envp;
+  if (!env_.empty()) {
+    for (char** e = environ; *e != nullptr; e++) envp.push_back(*e);
+    for (const std::string& e : env_) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+  }
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
@@ -639,7 +648,7 @@ bool ServerProcess::Start(const std::string& binary, const std::vector<std::stri
         _exit(127);
       }
     }
-    ExecOrDie(exec_args);
+    ExecOrDie(exec_args, envp.empty() ? nullptr : envp.data());
   }
   close(log_fd);
   close(devnull);
@@ -755,6 +764,7 @@ std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extr
     }
     auto server = std::make_unique<ServerProcess>("redhubd");
     server->set_nofile_limit(options.nofile_soft, options.nofile_hard);
+    server->set_env(options.env);
     // No admin process unless a test asks for one: the default port 9121 is
     // shared by every daemon and often taken.
     std::vector<std::string> args = {"--bind", "127.0.0.1", "--port", std::to_string(port)};
@@ -762,7 +772,7 @@ std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extr
       args.insert(args.end(), {"--admin-port", "0"});
     }
     args.insert(args.end(), extra_args.begin(), extra_args.end());
-    if (!server->Start(REDHUBD_PATH, args)) {
+    if (!server->Start(options.binary.empty() ? REDHUBD_PATH : options.binary, args)) {
       why = "fork failed";
       continue;
     }

@@ -230,6 +230,9 @@ class ServerProcess {
     nofile_soft_ = soft;
     nofile_hard_ = hard;
   }
+  // "NAME=value" entries added to the child's environment (the test's own
+  // environment otherwise).
+  void set_env(std::vector<std::string> env) { env_ = std::move(env); }
 
   // Connects and PINGs every 10 ms until "+PONG" comes back, then QUITs and
   // waits for the server to close, so that the probe connection is gone
@@ -269,12 +272,15 @@ class ServerProcess {
   uint16_t port_ = 0;
   uint64_t nofile_soft_ = 0;
   uint64_t nofile_hard_ = 0;
+  std::vector<std::string> env_;
 };
 
 // How to start a server besides its flags.
 struct StartOptions {
   uint64_t nofile_soft = 0;  // RLIMIT_NOFILE, see set_nofile_limit
   uint64_t nofile_hard = 0;
+  std::string binary = {};            // "" is REDHUBD_PATH; REDHUBD_CRASHTEST_PATH for crash points
+  std::vector<std::string> env = {};  // added to the environment, see set_env
 };
 
 // redhubd on a free port of 127.0.0.1 with extra flags, ready to serve (and
