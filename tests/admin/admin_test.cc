@@ -56,11 +56,12 @@ class AdminTest : public ::testing::Test {
     store_name_ = base;
     counters_name_ = base + "-stats";
     std::string error;
-    store_ = shm::Store::Create({.name = store_name_,
-                                 .maxmemory = 8 << 20,
-                                 .stripes = 16,
-                                 .if_exists = shm::IfExists::kReplace},
-                                &error);
+    shm::StoreOptions options;
+    options.name = store_name_;
+    options.maxmemory = 8 << 20;
+    options.stripes = 16;
+    options.if_exists = shm::IfExists::kReplace;
+    store_ = shm::Store::Create(options, &error);
     ASSERT_TRUE(store_) << error;
     area_ = shm::CounterArea::Create(
         counters_name_, {.blocks = 64, .counters = slots::kSlots, .gauges = slots::kGauges},

@@ -412,7 +412,9 @@ TEST_F(CrashTest, KillsWhileEvictingUnderMaxmemory) {
         CrashAt(CrashPoint::kEvict, 1 + static_cast<uint32_t>(rng_() % 300), rep % kChildren);
     reached += died;
     ASSERT_TRUE(CheckEverything("after a kill while evicting"));
-    if (died) EXPECT_GT(store().stats().repairs, repairs) << "rep " << rep << ": no repair";
+    if (died) {
+      EXPECT_GT(store().stats().repairs, repairs) << "rep " << rep << ": no repair";
+    }
     EXPECT_LE(store().stats().used_bytes, 2 * kMB + 80 * 1024);
   }
   printf("crash point evict reached %d/16\n", reached);
