@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -753,8 +754,13 @@ bool ServerProcess::WaitReady(milliseconds timeout) {
   return false;
 }
 
-std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extra_args,
-                                            const StartOptions& options) {
+// A server on a free port of 127.0.0.1, retried up to 3 times on a port
+// race: start(server, port) forks it (false: fork failed), ours(server,
+// port, &why) checks that the server answering on the port is the one we
+// started (another process may have taken the port after we picked it).
+static std::unique_ptr<ServerProcess> StartOnFreePort(
+    const std::string& name, const std::function<bool(ServerProcess&, uint16_t)>& start,
+    const std::function<bool(ServerProcess&, uint16_t, std::string*)>& ours) {
   std::string why;
   for (int attempt = 1; attempt <= 3; attempt++) {
     uint16_t port = PickFreePort();
@@ -762,17 +768,8 @@ std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extr
       why = "no free port";
       continue;
     }
-    auto server = std::make_unique<ServerProcess>("redhubd");
-    server->set_nofile_limit(options.nofile_soft, options.nofile_hard);
-    server->set_env(options.env);
-    // No admin process unless a test asks for one: the default port 9121 is
-    // shared by every daemon and often taken.
-    std::vector<std::string> args = {"--bind", "127.0.0.1", "--port", std::to_string(port)};
-    if (std::find(extra_args.begin(), extra_args.end(), "--admin-port") == extra_args.end()) {
-      args.insert(args.end(), {"--admin-port", "0"});
-    }
-    args.insert(args.end(), extra_args.begin(), extra_args.end());
-    if (!server->Start(options.binary.empty() ? REDHUBD_PATH : options.binary, args)) {
+    auto server = std::make_unique<ServerProcess>(name);
+    if (!start(*server, port)) {
       why = "fork failed";
       continue;
     }
@@ -785,29 +782,49 @@ std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extr
       if (running) break;  // up but not answering: not a port race
       continue;            // exited: most likely the port was taken
     }
-    // The port was free when picked; make sure the server that answers is
-    // ours, not whoever may have taken the port meanwhile: INFO's process_id
-    // is redhubd itself or, with worker processes, one of its children.
+    if (ours(*server, port, &why)) return server;
+    server->Stop();
+  }
+  ADD_FAILURE() << name << " did not start: " << why;
+  return nullptr;
+}
+
+std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extra_args,
+                                            const StartOptions& options) {
+  auto start = [&](ServerProcess& server, uint16_t port) {
+    server.set_nofile_limit(options.nofile_soft, options.nofile_hard);
+    server.set_env(options.env);
+    // No admin process unless a test asks for one: the default port 9121 is
+    // shared by every daemon and often taken.
+    std::vector<std::string> args = {"--bind", "127.0.0.1", "--port", std::to_string(port)};
+    if (std::find(extra_args.begin(), extra_args.end(), "--admin-port") == extra_args.end()) {
+      args.insert(args.end(), {"--admin-port", "0"});
+    }
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    return server.Start(options.binary.empty() ? REDHUBD_PATH : options.binary, args);
+  };
+  // INFO's process_id is redhubd itself or, with worker processes, one of
+  // its children.
+  auto ours = [](ServerProcess& server, uint16_t port, std::string* why) {
     Socket s = Socket::Connect(port);
     std::string info;
     if (s.valid() && s.SendAll("*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n*1\r\n$4\r\nQUIT\r\n") &&
         s.WaitForClose(kTimeout, &info)) {
       size_t at = info.find("\r\nprocess_id:");
       pid_t answered = at == std::string::npos ? -1 : atoi(info.c_str() + at + 13);
-      if (answered == server->pid() || ParentPid(answered) == server->pid()) {
+      if (answered == server.pid() || ParentPid(answered) == server.pid()) {
         // One worker answering is not all of them: tests that count workers
         // or stop the daemon at once need every slot up, which the master
         // announces once.
-        if (server->WaitForLogLine("Ready to accept connections")) return server;
-        why = "no \"Ready to accept connections\" in the log";
-        break;
+        if (server.WaitForLogLine("Ready to accept connections")) return true;
+        *why = "no \"Ready to accept connections\" in the log";
+        return false;
       }
     }
-    server->Stop();
-    why = "port " + std::to_string(port) + " answered but not by our redhubd: " + info;
-  }
-  ADD_FAILURE() << "redhubd did not start: " << why;
-  return nullptr;
+    *why = "port " + std::to_string(port) + " answered but not by our redhubd: " + info;
+    return false;
+  };
+  return StartOnFreePort("redhubd", start, ours);
 }
 
 std::unique_ptr<ServerProcess> StartRedisServer() {
@@ -815,43 +832,25 @@ std::unique_ptr<ServerProcess> StartRedisServer() {
     ADD_FAILURE() << "redis-server not found (deploy/install-deps.sh installs it)";
     return nullptr;
   }
-  std::string why;
-  for (int attempt = 1; attempt <= 3; attempt++) {
-    uint16_t port = PickFreePort();
-    if (port == 0) {
-      why = "no free port";
-      continue;
-    }
-    auto server = std::make_unique<ServerProcess>("redis-server");
+  auto start = [](ServerProcess& server, uint16_t port) {
     // No RDB, no AOF: nothing is written at start or at the SIGTERM that
     // stops it, so no directory is needed.
-    if (!server->Start(REDIS_SERVER_PATH,
-                       {"--bind", "127.0.0.1", "--port", std::to_string(port), "--save", "",
-                        "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"})) {
-      why = "fork failed";
-      continue;
-    }
-    server->set_port(port);
-    if (!server->WaitReady()) {
-      bool running = server->Running();
-      server->Stop();
-      why = "attempt " + std::to_string(attempt) + " on port " + std::to_string(port) +
-            " did not become ready; log:\n" + server->Log();
-      if (running) break;
-      continue;
-    }
+    return server.Start(REDIS_SERVER_PATH,
+                        {"--bind", "127.0.0.1", "--port", std::to_string(port), "--save", "",
+                         "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"});
+  };
+  auto ours = [](ServerProcess& server, uint16_t port, std::string* why) {
     Socket s = Socket::Connect(port);
     Reply info = SocketCommand(s, {"INFO", "server"});
     std::optional<std::string> pid =
         info && info->type == REDIS_REPLY_STRING
             ? InfoField(std::string_view(info->str, info->len), "process_id")
             : std::nullopt;
-    if (pid && atoi(pid->c_str()) == server->pid()) return server;
-    server->Stop();
-    why = "port " + std::to_string(port) + " is served by another process";
-  }
-  ADD_FAILURE() << "redis-server did not start: " << why;
-  return nullptr;
+    if (pid && atoi(pid->c_str()) == server.pid()) return true;
+    *why = "port " + std::to_string(port) + " is served by another process";
+    return false;
+  };
+  return StartOnFreePort("redis-server", start, ours);
 }
 
 std::unique_ptr<ServerProcess> StartMemoryKv(const StartOptions& options) {

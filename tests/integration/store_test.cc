@@ -421,13 +421,27 @@ TEST(StoreTest, NoAcknowledgedWriteIsLostWhileWorkersAreKilled) {
 
   std::mt19937 rng(12345);
   std::set<pid_t> killed;  // by the test
-  auto end = Clock::now() + std::chrono::seconds(10);
-  while (Clock::now() < end && !stop.load()) {
+  // At least 10 s, then until a worker has died in every critical window
+  // below (on a loaded machine fewer workers cycle through the armed
+  // points), at most 30 s.
+  const char* const kWindows[] = {"rehash-move",   "after-publish", "before-publish",
+                                  "txn-committed", "txn-apply",     "evict"};
+  auto every_window_hit = [&] {
+    std::map<std::string, int> d = CrashPointDeaths(server->Log(), killed);
+    for (const char* point : kWindows) {
+      if (d[point] < 1) return false;
+    }
+    return d["rehash-move"] >= 3;
+  };
+  const auto min_end = Clock::now() + std::chrono::seconds(10);
+  const auto max_end = Clock::now() + std::chrono::seconds(30);
+  while (Clock::now() < max_end && !stop.load()) {
     std::this_thread::sleep_for(milliseconds(300));  // the kill cadence, not a wait for state
     std::vector<pid_t> workers = WorkerPids(server->pid());
     if (workers.empty()) continue;  // both are being respawned
     pid_t victim = workers[rng() % workers.size()];
     if (kill(victim, SIGKILL) == 0) killed.insert(victim);
+    if (Clock::now() >= min_end && every_window_hit()) break;
   }
   stop = true;
   for (auto& t : clients) t.join();
@@ -535,8 +549,7 @@ TEST(StoreTest, NoAcknowledgedWriteIsLostWhileWorkersAreKilled) {
     in_windows += count;
   }
   printf("stripe repairs: %lld\n", static_cast<long long>(repairs.value_or(-1)));
-  for (const char* point :
-       {"rehash-move", "after-publish", "before-publish", "txn-committed", "txn-apply", "evict"}) {
+  for (const char* point : kWindows) {
     EXPECT_GE(deaths[point], 1) << "no worker died at " << point;
   }
   EXPECT_GE(deaths["rehash-move"], 3);
