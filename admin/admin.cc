@@ -1,7 +1,6 @@
 #include "admin.h"
 
 #include <CivetServer.h>
-#include <dirent.h>
 #include <prometheus/exposer.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -19,6 +18,9 @@
 #include <vector>
 
 #include "counters.h"
+#include "log.h"
+#include "process.h"
+#include "syserr.h"
 #include "health_checks.h"
 #include "metrics_collector.h"
 #include "store.h"
@@ -70,24 +72,6 @@ int BeginRequest(mg_connection* conn) {
   return 0;
 }
 
-// The master's listeners and channels came with fork(). A copy of a
-// SO_REUSEPORT listener left open here would keep receiving connections
-// after the master closes its own, and nobody would accept them.
-void CloseInheritedSockets() {
-  std::vector<int> sockets;
-  if (DIR* dir = opendir("/proc/self/fd")) {
-    while (dirent* e = readdir(dir)) {
-      int fd = atoi(e->d_name);
-      struct stat st;
-      if (fd > 2 && fd != dirfd(dir) && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
-        sockets.push_back(fd);
-      }
-    }
-    closedir(dir);
-  }
-  for (int fd : sockets) close(fd);
-}
-
 std::string ListeningPort(const AdminSpec& spec) {
   std::string host = spec.bind.find(':') != std::string::npos ? "[" + spec.bind + "]" : spec.bind;
   return host + ":" + std::to_string(spec.port);
@@ -117,14 +101,12 @@ int RunAdmin(const AdminSpec& spec) {
   std::string error;
   std::unique_ptr<shm::CounterArea> counters = shm::CounterArea::Attach(spec.counters_name, &error);
   if (!counters) {
-    fprintf(stderr, "redhubd admin: cannot attach counters %s: %s\n", spec.counters_name.c_str(),
-            error.c_str());
+    LOG_WARNING("Admin: cannot attach counters %s: %s", spec.counters_name.c_str(), error.c_str());
     return 1;
   }
   std::unique_ptr<shm::Store> store = shm::Store::Attach(spec.store_name, &error);
   if (!store) {
-    fprintf(stderr, "redhubd admin: cannot attach store %s: %s\n", spec.store_name.c_str(),
-            error.c_str());
+    LOG_WARNING("Admin: cannot attach store %s: %s", spec.store_name.c_str(), error.c_str());
     return 1;
   }
   auto collector = std::make_shared<MetricsCollector>(
@@ -153,7 +135,7 @@ int RunAdmin(const AdminSpec& spec) {
   try {
     exposer = std::make_unique<prometheus::Exposer>(options, &callbacks);
   } catch (const std::exception& e) {
-    fprintf(stderr, "redhubd admin: cannot listen on %s: %s\n", address.c_str(), e.what());
+    LOG_WARNING("Admin: cannot listen on %s: %s", address.c_str(), e.what());
     g_probes.store(nullptr, std::memory_order_release);
     return 1;
   }
@@ -166,7 +148,7 @@ int RunAdmin(const AdminSpec& spec) {
     int sig = sigtimedwait(&stop, nullptr, &tick);
     if (sig == SIGTERM || sig == SIGINT) break;
     if (sig < 0 && errno != EAGAIN && errno != EINTR) {
-      fprintf(stderr, "redhubd admin: sigtimedwait failed: %s\n", strerror(errno));
+      LOG_WARNING("Admin: %s", SysError("sigtimedwait", errno).c_str());
       break;
     }
     if (master > 0 && !ProcessAlive(master)) break;

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "log.h"
+#include "syserr.h"
 
 namespace redhub::master {
 namespace {
@@ -43,7 +44,7 @@ bool AdjustOpenFilesLimit(Config* config, bool at_start) {
     LOG_WARNING(
         "Unable to obtain the current NOFILE limit (%s), assuming 1024 and setting the max "
         "clients configuration accordingly.",
-        strerror(errno));
+        ErrnoText(errno).c_str());
     if (reserved >= 1024) return false;
     maxclients = std::min<size_t>(maxclients, 1024 - reserved);
     return true;
@@ -81,7 +82,7 @@ bool AdjustOpenFilesLimit(Config* config, bool at_start) {
       LOG_WARNING("You requested maxclients of %zu requiring at least %llu max file descriptors.",
                   requested, static_cast<unsigned long long>(maxfiles));
       LOG_WARNING("Server can't set maximum open files to %llu because of OS error: %s.",
-                  static_cast<unsigned long long>(maxfiles), strerror(setrlimit_error));
+                  static_cast<unsigned long long>(maxfiles), ErrnoText(setrlimit_error).c_str());
       LOG_WARNING(
           "Current maximum open files is %llu. maxclients has been reduced to %zu to compensate "
           "for low ulimit. If you need higher maxclients increase 'ulimit -n'.",

@@ -22,6 +22,7 @@
 #include "store_setup.h"
 #include "supervisor.h"
 #include "worker_counters.h"
+#include "syserr.h"
 
 namespace {
 
@@ -30,12 +31,12 @@ namespace {
 bool Daemonize() {
   pid_t pid = fork();
   if (pid < 0) {
-    fprintf(stderr, "redhubd: fork() failed: %s\n", strerror(errno));
+    fprintf(stderr, "redhubd: fork() failed: %s\n", redhub::ErrnoText(errno).c_str());
     return false;
   }
   if (pid > 0) _exit(0);
   if (setsid() < 0) {
-    fprintf(stderr, "redhubd: setsid() failed: %s\n", strerror(errno));
+    fprintf(stderr, "redhubd: setsid() failed: %s\n", redhub::ErrnoText(errno).c_str());
     return false;
   }
   int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -51,7 +52,7 @@ bool Daemonize() {
 bool WritePidFile(const std::string& path) {
   FILE* f = fopen(path.c_str(), "w");
   if (f == nullptr) {
-    LOG_WARNING("fopen(\"%s\") for the pid file failed: %s", path.c_str(), strerror(errno));
+    LOG_WARNING("fopen(\"%s\") for the pid file failed: %s", path.c_str(), redhub::ErrnoText(errno).c_str());
     return false;
   }
   fprintf(f, "%d\n", static_cast<int>(getpid()));

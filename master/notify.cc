@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "log.h"
+#include "syserr.h"
 
 namespace redhub::master {
 
@@ -27,7 +28,7 @@ bool Notify(const std::string& state) {
   if (path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    LOG_WARNING("socket(AF_UNIX, SOCK_DGRAM) for sd_notify failed: %s", strerror(errno));
+    LOG_WARNING("socket(AF_UNIX, SOCK_DGRAM) for sd_notify failed: %s", ErrnoText(errno).c_str());
     return false;
   }
   ssize_t n =
@@ -36,7 +37,7 @@ bool Notify(const std::string& state) {
   int err = errno;
   close(fd);
   if (n < 0) {
-    LOG_WARNING("sendto(NOTIFY_SOCKET %s) failed: %s", path, strerror(err));
+    LOG_WARNING("sendto(NOTIFY_SOCKET %s) failed: %s", path, ErrnoText(err).c_str());
     return false;
   }
   return true;

@@ -1,6 +1,5 @@
 #include "segment_cleanup.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -19,7 +18,9 @@
 #include <vector>
 
 #include "log.h"
+#include "process.h"
 #include "proctitle.h"
+#include "syserr.h"
 
 namespace redhub::master {
 namespace {
@@ -60,18 +61,7 @@ void DropInherited(const std::vector<std::string>& segment_paths) {
     }
   }
   for (auto [from, to] : ranges) munmap(reinterpret_cast<void*>(from), to - from);
-  std::vector<int> sockets;
-  if (DIR* dir = opendir("/proc/self/fd")) {
-    while (dirent* e = readdir(dir)) {
-      int fd = atoi(e->d_name);
-      struct stat st;
-      if (fd > 2 && fd != dirfd(dir) && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
-        sockets.push_back(fd);
-      }
-    }
-    closedir(dir);
-  }
-  for (int fd : sockets) close(fd);
+  CloseInheritedSockets();
 }
 
 [[noreturn]] void RunCleanup(int watch_fd, int store_fd, const std::string& store_name,
@@ -96,7 +86,7 @@ void DropInherited(const std::vector<std::string>& segment_paths) {
   while (flock(watch_fd, LOCK_EX) != 0) {
     if (errno == EINTR) continue;
     LOG_WARNING("flock(%s, LOCK_EX) failed: %s; the segments stay if the master is killed",
-                stats_path.c_str(), strerror(errno));
+                stats_path.c_str(), ErrnoText(errno).c_str());
     _exit(1);
   }
   // Gone: a clean stop removed the segments. Another file: a new instance
@@ -107,13 +97,13 @@ void DropInherited(const std::vector<std::string>& segment_paths) {
     if (shm_unlink(store_name.c_str()) == 0) {
       removed = store_path + " and ";
     } else {
-      LOG_WARNING("shm_unlink(%s) failed: %s", store_name.c_str(), strerror(errno));
+      LOG_WARNING("shm_unlink(%s) failed: %s", store_name.c_str(), ErrnoText(errno).c_str());
     }
   }
   if (shm_unlink(stats_name.c_str()) == 0) {
     removed += stats_path;
   } else {
-    LOG_WARNING("shm_unlink(%s) failed: %s", stats_name.c_str(), strerror(errno));
+    LOG_WARNING("shm_unlink(%s) failed: %s", stats_name.c_str(), ErrnoText(errno).c_str());
   }
   LOG_NOTICE(
       "Every process of this redhubd has exited and the master did not stop cleanly: "
@@ -129,7 +119,7 @@ int TakeOverLeftovers(const std::string& store_name, std::string* error) {
   int fd = open(stats_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return -1;
-    *error = "open(" + stats_path + ") failed: " + strerror(errno);
+    *error = "open(" + stats_path + ") failed: " + ErrnoText(errno);
     return -2;
   }
   // Only a file this uid made with our mode can be a previous instance of
@@ -150,7 +140,7 @@ int TakeOverLeftovers(const std::string& store_name, std::string* error) {
              " is still held by processes of the redhubd that made it, or by its shm cleanup "
              "(the workers of a killed master take a moment to exit): try again";
   } else {
-    *error = "flock(" + stats_path + ", LOCK_EX|LOCK_NB) failed: " + strerror(err);
+    *error = "flock(" + stats_path + ", LOCK_EX|LOCK_NB) failed: " + ErrnoText(err);
   }
   return -2;
 }
@@ -172,11 +162,11 @@ bool StartSegmentCleanup(const std::string& store_name, bool keep_store, bool up
   // inherits it with fork().
   int lock = open(stats_path.c_str(), O_RDONLY | O_NOFOLLOW);
   if (lock < 0) {
-    *error = "open(" + stats_path + ") failed: " + strerror(errno);
+    *error = "open(" + stats_path + ") failed: " + ErrnoText(errno);
     return false;
   }
   if (flock(lock, LOCK_SH) != 0) {
-    *error = "flock(" + stats_path + ", LOCK_SH) failed: " + strerror(errno);
+    *error = "flock(" + stats_path + ", LOCK_SH) failed: " + ErrnoText(errno);
     close(lock);
     return false;
   }
@@ -185,7 +175,7 @@ bool StartSegmentCleanup(const std::string& store_name, bool keep_store, bool up
   int watch = open(stats_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   int store_fd = open(store_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (watch < 0 || store_fd < 0) {
-    *error = "open(" + (watch < 0 ? stats_path : store_path) + ") failed: " + strerror(errno);
+    *error = "open(" + (watch < 0 ? stats_path : store_path) + ") failed: " + ErrnoText(errno);
     if (watch >= 0) close(watch);
     if (store_fd >= 0) close(store_fd);
     close(lock);
@@ -207,7 +197,7 @@ bool StartSegmentCleanup(const std::string& store_name, bool keep_store, bool up
   while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    *error = pid < 0 ? std::string("fork() for the shm cleanup failed: ") + strerror(fork_errno)
+    *error = pid < 0 ? std::string("fork() for the shm cleanup failed: ") + ErrnoText(fork_errno)
                      : std::string("the shm cleanup's second fork() failed");
     close(lock);
     return false;

@@ -25,6 +25,7 @@
 #include "store_setup.h"
 #include "worker_counters.h"
 #include "worker_process.h"
+#include "syserr.h"
 
 extern char** environ;
 
@@ -97,37 +98,37 @@ std::string Supervisor::Init() {
 }
 
 std::string Supervisor::CreateListeners() {
-  std::vector<worker::Address> tcp;
+  std::vector<Address> tcp;
   for (const std::string& host : config_.bind) {
     if (config_.port == 0) break;  // as in Redis, port 0 means no TCP
-    worker::Address a;
+    Address a;
     std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-    if (std::string e = worker::ParseAddress(h + ":" + std::to_string(config_.port), &a);
+    if (std::string e = ParseAddress(h + ":" + std::to_string(config_.port), &a);
         !e.empty()) {
       return "invalid bind address '" + host + "': " + e;
     }
     tcp.push_back(a);
   }
-  worker::ListenOptions lo;
+  ListenOptions lo;
   lo.backlog = config_.server.listen_backlog;
   lo.reuse_port = true;
   for (Slot& slot : slots_) {
-    for (worker::Address& a : tcp) {
+    for (Address& a : tcp) {
       std::string e;
-      int fd = worker::Listen(a, lo, &e);
+      int fd = Listen(a, lo, &e);
       if (fd < 0) return e;
-      if (port_ == 0) port_ = worker::BoundPort(fd);
+      if (port_ == 0) port_ = BoundPort(fd);
       slot.fds.push_back(fd);
     }
   }
   if (!config_.unix_socket.empty()) {
-    worker::Address a;
-    a.family = worker::Address::Family::kUnix;
+    Address a;
+    a.family = Address::Family::kUnix;
     a.path = config_.unix_socket;
-    worker::ListenOptions ulo;
+    ListenOptions ulo;
     ulo.backlog = config_.server.listen_backlog;
     std::string e;
-    int fd = worker::Listen(a, ulo, &e);
+    int fd = Listen(a, ulo, &e);
     if (fd < 0) return e;
     shared_fds_.push_back(fd);
   }
@@ -208,21 +209,21 @@ std::string Supervisor::Inherit(const char* state) {
 
 Supervisor::Worker* Supervisor::Spawn(Slot& slot, bool hand_over) {
   int control[2];
-  if (int e = worker::MakeChannel(control); e != 0) {
-    LOG_WARNING("socketpair(control, slot %d) failed: %s", slot.index, strerror(e));
+  if (int e = MakeChannel(control); e != 0) {
+    LOG_WARNING("socketpair(control, slot %d) failed: %s", slot.index, ErrnoText(e).c_str());
     return nullptr;
   }
   int handoff[2] = {-1, -1};
   if (hand_over) {
-    if (int e = worker::MakeChannel(handoff); e != 0) {
-      LOG_WARNING("socketpair(handoff, slot %d) failed: %s", slot.index, strerror(e));
+    if (int e = MakeChannel(handoff); e != 0) {
+      LOG_WARNING("socketpair(handoff, slot %d) failed: %s", slot.index, ErrnoText(e).c_str());
       handoff[0] = handoff[1] = -1;
     }
   }
   uint64_t seq = ++seq_;
   pid_t pid = fork();
   if (pid < 0) {
-    LOG_WARNING("fork() for slot %d failed: %s", slot.index, strerror(errno));
+    LOG_WARNING("fork() for slot %d failed: %s", slot.index, ErrnoText(errno).c_str());
     close(control[0]);
     close(control[1]);
     if (handoff[0] >= 0) close(handoff[0]), close(handoff[1]);
@@ -297,8 +298,8 @@ void Supervisor::OnControl(struct ev_loop*, ev_io* io, int) {
   auto* w = static_cast<Worker*>(io->data);
   Supervisor* self = w->owner;
   while (true) {
-    worker::Message m;
-    int err = worker::ReceiveMessage(io->fd, &m);
+    Message m;
+    int err = ReceiveMessage(io->fd, &m);
     if (err == EAGAIN) return;
     if (err != 0) {
       // The worker closed its end: it is exiting; ev_child reports how.
@@ -307,7 +308,7 @@ void Supervisor::OnControl(struct ev_loop*, ev_io* io, int) {
     }
     if (m.fd >= 0) close(m.fd);
     w->last_heartbeat = ev_now(self->loop_);
-    if (m.type == worker::MessageType::kReady) self->WorkerReady(w);
+    if (m.type == MessageType::kReady) self->WorkerReady(w);
   }
 }
 
@@ -329,11 +330,11 @@ void Supervisor::WorkerReady(Worker* w) {
     // Only now that the successor serves the socket does the old worker stop
     // accepting; its connections follow over the handoff channel.
     int fd = w->handoff_fd;
-    int err = fd >= 0 ? worker::SendMessage(old->control_fd, worker::MessageType::kRetire, {}, fd)
+    int err = fd >= 0 ? SendMessage(old->control_fd, MessageType::kRetire, {}, fd)
                       : EBADF;
     if (err != 0) {
       LOG_WARNING("Could not pass the handoff channel to worker %d (pid %d): %s; stopping it",
-                  old->slot, static_cast<int>(old->pid), strerror(err));
+                  old->slot, static_cast<int>(old->pid), ErrnoText(err).c_str());
       kill(old->pid, SIGTERM);
     }
   }
@@ -510,9 +511,9 @@ void Supervisor::OnWatchdog(struct ev_loop* loop, ev_timer* t, int) {
 void Supervisor::PublishLiveConfig() {
   std::string payload = worker::EncodeLiveConfig(config_.server, static_cast<int>(log::GetLevel()));
   for (auto& w : workers_) {
-    if (int e = worker::SendMessage(w->control_fd, worker::MessageType::kConfig, payload); e != 0) {
+    if (int e = SendMessage(w->control_fd, MessageType::kConfig, payload); e != 0) {
       LOG_WARNING("sendmsg(config, worker %d pid %d) failed: %s", w->slot, static_cast<int>(w->pid),
-                  strerror(e));
+                  ErrnoText(e).c_str());
     }
   }
 }
@@ -593,7 +594,7 @@ void Supervisor::Upgrade() {
     }
   }
   if (executable_.empty() || access(executable_.c_str(), X_OK) != 0) {
-    LOG_WARNING("Upgrade refused: cannot execute '%s': %s", executable_.c_str(), strerror(errno));
+    LOG_WARNING("Upgrade refused: cannot execute '%s': %s", executable_.c_str(), ErrnoText(errno).c_str());
     return;
   }
   std::ostringstream st;
@@ -638,7 +639,7 @@ void Supervisor::Upgrade() {
   SetCloexec(true);
   sigprocmask(SIG_SETMASK, &old, nullptr);
   LOG_WARNING("Upgrade failed: execve(%s) failed: %s; still running", executable_.c_str(),
-              strerror(err));
+              ErrnoText(err).c_str());
   Count(shm::slots::kUpgradesFailed);
   SpawnAdmin();
   Notify("READY=1\nSTATUS=serving (upgrade failed)");
@@ -692,7 +693,7 @@ void Supervisor::OnSignal(struct ev_loop*, ev_signal* s, int) {
       // nginx does, they reopen it too, or rotation would keep them on the
       // renamed file until the next reload.
       for (auto& w : self->workers_) {
-        worker::SendMessage(w->control_fd, worker::MessageType::kReopenLog, {});
+        SendMessage(w->control_fd, MessageType::kReopenLog, {});
       }
       LOG_NOTICE("Log file reopened");
       break;
@@ -801,7 +802,7 @@ void Supervisor::SpawnAdmin() {
   spec.max_clients = static_cast<int>(config_.server.max_clients);
   pid_t pid = fork();
   if (pid < 0) {
-    LOG_WARNING("fork() for the admin process failed: %s", strerror(errno));
+    LOG_WARNING("fork() for the admin process failed: %s", ErrnoText(errno).c_str());
     ev_timer_set(&admin_respawn_, 5.0, 0);
     ev_timer_start(loop_, &admin_respawn_);
     return;

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "robust_mutex.h"
+#include "syserr.h"
 
 namespace redhub::shm {
 namespace {
@@ -185,7 +186,7 @@ std::unique_ptr<CounterArea> CounterArea::Create(const std::string& name,
     // whatever the umask (shm_open's mode goes through it, and Boost ignores
     // a failure of its own fchmod).
     if (fchmod(impl->shm.get_mapping_handle().handle, 0600) != 0) {
-      *error = "fchmod(" + name + ", 0600) failed: " + strerror(errno);
+      *error = "fchmod(" + name + ", 0600) failed: " + ErrnoText(errno);
       bip::shared_memory_object::remove(name.c_str());
       return nullptr;
     }
@@ -195,7 +196,7 @@ std::unique_ptr<CounterArea> CounterArea::Create(const std::string& name,
             posix_fallocate(impl->shm.get_mapping_handle().handle, 0, static_cast<off_t>(total));
         err != 0) {
       *error =
-          "posix_fallocate(" + name + ", " + std::to_string(total) + ") failed: " + strerror(err);
+          "posix_fallocate(" + name + ", " + std::to_string(total) + ") failed: " + ErrnoText(err);
       bip::shared_memory_object::remove(name.c_str());
       return nullptr;
     }

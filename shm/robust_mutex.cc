@@ -7,17 +7,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "progress.h"
+#include "syserr.h"
 
 namespace redhub::shm {
 
 void Fatal(const char* format, ...) {
+  char msg[900];
   va_list ap;
   va_start(ap, format);
-  fprintf(stderr, "redhub shm: fatal: ");
-  vfprintf(stderr, format, ap);
-  fprintf(stderr, "\n");
+  vsnprintf(msg, sizeof(msg), format, ap);
   va_end(ap);
+  log::Write(log::Level::kWarning, "Store fatal: %s", msg);
   abort();
 }
 
@@ -27,7 +29,7 @@ void InitRobustMutex(pthread_mutex_t* mu) {
   if (rc == 0) rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
   if (rc == 0) rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
   if (rc == 0) rc = pthread_mutex_init(mu, &attr);
-  if (rc != 0) Fatal("pthread_mutex_init(PROCESS_SHARED, ROBUST) failed: %s", strerror(rc));
+  if (rc != 0) Fatal("pthread_mutex_init(PROCESS_SHARED, ROBUST) failed: %s", ErrnoText(rc).c_str());
   pthread_mutexattr_destroy(&attr);
 }
 
@@ -46,7 +48,7 @@ static LockResult Classify(int rc, const char* call, const char* what, unsigned 
           "repairing after a death); the segment must be recreated",
           call, what, index);
     default:
-      Fatal("%s(%s %u) failed: %s", call, what, index, strerror(rc));
+      Fatal("%s(%s %u) failed: %s", call, what, index, ErrnoText(rc).c_str());
   }
 }
 
@@ -84,12 +86,12 @@ LockResult LockRobustWaiting(pthread_mutex_t* mu, const char* what, unsigned ind
 
 void MarkConsistent(pthread_mutex_t* mu) {
   int rc = pthread_mutex_consistent(mu);
-  if (rc != 0) Fatal("pthread_mutex_consistent failed: %s", strerror(rc));
+  if (rc != 0) Fatal("pthread_mutex_consistent failed: %s", ErrnoText(rc).c_str());
 }
 
 void UnlockRobust(pthread_mutex_t* mu) {
   int rc = pthread_mutex_unlock(mu);
-  if (rc != 0) Fatal("pthread_mutex_unlock failed: %s", strerror(rc));
+  if (rc != 0) Fatal("pthread_mutex_unlock failed: %s", ErrnoText(rc).c_str());
 }
 
 }  // namespace redhub::shm

@@ -1,4 +1,5 @@
 #include "segment.h"
+#include "syserr.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -35,7 +36,7 @@ std::string Octal(mode_t mode) {
 bool CheckOwnership(int fd, const std::string& name, std::string* error) {
   struct stat st;
   if (fstat(fd, &st) != 0) {
-    *error = "fstat(" + name + ") failed: " + strerror(errno);
+    *error = "fstat(" + name + ") failed: " + ErrnoText(errno);
     return false;
   }
   const uid_t self = geteuid();
@@ -117,7 +118,7 @@ std::unique_ptr<Segment> Segment::Create(
   // shm_open's mode goes through the umask, and Boost ignores a failure of
   // its own fchmod: set 0600 here and check it.
   if (fchmod(shm->get_mapping_handle().handle, 0600) != 0) {
-    *error = "fchmod(" + name + ", 0600) failed: " + strerror(errno);
+    *error = "fchmod(" + name + ", 0600) failed: " + ErrnoText(errno);
     bip::shared_memory_object::remove(name.c_str());
     return nullptr;
   }
@@ -155,11 +156,11 @@ std::unique_ptr<Segment> Segment::Create(
     bip::shared_memory_object::remove(name.c_str());
     if (rc == ENOSPC) {
       *error = "not enough space in /dev/shm for " + std::to_string(g.total_bytes) +
-               " bytes: posix_fallocate(" + name + "): " + strerror(rc) +
+               " bytes: posix_fallocate(" + name + "): " + ErrnoText(rc) +
                " (enlarge /dev/shm, e.g. docker --shm-size, or lower the store size)";
     } else {
       *error = "posix_fallocate(" + name + ", " + std::to_string(g.total_bytes) +
-               ") failed: " + strerror(rc);
+               ") failed: " + ErrnoText(rc);
     }
     return nullptr;
   }

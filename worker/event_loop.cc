@@ -21,6 +21,7 @@
 #include "log.h"
 #include "net.h"
 #include "worker_counters.h"
+#include "syserr.h"
 
 namespace redhub::worker {
 namespace {
@@ -243,7 +244,7 @@ void EventLoop::PauseAccepting(int listen_fd, int err) {
     }
     LOG_WARNING(
         "accept4(fd %d) failed: %s%s; accepting again in %.1f s (%llu more failures not logged)",
-        listen_fd, strerror(err), limit.c_str(), accept_backoff_,
+        listen_fd, ErrnoText(err).c_str(), limit.c_str(), accept_backoff_,
         static_cast<unsigned long long>(accept_errors_unlogged_));
     accept_logged_at_ = now;
     accept_errors_unlogged_ = 0;
@@ -341,7 +342,7 @@ void EventLoop::SetupSocket(int fd) {
              (addr.ss_family == AF_INET || addr.ss_family == AF_INET6);
   if (tcp) {
     if (options_.tcp_nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
-      LOG_VERBOSE("setsockopt(TCP_NODELAY) failed: %s", strerror(errno));
+      LOG_VERBOSE("setsockopt(TCP_NODELAY) failed: %s", ErrnoText(errno).c_str());
     }
     if (options_.tcp_keepalive.count() > 0) {
       int idle = static_cast<int>(options_.tcp_keepalive.count());
@@ -360,13 +361,13 @@ void EventLoop::SetupSocket(int fd) {
       setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &options_.socket_recv_buffer,
                  sizeof(options_.socket_recv_buffer)) < 0) {
     LOG_VERBOSE("setsockopt(SO_RCVBUF, %d) failed: %s", options_.socket_recv_buffer,
-                strerror(errno));
+                ErrnoText(errno).c_str());
   }
   if (options_.socket_send_buffer > 0 &&
       setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &options_.socket_send_buffer,
                  sizeof(options_.socket_send_buffer)) < 0) {
     LOG_VERBOSE("setsockopt(SO_SNDBUF, %d) failed: %s", options_.socket_send_buffer,
-                strerror(errno));
+                ErrnoText(errno).c_str());
   }
 }
 
@@ -534,7 +535,7 @@ void EventLoop::MaybeHandOff(Connection* c) {
   if (err == EMSGSIZE) return;  // this one is too big to go now; the others still can
   if (err != 0) {
     LOG_WARNING("sendmsg(handoff, client id=%llu) failed: %s; serving it until the drain timeout",
-                static_cast<unsigned long long>(c->id_), strerror(err));
+                static_cast<unsigned long long>(c->id_), ErrnoText(err).c_str());
     ev_io_stop(loop_, &handoff_out_);
     ev_io_stop(loop_, &handoff_writable_);
     close(handoff_out_.fd);
@@ -606,7 +607,7 @@ void EventLoop::OnHandoffReply(struct ev_loop* loop, ev_io* w, int) {
     if (err != 0) {
       // The successor is gone: whatever it had not adopted is ours again.
       LOG_WARNING("Handoff channel closed (%s); serving remaining clients until the drain timeout",
-                  err < 0 ? "end of stream" : strerror(err));
+                  err < 0 ? "end of stream" : ErrnoText(err).c_str());
       ev_io_stop(loop, w);
       ev_io_stop(loop, &self->handoff_writable_);
       close(w->fd);
@@ -675,7 +676,7 @@ int EventLoop::SendAnswers() {
 
 void EventLoop::OnAnswersWritable(struct ev_loop* loop, ev_io*, int) {
   int err = static_cast<EventLoop*>(ev_userdata(loop))->SendAnswers();
-  if (err != 0) LOG_WARNING("sendmsg(handoff answer) failed: %s", strerror(err));
+  if (err != 0) LOG_WARNING("sendmsg(handoff answer) failed: %s", ErrnoText(err).c_str());
 }
 
 void EventLoop::AdoptFrom(int handoff_fd) {
@@ -774,7 +775,7 @@ void EventLoop::OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int) {
     if (sent != 0) {
       // The predecessor cannot learn that we took it; it will keep serving
       // its copy, so we must not serve ours.
-      LOG_WARNING("sendmsg(handoff answer) failed: %s", strerror(sent));
+      LOG_WARNING("sendmsg(handoff answer) failed: %s", ErrnoText(sent).c_str());
       self->Unlink(c);
       close(c->fd_);
       delete c;
@@ -846,7 +847,7 @@ void EventLoop::Close(Connection* c, std::string_view reason, bool peer_gone) {
   // Nothing more will come from a client that closed its side or whose
   // socket failed, so nothing can make the kernel reset it.
   if (peer_gone || aborting_) {
-    if (close(c->fd_) < 0) LOG_VERBOSE("close(%d) failed: %s", c->fd_, strerror(errno));
+    if (close(c->fd_) < 0) LOG_VERBOSE("close(%d) failed: %s", c->fd_, ErrnoText(errno).c_str());
     FdFreed();
   } else if (Linger(c->fd_)) {
     FdFreed();
@@ -956,7 +957,7 @@ void EventLoop::OnLingerTimeout(struct ev_loop* loop, ev_timer* w, int) {
 void EventLoop::EndLinger(Lingering* l) {
   ev_io_stop(loop_, &l->io);
   ev_timer_stop(loop_, &l->timer);
-  if (close(l->io.fd) < 0) LOG_VERBOSE("close(%d) failed: %s", l->io.fd, strerror(errno));
+  if (close(l->io.fd) < 0) LOG_VERBOSE("close(%d) failed: %s", l->io.fd, ErrnoText(errno).c_str());
   if (l->prev != nullptr) l->prev->next = l->next;
   if (l->next != nullptr) l->next->prev = l->prev;
   if (lingering_ == l) lingering_ = l->next;

@@ -28,17 +28,17 @@ Server::~Server() {
 }
 
 std::string Server::Listen(std::string_view address) {
-  worker::Address addr;
-  if (std::string err = worker::ParseAddress(address, &addr); !err.empty()) {
+  Address addr;
+  if (std::string err = ParseAddress(address, &addr); !err.empty()) {
     return "invalid address '" + std::string(address) + "': " + err;
   }
-  worker::ListenOptions lo;
+  ListenOptions lo;
   lo.backlog = options_.listen_backlog;
   std::string err;
-  int fd = worker::Listen(addr, lo, &err);
+  int fd = redhub::Listen(addr, lo, &err);
   if (fd < 0) return err;
   listen_fds_.push_back(fd);
-  if (port_ == 0) port_ = worker::BoundPort(fd);
+  if (port_ == 0) port_ = BoundPort(fd);
   loop_->AddListener(fd);
   return "";
 }

@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-namespace redhub::worker {
+namespace redhub {
 
 struct Address {
   enum class Family { kTcp, kUnix } family = Family::kTcp;
@@ -38,4 +38,4 @@ int Listen(const Address& address, const ListenOptions& options, std::string* er
 // The port a TCP socket is bound to, or 0.
 uint16_t BoundPort(int fd);
 
-}  // namespace redhub::worker
+}  // namespace redhub

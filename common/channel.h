@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-namespace redhub::worker {
+namespace redhub {
 
 enum class MessageType : uint16_t {
   // master -> worker
@@ -65,4 +65,4 @@ class FieldReader {
   bool ok_ = true;
 };
 
-}  // namespace redhub::worker
+}  // namespace redhub

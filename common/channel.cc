@@ -8,7 +8,7 @@
 #include <cstring>
 #include <vector>
 
-namespace redhub::worker {
+namespace redhub {
 namespace {
 
 // Large enough for a handed-off connection with a 64 KB unparsed tail.
@@ -125,4 +125,4 @@ uint64_t FieldReader::U64(std::string_view bytes) {
   return v;
 }
 
-}  // namespace redhub::worker
+}  // namespace redhub

@@ -1,4 +1,5 @@
 #include "net.h"
+#include "syserr.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -13,10 +14,10 @@
 #include <cstddef>
 #include <cstring>
 
-namespace redhub::worker {
+namespace redhub {
 namespace {
 
-std::string Errno(const std::string& call) { return call + " failed: " + strerror(errno); }
+std::string Errno(const std::string& call) { return SysError(call, errno); }
 
 }  // namespace
 
@@ -149,4 +150,4 @@ uint16_t BoundPort(int fd) {
   return 0;
 }
 
-}  // namespace redhub::worker
+}  // namespace redhub

@@ -1,4 +1,5 @@
 #include "log.h"
+#include "syserr.h"
 
 #include <fcntl.h>
 #include <sys/time.h>
@@ -49,7 +50,7 @@ std::string Open(const std::string& path) {
     return "";
   }
   int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return "open(\"" + path + "\") failed: " + strerror(errno);
+  if (fd < 0) return SysError("open(\"" + path + "\")", errno);
   if (g_fd != STDERR_FILENO) close(g_fd);
   g_fd = fd;
   g_path = path;
