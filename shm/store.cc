@@ -1351,6 +1351,15 @@ size_t Store::ExpireCycle(int64_t now_ms, std::chrono::microseconds budget) {
   return removed;
 }
 
+bool Store::OverMaxmemory() const {
+  const SegmentHeader* h = impl_->core.header;
+  const uint64_t max = h->maxmemory.load(kRelaxed);
+  // used_bytes is never above the stripes' exact sum (frees are passed on
+  // at once, Stripe::Charge), so over it is over for certain.
+  return max != 0 && static_cast<Policy>(h->policy.load(kRelaxed)) == Policy::kNoEviction &&
+         h->used_bytes.load(kRelaxed) > static_cast<int64_t>(max);
+}
+
 Stats Store::stats() const {
   const Core& c = impl_->core;
   const SegmentHeader* h = c.header;
