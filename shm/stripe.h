@@ -111,7 +111,12 @@ class Stripe {
   // --- Memory --------------------------------------------------------------
   // Charges the stripe's and the global used bytes. 0 if the pool is empty.
   uint64_t AllocChunk(uint64_t bytes);
+  // Does not give back the chunk's charge: Unlink does that for an entry.
   void FreeChunk(uint64_t offset);
+  // Takes back `charge` (what AllocChunk charged for the chunk), then frees
+  // it: a chunk no chain reaches or will reach again (a replaced or
+  // unpublished entry, a redo log, a table).
+  void ReturnChunk(uint64_t offset, uint64_t charge);
   uint64_t ChargeFor(uint64_t chunk_bytes) const;
   uint64_t EntryCharge(uint64_t entry) const;
   void Charge(int64_t bytes);
