@@ -18,12 +18,12 @@
 #include <vector>
 
 #include "counters.h"
-#include "log.h"
-#include "process.h"
-#include "syserr.h"
 #include "health_checks.h"
+#include "log.h"
 #include "metrics_collector.h"
+#include "process.h"
 #include "store.h"
+#include "syserr.h"
 
 namespace redhub::admin {
 namespace {

@@ -17,8 +17,27 @@
 namespace redhub::worker {
 namespace {
 
-// Handlers see a Conn; the benchmark has no socket behind it.
-class BenchConn : public Conn {};
+// Handlers see a Conn and the loop that serves it; the benchmark has no
+// socket and no loop behind them.
+class BenchServer final : public ServerView {
+ public:
+  double now() const override { return 1e9; }
+  uint64_t batch() const override { return 1; }
+  const Options& options() const override { return options_; }
+  ServerStats stats() const override { return {}; }
+  size_t client_buffer_bytes() const override { return 0; }
+  void ForEachClient(const std::function<void(const ClientInfo&)>&) const override {}
+  ClientInfo Describe(const Conn& c) const override { return ClientInfo{&c}; }
+
+ private:
+  Options options_;
+};
+const BenchServer kBenchServer;
+
+class BenchConn : public Conn {
+ public:
+  BenchConn() { server_ = &kBenchServer; }
+};
 
 struct Fixture {
   explicit Fixture(bool counted) {

@@ -1,5 +1,4 @@
 #include "log.h"
-#include "syserr.h"
 
 #include <fcntl.h>
 #include <sys/time.h>
@@ -10,6 +9,8 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+
+#include "syserr.h"
 
 namespace redhub::log {
 namespace {

@@ -1,5 +1,4 @@
 #include "net.h"
-#include "syserr.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -13,6 +12,8 @@
 #include <charconv>
 #include <cstddef>
 #include <cstring>
+
+#include "syserr.h"
 
 namespace redhub {
 namespace {

@@ -21,8 +21,8 @@
 #include "segment_cleanup.h"
 #include "store_setup.h"
 #include "supervisor.h"
-#include "worker_counters.h"
 #include "syserr.h"
+#include "worker_counters.h"
 
 namespace {
 
@@ -52,7 +52,8 @@ bool Daemonize() {
 bool WritePidFile(const std::string& path) {
   FILE* f = fopen(path.c_str(), "w");
   if (f == nullptr) {
-    LOG_WARNING("fopen(\"%s\") for the pid file failed: %s", path.c_str(), redhub::ErrnoText(errno).c_str());
+    LOG_WARNING("fopen(\"%s\") for the pid file failed: %s", path.c_str(),
+                redhub::ErrnoText(errno).c_str());
     return false;
   }
   fprintf(f, "%d\n", static_cast<int>(getpid()));

@@ -23,9 +23,9 @@
 #include "proctitle.h"
 #include "store.h"
 #include "store_setup.h"
+#include "syserr.h"
 #include "worker_counters.h"
 #include "worker_process.h"
-#include "syserr.h"
 
 extern char** environ;
 
@@ -103,8 +103,7 @@ std::string Supervisor::CreateListeners() {
     if (config_.port == 0) break;  // as in Redis, port 0 means no TCP
     Address a;
     std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-    if (std::string e = ParseAddress(h + ":" + std::to_string(config_.port), &a);
-        !e.empty()) {
+    if (std::string e = ParseAddress(h + ":" + std::to_string(config_.port), &a); !e.empty()) {
       return "invalid bind address '" + host + "': " + e;
     }
     tcp.push_back(a);
@@ -330,8 +329,7 @@ void Supervisor::WorkerReady(Worker* w) {
     // Only now that the successor serves the socket does the old worker stop
     // accepting; its connections follow over the handoff channel.
     int fd = w->handoff_fd;
-    int err = fd >= 0 ? SendMessage(old->control_fd, MessageType::kRetire, {}, fd)
-                      : EBADF;
+    int err = fd >= 0 ? SendMessage(old->control_fd, MessageType::kRetire, {}, fd) : EBADF;
     if (err != 0) {
       LOG_WARNING("Could not pass the handoff channel to worker %d (pid %d): %s; stopping it",
                   old->slot, static_cast<int>(old->pid), ErrnoText(err).c_str());
@@ -594,7 +592,8 @@ void Supervisor::Upgrade() {
     }
   }
   if (executable_.empty() || access(executable_.c_str(), X_OK) != 0) {
-    LOG_WARNING("Upgrade refused: cannot execute '%s': %s", executable_.c_str(), ErrnoText(errno).c_str());
+    LOG_WARNING("Upgrade refused: cannot execute '%s': %s", executable_.c_str(),
+                ErrnoText(errno).c_str());
     return;
   }
   std::ostringstream st;

@@ -29,7 +29,8 @@ void InitRobustMutex(pthread_mutex_t* mu) {
   if (rc == 0) rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
   if (rc == 0) rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
   if (rc == 0) rc = pthread_mutex_init(mu, &attr);
-  if (rc != 0) Fatal("pthread_mutex_init(PROCESS_SHARED, ROBUST) failed: %s", ErrnoText(rc).c_str());
+  if (rc != 0)
+    Fatal("pthread_mutex_init(PROCESS_SHARED, ROBUST) failed: %s", ErrnoText(rc).c_str());
   pthread_mutexattr_destroy(&attr);
 }
 

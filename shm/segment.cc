@@ -1,5 +1,4 @@
 #include "segment.h"
-#include "syserr.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -11,6 +10,8 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <cstdio>
+
+#include "syserr.h"
 
 namespace redhub::shm {
 namespace bip = boost::interprocess;

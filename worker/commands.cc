@@ -152,8 +152,9 @@ Action CmdHello(CommandContext& ctx) {
   return Action::kNone;
 }
 
-void WriteClientInfo(std::string& out, const Connection& c, const CommandService& svc,
+void WriteClientInfo(std::string& out, const ClientInfo& info, const CommandService& svc,
                      std::string_view current_cmd) {
+  const Conn& c = *info.conn;
   out += "id=" + std::to_string(c.id());
   out += " addr=" + c.remote_addr();
   out += " laddr=" + c.local_addr();
@@ -162,12 +163,12 @@ void WriteClientInfo(std::string& out, const Connection& c, const CommandService
   out += " age=" + std::to_string(c.age_seconds());
   out += " idle=" + std::to_string(c.idle_seconds());
   out += " flags=N db=0 sub=0 psub=0 ssub=0 multi=-1";
-  out += " qbuf=" + std::to_string(c.in.size());
-  out += " qbuf-free=" + std::to_string(c.in.capacity() - c.in.size());
-  out += " obl=0 oll=0 omem=" + std::to_string(c.pending_output());
-  out += " tot-mem=" + std::to_string(c.buffer_bytes() + sizeof(Connection));
+  out += " qbuf=" + std::to_string(info.query_buffer);
+  out += " qbuf-free=" + std::to_string(info.query_buffer_free);
+  out += " obl=0 oll=0 omem=" + std::to_string(info.output_pending);
+  out += " tot-mem=" + std::to_string(info.memory);
   out += " events=r";
-  if (c.pending_output() > 0) out += 'w';
+  if (info.output_pending > 0) out += 'w';
   out += " cmd=" + std::string(current_cmd);
   out += " user=default redir=-1 resp=" + std::to_string(c.protocol());
   out += " worker=" + std::to_string(svc.info().worker_slot);
@@ -177,7 +178,7 @@ void WriteClientInfo(std::string& out, const Connection& c, const CommandService
 
 Action CmdClient(CommandContext& ctx) {
   std::string_view sub = ctx.args[1];
-  auto& conn = static_cast<Connection&>(ctx.conn);
+  Conn& conn = ctx.conn;
   if (EqualsNoCase(sub, "ID") && ctx.args.size() == 2) {
     ctx.w.Int(static_cast<int64_t>(conn.id()));
   } else if (EqualsNoCase(sub, "GETNAME") && ctx.args.size() == 2) {
@@ -196,12 +197,12 @@ Action CmdClient(CommandContext& ctx) {
     ctx.w.OK();
   } else if (EqualsNoCase(sub, "INFO") && ctx.args.size() == 2) {
     std::string line;
-    WriteClientInfo(line, conn, ctx.service, "client|info");
+    WriteClientInfo(line, conn.server().Describe(conn), ctx.service, "client|info");
     ctx.w.Verbatim("txt", line);
   } else if (EqualsNoCase(sub, "LIST") && ctx.args.size() == 2) {
     std::string text;
-    ctx.service.loop()->ForEachConnection([&](const Connection& c) {
-      WriteClientInfo(text, c, ctx.service, &c == &conn ? "client|list" : "NULL");
+    conn.server().ForEachClient([&](const ClientInfo& c) {
+      WriteClientInfo(text, c, ctx.service, c.conn == &conn ? "client|list" : "NULL");
     });
     ctx.w.Verbatim("txt", text);
   } else if (EqualsNoCase(sub, "ID") || EqualsNoCase(sub, "GETNAME") ||
@@ -385,7 +386,7 @@ Action CmdConfig(CommandContext& ctx) {
     WrongArity(ctx.w, "config|get");
     return Action::kNone;
   }
-  const Options& o = ctx.service.loop()->options();
+  const Options& o = ctx.conn.server().options();
   const shm::Stats st = ctx.service.store().stats();
   const std::pair<std::string, std::string> params[] = {
       {"bind", ctx.service.info().bind},
@@ -493,7 +494,7 @@ Action CmdInfo(CommandContext& ctx) {
   auto total = [&](uint32_t slot) { return std::to_string(t[slot]); };
   const shm::Stats st = ctx.service.store().stats();
   const ServiceInfo& info = ctx.service.info();
-  double now = ev_now(ctx.service.loop()->loop());
+  double now = ctx.conn.server().now();
   std::string text;
   auto line = [&](std::string_view k, const std::string& v) {
     text.append(k);
@@ -522,7 +523,7 @@ Action CmdInfo(CommandContext& ctx) {
   if (wants(kInfoClients)) {
     text += "# Clients\r\n";
     line("connected_clients", total(shm::slots::kConnectedClients));
-    line("maxclients", std::to_string(ctx.service.loop()->options().max_clients));
+    line("maxclients", std::to_string(ctx.conn.server().options().max_clients));
     line("client_buffers_bytes", total(shm::slots::kClientBufferBytes));
     line("blocked_clients", "0");
     line("clients_paused_by_backpressure", total(shm::slots::kPausedClients));
@@ -877,8 +878,8 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
     ~NowScope() {
       if (active) store->set_now_ms(0);
     }
-  } now_scope{store_, loop_ != nullptr && !store_->in_batch()};
-  if (now_scope.active) store_->set_now_ms(static_cast<int64_t>(ev_now(loop_->loop()) * 1000));
+  } now_scope{store_, !store_->in_batch()};
+  if (now_scope.active) store_->set_now_ms(static_cast<int64_t>(conn.server().now() * 1000));
   if (block_ == nullptr) return spec->handler(ctx);
   // Per-command figures for INFO commandstats and the metrics, written
   // straight into this worker's block. In a pipelined batch the clock read
@@ -887,7 +888,7 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
   // of a batch starts its own.
   auto c = static_cast<uint32_t>(spec - table_);
   size_t reply_at = w.buffer().size();
-  const uint64_t batch = loop_ != nullptr ? loop_->batch() : 0;
+  const uint64_t batch = conn.server().batch();
   uint64_t t0 = batch != 0 && batch == clock_batch_ ? clock_mark_ : clock_.Now();
   Action action = spec->handler(ctx);
   uint64_t t1 = clock_.Now();
@@ -959,12 +960,12 @@ void CommandService::CountError(std::string_view reply) {
 }
 
 void CommandService::PublishLoopStats() {
-  if (block_ == nullptr || loop_ == nullptr) return;
+  if (block_ == nullptr || server_ == nullptr) return;
   namespace s = shm::slots;
-  const ServerStats st = loop_->stats();
+  const ServerStats st = server_->stats();
   block_->Set(s::kConnectedClients, st.connected_clients);
   block_->Set(s::kPausedClients, st.blocked_reading);
-  block_->Set(s::kClientBufferBytes, loop_->client_buffer_bytes());
+  block_->Set(s::kClientBufferBytes, server_->client_buffer_bytes());
   block_->Set(s::kConnectionsReceived, st.connections_received);
   block_->Set(s::kRejectedConnections, st.rejected_connections);
   block_->Set(s::kCommandsProcessed, st.commands_processed);
@@ -986,11 +987,11 @@ std::vector<uint64_t> CommandService::Totals() {
     return area_->Sum();
   }
   std::vector<uint64_t> t(s::kSlots, 0);
-  if (loop_ != nullptr) {
-    const ServerStats st = loop_->stats();
+  if (server_ != nullptr) {
+    const ServerStats st = server_->stats();
     t[s::kConnectedClients] = st.connected_clients;
     t[s::kPausedClients] = st.blocked_reading;
-    t[s::kClientBufferBytes] = loop_->client_buffer_bytes();
+    t[s::kClientBufferBytes] = server_->client_buffer_bytes();
     t[s::kConnectionsReceived] = st.connections_received;
     t[s::kRejectedConnections] = st.rejected_connections;
     t[s::kCommandsProcessed] = st.commands_processed;
@@ -1085,11 +1086,15 @@ Handlers CommandService::MakeHandlers() {
       store_->BeginBatch();
       // The batch was read at the loop's time: every command of it judges
       // expiry by that (Store::set_now_ms).
-      if (loop_ != nullptr) {
-        store_->set_now_ms(static_cast<int64_t>(ev_now(loop_->loop()) * 1000));
+      if (server_ != nullptr) {
+        store_->set_now_ms(static_cast<int64_t>(server_->now() * 1000));
       }
     }
     return Dispatch(conn, cmd, w);
+  };
+  h.on_start = [this](const ServerView& server) {
+    server_ = &server;
+    started_at = server.now();
   };
   h.on_batch_begin = [this](std::string_view requests) {
     // The watchdog's sign of life (progress.h), once per read: a command

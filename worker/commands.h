@@ -87,8 +87,6 @@ class CommandService {
 
   // The handlers to give the event loop.
   Handlers MakeHandlers();
-  void set_loop(EventLoop* loop) { loop_ = loop; }
-  EventLoop* loop() const { return loop_; }
   const ServiceInfo& info() const { return info_; }
 
   // nullptr for an unknown command.
@@ -130,7 +128,7 @@ class CommandService {
 
  private:
   ServiceInfo info_;
-  EventLoop* loop_ = nullptr;
+  const ServerView* server_ = nullptr;  // Handlers::on_start
   shm::Store* store_;
   shm::CounterArea* area_ = nullptr;
   shm::CounterBlock* block_ = nullptr;

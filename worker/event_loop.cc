@@ -20,8 +20,8 @@
 #include "counters.h"
 #include "log.h"
 #include "net.h"
-#include "worker_counters.h"
 #include "syserr.h"
+#include "worker_counters.h"
 
 namespace redhub::worker {
 namespace {
@@ -43,8 +43,8 @@ Connection::Connection(EventLoop* owner_loop, int fd, uint64_t id)
   fd_ = fd;
   id_ = id;
   writer_ = &writer;
-  loop_ = owner_loop->loop();
-  created_at_ = last_active_ = ev_now(loop_);
+  server_ = owner_loop;
+  created_at_ = last_active_ = owner_loop->now();
   resp::ParserLimits limits;
   limits.max_bulk_len = owner_loop->options().max_bulk_len;
   parser.set_limits(limits);
@@ -126,6 +126,7 @@ void EventLoop::AddListener(int fd) {
 }
 
 int EventLoop::Run() {
+  if (handlers_.on_start) handlers_.on_start(*this);
   ev_run(loop_, 0);
   Shutdown();
   return 0;
@@ -144,6 +145,24 @@ size_t EventLoop::client_buffer_bytes() const {
   size_t n = 0;
   for (Connection* c = head_; c != nullptr; c = c->next) n += c->buffer_bytes();
   return n;
+}
+
+double EventLoop::now() const { return ev_now(loop_); }
+
+ClientInfo EventLoop::Describe(const Conn& conn) const {
+  // Every Conn this loop hands to a handler is one of its Connections.
+  const auto& c = static_cast<const Connection&>(conn);
+  ClientInfo info;
+  info.conn = &c;
+  info.query_buffer = c.in.size();
+  info.query_buffer_free = c.in.capacity() - c.in.size();
+  info.output_pending = c.pending_output();
+  info.memory = c.buffer_bytes() + sizeof(Connection);
+  return info;
+}
+
+void EventLoop::ForEachClient(const std::function<void(const ClientInfo&)>& fn) const {
+  for (Connection* c = head_; c != nullptr; c = c->next) fn(Describe(*c));
 }
 
 void EventLoop::OnAccept(struct ev_loop*, ev_io* w, int) {

@@ -62,7 +62,7 @@ class Connection : public Conn {
   std::string close_reason_;
 };
 
-class EventLoop {
+class EventLoop final : public ServerView {
  public:
   EventLoop(const Options& options, Handlers handlers);
   ~EventLoop();
@@ -101,7 +101,7 @@ class EventLoop {
   bool retiring() const { return retiring_; }
   void set_drain_timeout(double seconds) { drain_timeout_ = seconds; }
   void set_options(const Options& options);
-  const Options& options() const { return options_; }
+  const Options& options() const override { return options_; }
   // The prefork daemon's maxclients is one limit for all its workers: this
   // loop publishes its client count in its counter block at every change,
   // and admits a new client only if the sum over every worker's block stays
@@ -112,9 +112,12 @@ class EventLoop {
     client_block_ = block;
   }
 
-  ServerStats stats() const;
-  // Bytes held by all connections' input and output buffers.
-  size_t client_buffer_bytes() const;
+  // ServerView: what handlers may know of this loop.
+  double now() const override;
+  ServerStats stats() const override;
+  size_t client_buffer_bytes() const override;
+  void ForEachClient(const std::function<void(const ClientInfo&)>& fn) const override;
+  ClientInfo Describe(const Conn& conn) const override;
 
   template <class F>
   void ForEachConnection(F&& f) const {
@@ -127,7 +130,7 @@ class EventLoop {
   // Changes every time the loop starts running a connection's buffered
   // requests: commands dispatched under one value ran back to back, with
   // only the loop's own bookkeeping and parsing between them.
-  uint64_t batch() const { return batch_; }
+  uint64_t batch() const override { return batch_; }
 
  private:
   static void OnAccept(struct ev_loop* loop, ev_io* w, int events);

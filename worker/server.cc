@@ -14,9 +14,9 @@ void Conn::set_protocol(int protocol) {
 
 void Conn::Close() { close_requested_ = true; }
 
-int64_t Conn::age_seconds() const { return static_cast<int64_t>(ev_now(loop_) - created_at_); }
+int64_t Conn::age_seconds() const { return static_cast<int64_t>(server_->now() - created_at_); }
 
-int64_t Conn::idle_seconds() const { return static_cast<int64_t>(ev_now(loop_) - last_active_); }
+int64_t Conn::idle_seconds() const { return static_cast<int64_t>(server_->now() - last_active_); }
 
 Server::Server(Options options, Handlers handlers)
     : options_(options),

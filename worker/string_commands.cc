@@ -58,10 +58,7 @@ void ReplyRefused(CommandContext& ctx, size_t mark) {
 
 // The longest string a command may build (APPEND, SETRANGE): Redis 7.0
 // checks it against proto-max-bulk-len.
-uint64_t MaxStringLen(CommandContext& ctx) {
-  const EventLoop* loop = ctx.service.loop();
-  return loop != nullptr ? loop->options().max_bulk_len : uint64_t{512} << 20;
-}
+uint64_t MaxStringLen(CommandContext& ctx) { return ctx.conn.server().options().max_bulk_len; }
 
 // Redis's string2ld, for INCRBYFLOAT: no leading blank, nothing after the
 // number, not NaN; an overflow or an underflow to zero is refused, a

@@ -174,10 +174,8 @@ int RunWorker(const WorkerSpec& spec) {
   // The watchdog's second sign of life: long commands and lock waits bump it.
   if (block != nullptr) shm::SetProgressWord(block->Word(shm::slots::kProgress));
   EventLoop loop(options, service.MakeHandlers());
-  service.set_loop(&loop);
   // maxclients counts every worker's clients, through the counter blocks.
   if (block != nullptr) loop.set_shared_clients(spec.counters, block);
-  service.started_at = ev_now(loop.loop());
   loop.set_id_base(spec.seq << 32);
   loop.set_drain_timeout(spec.drain_timeout);
   for (int fd : spec.listen_fds) loop.AddListener(fd);

@@ -33,8 +33,6 @@
 #include <string_view>
 #include <vector>
 
-struct ev_loop;  // libev's loop; only the worker library includes <ev.h>
-
 namespace redhub {
 
 // What the server does after a handler returns.
@@ -80,6 +78,41 @@ struct Options {
   bool handle_signals = true;
 };
 
+class Conn;
+struct ServerStats;
+
+// A client as the loop serving it sees it: the connection and its buffers
+// (CLIENT LIST, CLIENT INFO).
+struct ClientInfo {
+  const Conn* conn = nullptr;
+  size_t query_buffer = 0;       // unparsed input bytes
+  size_t query_buffer_free = 0;  // room left in the input buffer
+  size_t output_pending = 0;     // reply bytes not yet sent
+  size_t memory = 0;             // everything the connection holds
+};
+
+// What a handler may know of the event loop that runs it (Conn::server(),
+// Handlers::on_start): the server's facts and its clients, read-only. A
+// handler never sees the loop itself, so the loop can change under it.
+class ServerView {
+ public:
+  // The loop's clock in seconds (libev's ev_now: read once per iteration).
+  virtual double now() const = 0;
+  // Changes every time the loop starts running a connection's buffered
+  // requests: commands run under one value ran back to back.
+  virtual uint64_t batch() const = 0;
+  virtual const Options& options() const = 0;
+  virtual ServerStats stats() const = 0;
+  // Bytes held by every connection's input and output buffers.
+  virtual size_t client_buffer_bytes() const = 0;
+  // Every connection this loop serves, oldest first.
+  virtual void ForEachClient(const std::function<void(const ClientInfo&)>& fn) const = 0;
+  virtual ClientInfo Describe(const Conn& conn) const = 0;
+
+ protected:
+  ~ServerView() = default;
+};
+
 // One client connection, as handlers see it.
 class Conn {
  public:
@@ -112,6 +145,9 @@ class Conn {
   // already received after the current one are not run.
   void Close();
 
+  // The loop serving this connection.
+  const ServerView& server() const { return *server_; }
+
   // Per-connection state of the application's own type:
   //   c.context().emplace<Session>(...);  auto* s = c.context_as<Session>();
   std::any& context() { return context_; }
@@ -129,9 +165,9 @@ class Conn {
   int protocol_ = 2;
   uint32_t session_flags_ = 0;
   bool close_requested_ = false;
-  double created_at_ = 0;  // ev_now() timestamps
+  double created_at_ = 0;  // ServerView::now() timestamps
   double last_active_ = 0;
-  struct ::ev_loop* loop_ = nullptr;
+  const ServerView* server_ = nullptr;
   resp::Writer* writer_ = nullptr;
   std::string remote_addr_;
   std::string local_addr_;
@@ -145,6 +181,9 @@ struct Tick {
 };
 
 struct Handlers {
+  // Run() is starting: the loop these handlers run in, valid until Run()
+  // returns. Optional.
+  std::function<void(const ServerView&)> on_start;
   // A connection was accepted. Anything written is sent before any reply.
   std::function<Action(Conn&, resp::Writer&)> on_open;
   // A connection is closing. reason is "" for a clean close or says why
