@@ -15,6 +15,12 @@
 
 namespace redhub::shm {
 
+bool Stripe::OwnsPage(uint32_t page, uint32_t* head) const {
+  *head = c_.meta[page].head;
+  return c_.owner[page].load(kRelaxed) == index_ + 1 && *head <= page &&
+         c_.owner[*head].load(kRelaxed) == index_ + 1;
+}
+
 bool Stripe::ValidTableDesc(uint64_t desc, std::string* why) const {
   uint32_t log2 = TableLog2(desc);
   uint64_t offset = TableOffset(desc);
@@ -28,9 +34,8 @@ bool Stripe::ValidTableDesc(uint64_t desc, std::string* why) const {
     return false;
   }
   uint32_t page = c_.PageOf(offset);
-  uint32_t head = c_.meta[page].head;
-  if (c_.owner[page].load(kRelaxed) != index_ + 1 || head > page ||
-      c_.owner[head].load(kRelaxed) != index_ + 1) {
+  uint32_t head = 0;
+  if (!OwnsPage(page, &head)) {
     *why = "table in a page the stripe does not own";
     return false;
   }
@@ -55,9 +60,8 @@ bool Stripe::ValidEntryChunk(uint64_t offset, std::string* why) const {
     return false;
   }
   uint32_t page = c_.PageOf(offset);
-  uint32_t head = c_.meta[page].head;
-  if (c_.owner[page].load(kRelaxed) != index_ + 1 || head > page ||
-      c_.owner[head].load(kRelaxed) != index_ + 1) {
+  uint32_t head = 0;
+  if (!OwnsPage(page, &head)) {
     *why = "in a page the stripe does not own";
     return false;
   }
@@ -210,13 +214,7 @@ void Stripe::CheckSlabs(const SweepResult& r, std::vector<std::string>* errors) 
     uint32_t size = kSizeClasses[m.size_class];
     uint32_t capacity = static_cast<uint32_t>((uint64_t{m.run_pages} << c_.page_shift) / size);
     uint64_t end = start + (uint64_t{m.run_pages} << c_.page_shift);
-    in_use.assign(capacity, 0);
-    uint32_t live = 0;
-    for (auto it = std::lower_bound(r.live.begin(), r.live.end(), start);
-         it != r.live.end() && *it < end; ++it) {
-      in_use[(*it - start) / size] = 1;
-      live++;
-    }
+    uint32_t live = MarkLiveChunks(r.live, start, end, size, capacity, &in_use);
     if (m.live != live) {
       error(run + "counts " + std::to_string(m.live) + " live chunks, chains reach " +
             std::to_string(live));

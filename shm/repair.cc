@@ -163,13 +163,7 @@ void Stripe::RebuildSlabs(const SweepResult& r, std::string* summary) {
     uint32_t size = kSizeClasses[m.size_class];
     uint32_t capacity = static_cast<uint32_t>((uint64_t{m.run_pages} << c_.page_shift) / size);
     uint64_t end = start + (uint64_t{m.run_pages} << c_.page_shift);
-    in_use.assign(capacity, 0);
-    uint32_t live = 0;
-    for (auto it = std::lower_bound(r.live.begin(), r.live.end(), start);
-         it != r.live.end() && *it < end; ++it) {
-      in_use[(*it - start) / size] = 1;
-      live++;
-    }
+    uint32_t live = MarkLiveChunks(r.live, start, end, size, capacity, &in_use);
     uint32_t next = 0;
     for (uint32_t i = capacity; i-- > 0;) {
       if (in_use[i]) continue;

@@ -100,11 +100,17 @@ void Stripe::RemoveNonfull(size_t cls, uint32_t head) {
   m.prev = m.next = 0;
 }
 
+uint32_t Stripe::TakeRun(uint64_t pages) {
+  if (pages > c_.g.pages) return kNoPage;
+  c_.pool->Lock();
+  uint32_t head = c_.pool->AllocRun(static_cast<uint32_t>(pages), index_);
+  c_.pool->Unlock();
+  return head;
+}
+
 uint32_t Stripe::NewSlab(size_t cls) {
   uint32_t pages = SlabPages(cls, c_.page_shift);
-  c_.pool->Lock();
-  uint32_t head = c_.pool->AllocRun(pages, index_);
-  c_.pool->Unlock();
+  uint32_t head = TakeRun(pages);
   if (head == kNoPage) return 0;
   PageMeta& m = c_.meta[head];
   uint32_t size = kSizeClasses[cls];
@@ -126,10 +132,7 @@ uint32_t Stripe::NewSlab(size_t cls) {
 uint64_t Stripe::AllocChunk(uint64_t bytes) {
   if (bytes > kMaxSmallChunk) {
     uint64_t pages = (bytes + c_.g.page_size - 1) >> c_.page_shift;
-    if (pages > c_.g.pages) return 0;
-    c_.pool->Lock();
-    uint32_t head = c_.pool->AllocRun(static_cast<uint32_t>(pages), index_);
-    c_.pool->Unlock();
+    uint32_t head = TakeRun(pages);
     if (head == kNoPage) return 0;
     SetKind(c_.meta[head], kPageLarge);
     Charge(static_cast<int64_t>(pages << c_.page_shift));

@@ -160,18 +160,25 @@ class Stripe {
   void StartRehash(uint32_t log2);
   void FinishRehash();
   void MoveEntry(std::atomic<uint64_t>* from, uint64_t entry, uint64_t to_desc, uint32_t to_bucket);
+  // A run of `pages` from the pool for this stripe, its head still of kind
+  // kPageRunHead (the caller formats it and sets the kind last); kNoPage if
+  // the pool has no run that long.
+  uint32_t TakeRun(uint64_t pages);
   uint32_t NewSlab(size_t cls);
   void PushNonfull(size_t cls, uint32_t head);
   void RemoveNonfull(size_t cls, uint32_t head);
   void ReleaseRun(uint32_t head);
 
-  // Validation shared by Repair and Check.
+  // Validation shared by Repair and Check (audit.cc).
+  // Whether `page` is in a run this stripe owns; *head: the run's first page.
+  bool OwnsPage(uint32_t page, uint32_t* head) const;
   bool ValidTableDesc(uint64_t desc, std::string* why) const;
   bool ValidEntryChunk(uint64_t offset, std::string* why) const;
   void Walk(bool repair, SweepResult* result);
   void ResolveIntent(std::string* summary);
   void DecideTxnsOfHome(std::string* summary);
   void ResolveTxn(std::string* summary);
+  const TxnLogOp* FindTxnLog(uint64_t log, uint32_t* count, std::string* why) const;
   void RebuildSlabs(const SweepResult& result, std::string* summary);
   void CheckSlabs(const SweepResult& result, std::vector<std::string>* errors);
   std::string Where() const { return "stripe " + std::to_string(index_) + ": "; }

@@ -40,10 +40,7 @@ uint64_t Stripe::AllocTable(uint32_t log2) {
     return offset;
   }
   uint64_t pages = (bytes + c_.g.page_size - 1) >> c_.page_shift;
-  if (pages > c_.g.pages) return 0;
-  c_.pool->Lock();
-  uint32_t head = c_.pool->AllocRun(static_cast<uint32_t>(pages), index_);
-  c_.pool->Unlock();
+  uint32_t head = TakeRun(pages);
   if (head == kNoPage) return 0;
   uint64_t offset = c_.PageOffset(head);
   memset(c_.base + offset, 0, bytes);

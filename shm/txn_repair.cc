@@ -85,6 +85,49 @@ void Stripe::DecideTxnsOfHome(std::string* summary) {
   if (decided != 0) *summary += "; decided " + std::to_string(decided) + " txn participants";
 }
 
+// The redo log that `log` (StripeHeader::txn_log) names: inline in the
+// header, or a chunk of this stripe's with a valid header that fits it.
+// nullptr (and *why) if it is neither: only a stray write can do that.
+const TxnLogOp* Stripe::FindTxnLog(uint64_t log, uint32_t* count, std::string* why) const {
+  if (log & 1) {
+    *count = static_cast<uint32_t>(log >> 1);
+    if (*count > kTxnInlineOps) {
+      *why = "inline redo log count out of range";
+      return nullptr;
+    }
+    return h_->txn_ops;
+  }
+  if (!c_.InPool(log)) {
+    *why = "redo log offset out of the pool";
+    return nullptr;
+  }
+  uint32_t page = c_.PageOf(log);
+  uint32_t head = 0;
+  if (!OwnsPage(page, &head)) {
+    *why = "redo log in a page the stripe does not own";
+    return nullptr;
+  }
+  const PageMeta& m = c_.meta[head];
+  uint64_t rel = log - c_.PageOffset(head);
+  uint64_t room = 0;
+  if (m.kind == kPageSlab && m.size_class < kNumClasses && rel % kSizeClasses[m.size_class] == 0) {
+    room = kSizeClasses[m.size_class];
+  } else if (m.kind == kPageLarge && rel == 0) {
+    room = uint64_t{m.run_pages} << c_.page_shift;
+  } else {
+    *why = "redo log not at a chunk boundary";
+    return nullptr;
+  }
+  const auto* lh = c_.At<TxnLogHeader>(log);
+  if (lh->magic != kTxnLogMagic ||
+      sizeof(TxnLogHeader) + uint64_t{lh->count} * sizeof(TxnLogOp) > room) {
+    *why = "redo log is malformed";
+    return nullptr;
+  }
+  *count = lh->count;
+  return c_.At<TxnLogOp>(log + sizeof(TxnLogHeader));
+}
+
 // This stripe's part of a multi-key Txn whose holder died: roll it forward if
 // the Txn committed; otherwise its new entries are unreachable and the sweep
 // that follows frees them.
@@ -107,44 +150,9 @@ void Stripe::ResolveTxn(std::string* summary) {
     }
   }
   if (TxnStateOf(w) == kTxnCommitted) {
-    uint64_t log = h_->txn_log;
     std::string why;
     uint32_t count = 0;
-    uint64_t room = 0;
-    const TxnLogOp* ops = nullptr;
-    if (log & 1) {
-      count = static_cast<uint32_t>(log >> 1);
-      ops = h_->txn_ops;
-      if (count > kTxnInlineOps) why = "inline redo log count out of range";
-    } else if (!c_.InPool(log)) {
-      why = "redo log offset out of the pool";
-    } else {
-      uint32_t page = c_.PageOf(log);
-      uint32_t head = c_.meta[page].head;
-      const PageMeta& m = c_.meta[head];
-      uint64_t rel = log - c_.PageOffset(head);
-      if (c_.owner[page].load(kRelaxed) != index_ + 1 || head > page ||
-          c_.owner[head].load(kRelaxed) != index_ + 1) {
-        why = "redo log in a page the stripe does not own";
-      } else if (m.kind == kPageSlab && m.size_class < kNumClasses &&
-                 rel % kSizeClasses[m.size_class] == 0) {
-        room = kSizeClasses[m.size_class];
-      } else if (m.kind == kPageLarge && rel == 0) {
-        room = uint64_t{m.run_pages} << c_.page_shift;
-      } else {
-        why = "redo log not at a chunk boundary";
-      }
-      if (why.empty()) {
-        const auto* lh = c_.At<TxnLogHeader>(log);
-        if (lh->magic != kTxnLogMagic ||
-            sizeof(TxnLogHeader) + uint64_t{lh->count} * sizeof(TxnLogOp) > room) {
-          why = "redo log is malformed";
-        } else {
-          count = lh->count;
-          ops = c_.At<TxnLogOp>(log + sizeof(TxnLogHeader));
-        }
-      }
-    }
+    const TxnLogOp* ops = FindTxnLog(h_->txn_log, &count, &why);
     if (!why.empty()) {
       c_.header->validation_errors.fetch_add(1, kRelaxed);
       *summary += "; committed txn not rolled forward: " + why;

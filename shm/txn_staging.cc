@@ -58,6 +58,8 @@ void Store::Txn::Discard() {
 // then each participant publishes its part and clears its record. A death
 // before the commit store leaves only unreachable chunks (all or nothing:
 // nothing); after it, each participant's repair rolls its part forward.
+// One function on purpose: the order of its stores is the proof, and it
+// reads best as the three numbered steps in a row.
 void Store::Txn::Commit() {
   Impl& im = *store_->impl_;
   Staging& st = *staging_;
@@ -189,7 +191,7 @@ Status Store::Txn::StagePut(std::string_view key, uint64_t hash, size_t value_le
   uint64_t chunk = 0;
   try {
     chunk = im.WriteUnpublished(stripe, key, value_len, bytes, fill, ctx);
-  } catch (...) {  // the chunk is given back already; the log slot too
+  } catch (...) {  // WriteUnpublished gave the chunk back; give the log slot back too
     if (p == nullptr) ReleaseLogSlot(s);
     throw;
   }

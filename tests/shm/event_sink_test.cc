@@ -53,11 +53,18 @@ struct Recorder {
   }
 };
 
-TEST(EventSinkTest, ARepairIsReportedAfterTheRepairingLockIsReleased) {
-  TestStore store(testing::Options(16 * kMB, 16));
-  ASSERT_TRUE(store.get());
-  Recorder rec;
-  rec.Install(*store, "key");
+// A store of 16 stripes whose sink records into `rec`, the read checking "key".
+class EventSinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(store.get());
+    rec.Install(*store, "key");
+  }
+  Recorder rec;  // first: the sink must not outlive it
+  TestStore store{testing::Options(16 * kMB, 16)};
+};
+
+TEST_F(EventSinkTest, ARepairIsReportedAfterTheRepairingLockIsReleased) {
   DieHoldingTheLock(store.name(), "key");
   const std::string stripe = "stripe " + std::to_string(store->StripeOf("key")) + ": ";
   {
@@ -73,11 +80,7 @@ TEST(EventSinkTest, ARepairIsReportedAfterTheRepairingLockIsReleased) {
   EXPECT_EQ(store->stats().repairs, 1u);
 }
 
-TEST(EventSinkTest, ABatchReportsWhenItLetsItsKeptStripeGo) {
-  TestStore store(testing::Options(16 * kMB, 16));
-  ASSERT_TRUE(store.get());
-  Recorder rec;
-  rec.Install(*store, "key");
+TEST_F(EventSinkTest, ABatchReportsWhenItLetsItsKeptStripeGo) {
   DieHoldingTheLock(store.name(), "key");
   store->BeginBatch();
   { Store::Txn txn = store->Lock("key"); }  // repairs; the batch keeps the stripe
@@ -87,11 +90,7 @@ TEST(EventSinkTest, ABatchReportsWhenItLetsItsKeptStripeGo) {
   EXPECT_TRUE(Contains(rec.lines[0], "lock holder died; repaired")) << rec.lines[0];
 }
 
-TEST(EventSinkTest, TheExpireCycleReportsAnAbandonedStripe) {
-  TestStore store(testing::Options(16 * kMB, 16));
-  ASSERT_TRUE(store.get());
-  Recorder rec;
-  rec.Install(*store, "key");
+TEST_F(EventSinkTest, TheExpireCycleReportsAnAbandonedStripe) {
   DieHoldingTheLock(store.name(), "key");
   store->ExpireCycle(Store::NowMs(), std::chrono::milliseconds(10));
   ASSERT_EQ(rec.lines.size(), 1u);
@@ -101,14 +100,11 @@ TEST(EventSinkTest, TheExpireCycleReportsAnAbandonedStripe) {
   EXPECT_EQ(rec.reads[0], Store::ReadResult::kFound);
 }
 
-TEST(EventSinkTest, ACommittedTxnRolledForwardIsReportedByEachParticipant) {
-  TestStore store(testing::Options(16 * kMB, 16));
-  ASSERT_TRUE(store.get());
+TEST_F(EventSinkTest, ACommittedTxnRolledForwardIsReportedByEachParticipant) {
   std::string a = "ka", b;
   for (int i = 0; b.empty() || store->StripeOf(b) == store->StripeOf(a); i++) {
     b = testing::Name("kb", i);
   }
-  Recorder rec;
   rec.Install(*store, a);
   pid_t pid = ForkAttached(store.name(), [&](Store& child, const std::function<void()>&) {
                 const std::string_view keys[] = {a, b};
@@ -127,11 +123,7 @@ TEST(EventSinkTest, ACommittedTxnRolledForwardIsReportedByEachParticipant) {
   EXPECT_EQ(store->stats().keys, 2u);
 }
 
-TEST(EventSinkTest, APoolRepairIsReportedBeforeTheStripeRepairThatTriggeredIt) {
-  TestStore store(testing::Options(16 * kMB, 16));
-  ASSERT_TRUE(store.get());
-  Recorder rec;
-  rec.Install(*store, "key");
+TEST_F(EventSinkTest, APoolRepairIsReportedBeforeTheStripeRepairThatTriggeredIt) {
   // The stripe's first write needs its first table and slab: pages from the
   // pool, inside whose lock the child dies.
   pid_t pid = ForkAttached(store.name(), [&](Store& child, const std::function<void()>&) {
@@ -149,11 +141,7 @@ TEST(EventSinkTest, APoolRepairIsReportedBeforeTheStripeRepairThatTriggeredIt) {
   EXPECT_TRUE(store->Audit().empty());
 }
 
-TEST(EventSinkTest, WithoutASinkRepairsAreCountedOnly) {
-  TestStore store(testing::Options(16 * kMB, 16));
-  ASSERT_TRUE(store.get());
-  Recorder rec;
-  rec.Install(*store, "key");
+TEST_F(EventSinkTest, WithoutASinkRepairsAreCountedOnly) {
   store->SetEventSink(nullptr);
   DieHoldingTheLock(store.name(), "key");
   { Store::Txn txn = store->Lock("key"); }
