@@ -15,10 +15,15 @@
 
 namespace redhub::shm {
 
-bool Stripe::OwnsPage(uint32_t page, uint32_t* head) const {
-  *head = c_.meta[page].head;
-  return c_.owner[page].load(kRelaxed) == index_ + 1 && *head <= page &&
-         c_.owner[*head].load(kRelaxed) == index_ + 1;
+uint32_t Stripe::OwnedRunOf(uint64_t offset, const char* what, std::string* why) const {
+  const uint32_t page = c_.PageOf(offset);
+  const uint32_t head = c_.meta[page].head;
+  if (c_.owner[page].load(kRelaxed) != index_ + 1 || head > page ||
+      c_.owner[head].load(kRelaxed) != index_ + 1) {
+    *why = std::string(what) + "in a page the stripe does not own";
+    return kNoPage;
+  }
+  return head;
 }
 
 bool Stripe::ValidTableDesc(uint64_t desc, std::string* why) const {
@@ -33,12 +38,9 @@ bool Stripe::ValidTableDesc(uint64_t desc, std::string* why) const {
     *why = "table offset " + std::to_string(offset) + " out of the pool";
     return false;
   }
-  uint32_t page = c_.PageOf(offset);
-  uint32_t head = 0;
-  if (!OwnsPage(page, &head)) {
-    *why = "table in a page the stripe does not own";
-    return false;
-  }
+  const uint32_t head = OwnedRunOf(offset, "table ", why);
+  if (head == kNoPage) return false;
+  const uint32_t page = c_.PageOf(offset);
   const PageMeta& m = c_.meta[head];
   if (TableIsRun(bytes, c_.g.page_size)) {
     if (head != page || m.kind != kPageTable ||
@@ -59,12 +61,8 @@ bool Stripe::ValidEntryChunk(uint64_t offset, std::string* why) const {
     *why = "offset out of the pool or misaligned";
     return false;
   }
-  uint32_t page = c_.PageOf(offset);
-  uint32_t head = 0;
-  if (!OwnsPage(page, &head)) {
-    *why = "in a page the stripe does not own";
-    return false;
-  }
+  const uint32_t head = OwnedRunOf(offset, "", why);
+  if (head == kNoPage) return false;
   const PageMeta& m = c_.meta[head];
   const EntryHeader* e = c_.Entry(offset);
   uint64_t run_start = c_.PageOffset(head);

@@ -170,8 +170,9 @@ class Stripe {
   void ReleaseRun(uint32_t head);
 
   // Validation shared by Repair and Check (audit.cc).
-  // Whether `page` is in a run this stripe owns; *head: the run's first page.
-  bool OwnsPage(uint32_t page, uint32_t* head) const;
+  // The first page of the run that holds `offset` (in the pool), if this
+  // stripe owns that run; else kNoPage, and *why is `what` + the reason.
+  uint32_t OwnedRunOf(uint64_t offset, const char* what, std::string* why) const;
   bool ValidTableDesc(uint64_t desc, std::string* why) const;
   bool ValidEntryChunk(uint64_t offset, std::string* why) const;
   void Walk(bool repair, SweepResult* result);

@@ -101,12 +101,8 @@ const TxnLogOp* Stripe::FindTxnLog(uint64_t log, uint32_t* count, std::string* w
     *why = "redo log offset out of the pool";
     return nullptr;
   }
-  uint32_t page = c_.PageOf(log);
-  uint32_t head = 0;
-  if (!OwnsPage(page, &head)) {
-    *why = "redo log in a page the stripe does not own";
-    return nullptr;
-  }
+  const uint32_t head = OwnedRunOf(log, "redo log ", why);
+  if (head == kNoPage) return nullptr;
   const PageMeta& m = c_.meta[head];
   uint64_t rel = log - c_.PageOffset(head);
   uint64_t room = 0;
