@@ -7,6 +7,8 @@
 #include <cctype>
 
 #include "cgroup.h"
+#include "policy.h"
+#include "version.h"
 
 namespace redhub::master {
 
@@ -39,6 +41,12 @@ bool ParseMemory(const std::string& text, uint64_t* bytes) {
 }
 
 namespace {
+
+std::vector<std::string> PolicyNames() {
+  std::vector<std::string> names;
+  for (const shm::PolicyName& n : shm::kPolicyNames) names.emplace_back(n.name);
+  return names;
+}
 
 // A CLI11 option value in Redis's memory units.
 struct MemoryValue {
@@ -88,7 +96,7 @@ int ParseArgs(int argc, char** argv, Config* config) {
   CLI::App app{"redhubd: a Redis-protocol server"};
   app.set_config("--config", "", "Read options from this file (TOML or INI: port = 6380)");
   app.allow_config_extras(false);
-  app.set_version_flag("--version", std::string("redhubd ") + "0.1.0");
+  app.set_version_flag("--version", std::string("redhubd ") + kVersion);
   Options& o = config->server;
 
   app.add_option("--bind", config->bind, "Addresses to listen on (IPv4 or IPv6)")
@@ -153,8 +161,7 @@ int ParseArgs(int argc, char** argv, Config* config) {
             "Memory for keys and values; the shared segment is sized from it and "
             "reserved at start (default 256mb)");
   app.add_option("--maxmemory-policy", config->maxmemory_policy, "What to do when memory is full")
-      ->check(CLI::IsMember(
-          {"noeviction", "allkeys-lru", "allkeys-random", "volatile-lru", "volatile-ttl"}))
+      ->check(CLI::IsMember(PolicyNames()))
       ->capture_default_str();
   app.add_option("--shm-name", config->shm_name,
                  "POSIX shared-memory name of the store (default /redhub-<port>): "

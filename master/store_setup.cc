@@ -14,11 +14,9 @@
 namespace redhub::master {
 
 shm::Policy PolicyFromName(const std::string& name) {
-  if (name == "allkeys-lru") return shm::Policy::kAllKeysLru;
-  if (name == "allkeys-random") return shm::Policy::kAllKeysRandom;
-  if (name == "volatile-lru") return shm::Policy::kVolatileLru;
-  if (name == "volatile-ttl") return shm::Policy::kVolatileTtl;
-  return shm::Policy::kNoEviction;
+  shm::Policy p = shm::Policy::kNoEviction;  // the flag parser admits only known names
+  shm::ParsePolicy(name, &p);
+  return p;
 }
 
 int SegmentUser(const std::string& name) {

@@ -24,6 +24,7 @@
 #include "store.h"
 #include "store_setup.h"
 #include "syserr.h"
+#include "version.h"
 #include "worker_counters.h"
 #include "worker_process.h"
 
@@ -796,7 +797,7 @@ void Supervisor::SpawnAdmin() {
   spec.store_name = config_.shm_name;
   spec.counters_name = config_.shm_name + "-stats";
   spec.master_pid = getpid();
-  spec.version = "0.1.0";
+  spec.version = kVersion;
   spec.started_at_unix = started_at_unix_;
   spec.max_clients = static_cast<int>(config_.server.max_clients);
   pid_t pid = fork();

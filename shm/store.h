@@ -33,17 +33,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "policy.h"
 #include "crash_point.h"
 
 namespace redhub::shm {
-
-enum class Policy : uint32_t {
-  kNoEviction,
-  kAllKeysLru,
-  kAllKeysRandom,
-  kVolatileLru,
-  kVolatileTtl
-};
 
 enum class Status {
   kOk,

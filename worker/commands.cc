@@ -279,22 +279,6 @@ Action CmdUnwatch(CommandContext& ctx) {
 
 // ---- server ----
 
-const char* PolicyName(shm::Policy p) {
-  switch (p) {
-    case shm::Policy::kNoEviction:
-      return "noeviction";
-    case shm::Policy::kAllKeysLru:
-      return "allkeys-lru";
-    case shm::Policy::kAllKeysRandom:
-      return "allkeys-random";
-    case shm::Policy::kVolatileLru:
-      return "volatile-lru";
-    case shm::Policy::kVolatileTtl:
-      return "volatile-ttl";
-  }
-  return "noeviction";
-}
-
 // Redis's bytesToHuman: "1.50M".
 std::string HumanBytes(uint64_t n) {
   char buf[32];
@@ -402,7 +386,7 @@ Action CmdConfig(CommandContext& ctx) {
       {"save", ""},
       {"appendonly", "no"},
       {"maxmemory", std::to_string(st.maxmemory)},
-      {"maxmemory-policy", PolicyName(st.policy)},
+      {"maxmemory-policy", std::string(shm::NameOf(st.policy))},
       {"slowlog-log-slower-than",
        std::to_string(ctx.service.counter_area() ? ctx.service.counter_area()->SlowLogThreshold()
                                                  : -1)},
@@ -535,7 +519,7 @@ Action CmdInfo(CommandContext& ctx) {
     line("used_memory_human", HumanBytes(st.used_bytes));
     line("maxmemory", std::to_string(st.maxmemory));
     line("maxmemory_human", HumanBytes(st.maxmemory));
-    line("maxmemory_policy", PolicyName(st.policy));
+    line("maxmemory_policy", std::string(shm::NameOf(st.policy)));
     line("shm_segment_bytes", std::to_string(st.segment_bytes));
     line("shm_stripes", std::to_string(st.stripes));
     line("shm_stripe_repairs", std::to_string(st.repairs));

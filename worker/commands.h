@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cycle_clock.h"
+#include "version.h"
 
 namespace redhub::shm {
 class Store;
@@ -56,7 +57,7 @@ struct CommandSpec {
 
 // Identity and settings the commands report (INFO, HELLO, CONFIG GET).
 struct ServiceInfo {
-  std::string version = "0.1.0";
+  std::string version = kVersion;
   std::string bind;
   uint16_t port = 0;
   int worker_slot = 0;
