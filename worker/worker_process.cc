@@ -12,8 +12,8 @@
 #include "event_loop.h"
 #include "log.h"
 #include "proctitle.h"
-#include "store.h"
 #include "progress.h"
+#include "store.h"
 #include "worker_counters.h"
 
 namespace redhub::worker {
