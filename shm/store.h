@@ -297,7 +297,7 @@ class Store {
 
    private:
     friend class Store;
-    struct Staging;  // a multi-key Txn's staged writes (store.cc)
+    struct Staging;  // a multi-key Txn's staged writes (txn_staging.h)
     struct PendingOp;
     static std::unique_ptr<Staging>& SpareStaging();  // this thread's, recycled
     Txn(Store* store, int64_t now_ms);
