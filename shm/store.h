@@ -192,7 +192,7 @@ class Store {
   // Used memory is over maxmemory under noeviction: Redis's state in which a
   // deny-oom command is refused before it runs (the dispatcher). Puts never
   // take the use past the limit, so only a lowered maxmemory gets here.
-  // Two relaxed loads of the header, no lock: cheap for every write.
+  // Three relaxed loads of the header, no lock: cheap for every write.
   bool OverMaxmemory() const;
   static int64_t NowMs();  // the clock expire times are measured on (unix ms)
   // kNoLocks: take no stripe lock, not even by try-lock (the master, which
@@ -302,7 +302,7 @@ class Store {
 
    private:
     friend class Store;
-    struct Staging;  // a multi-key Txn's staged writes (store.cc)
+    struct Staging;  // a multi-key Txn's staged writes (txn_staging.h)
     struct PendingOp;
     static std::unique_ptr<Staging>& SpareStaging();  // this thread's, recycled
     Txn(Store* store, int64_t now_ms);

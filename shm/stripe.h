@@ -111,7 +111,12 @@ class Stripe {
   // --- Memory --------------------------------------------------------------
   // Charges the stripe's and the global used bytes. 0 if the pool is empty.
   uint64_t AllocChunk(uint64_t bytes);
+  // Does not give back the chunk's charge: Unlink does that for an entry.
   void FreeChunk(uint64_t offset);
+  // Takes back `charge` (what AllocChunk charged for the chunk), then frees
+  // it: a chunk no chain reaches or will reach again (a replaced or
+  // unpublished entry, a redo log, a table).
+  void ReturnChunk(uint64_t offset, uint64_t charge);
   uint64_t ChargeFor(uint64_t chunk_bytes) const;
   uint64_t EntryCharge(uint64_t entry) const;
   void Charge(int64_t bytes);
@@ -155,18 +160,26 @@ class Stripe {
   void StartRehash(uint32_t log2);
   void FinishRehash();
   void MoveEntry(std::atomic<uint64_t>* from, uint64_t entry, uint64_t to_desc, uint32_t to_bucket);
+  // A run of `pages` from the pool for this stripe, its head still of kind
+  // kPageRunHead (the caller formats it and sets the kind last); kNoPage if
+  // the pool has no run that long.
+  uint32_t TakeRun(uint64_t pages);
   uint32_t NewSlab(size_t cls);
   void PushNonfull(size_t cls, uint32_t head);
   void RemoveNonfull(size_t cls, uint32_t head);
   void ReleaseRun(uint32_t head);
 
-  // Validation shared by Repair and Check.
+  // Validation shared by Repair and Check (audit.cc).
+  // The first page of the run that holds `offset` (in the pool), if this
+  // stripe owns that run; else kNoPage, and *why is `what` + the reason.
+  uint32_t OwnedRunOf(uint64_t offset, const char* what, std::string* why) const;
   bool ValidTableDesc(uint64_t desc, std::string* why) const;
   bool ValidEntryChunk(uint64_t offset, std::string* why) const;
   void Walk(bool repair, SweepResult* result);
   void ResolveIntent(std::string* summary);
   void DecideTxnsOfHome(std::string* summary);
   void ResolveTxn(std::string* summary);
+  const TxnLogOp* FindTxnLog(uint64_t log, uint32_t* count, std::string* why) const;
   void RebuildSlabs(const SweepResult& result, std::string* summary);
   void CheckSlabs(const SweepResult& result, std::vector<std::string>* errors);
   std::string Where() const { return "stripe " + std::to_string(index_) + ": "; }

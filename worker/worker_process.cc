@@ -13,6 +13,7 @@
 #include "log.h"
 #include "proctitle.h"
 #include "progress.h"
+#include "store.h"
 #include "worker_counters.h"
 
 namespace redhub::worker {
@@ -156,6 +157,13 @@ int RunWorker(const WorkerSpec& spec) {
   info.worker_slot = spec.slot;
   info.master_pid = spec.master_pid;
   CommandService service(info, spec.store);
+  // Repairs after a dead process, one line each; the store calls this with
+  // no stripe locked, so a slow log write blocks only this worker.
+  if (spec.store != nullptr) {
+    spec.store->SetEventSink([](std::string_view line) {
+      LOG_WARNING("%.*s", static_cast<int>(line.size()), line.data());
+    });
+  }
   // This worker's counter block; a clean exit folds it at once, a crash is
   // folded by the next reader.
   shm::CounterBlock* block = spec.counters ? spec.counters->Claim(getpid()) : nullptr;
