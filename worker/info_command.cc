@@ -4,6 +4,7 @@
 // shm/worker_counters.h (REDHUB_WORKER_COUNTERS), in its order.
 #include <unistd.h>
 
+#include <array>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -191,34 +192,9 @@ void WriteMemory(InfoText& out, const InfoInput& in) {
   out.End();
 }
 
-// No persistence, no replicas, no cluster, no modules: these sections say
-// so in Redis's words, for the tools that read them (role:master...).
-void WritePersistence(InfoText& out, const InfoInput&) {
-  out.Begin("Persistence");
-  out.Line("loading", "0");
-  out.Line("async_loading", "0");
-  out.Line("rdb_bgsave_in_progress", "0");
-  out.Line("rdb_last_bgsave_status", "ok");
-  out.Line("aof_enabled", "0");
-  out.Line("aof_rewrite_in_progress", "0");
-  out.Line("aof_last_bgrewrite_status", "ok");
-  out.Line("aof_last_write_status", "ok");
-  out.End();
-}
-
 void WriteStats(InfoText& out, const InfoInput& in) {
   out.Begin("Stats");
   WriteCounterLines(out, in, slots::InfoSection::kStats);
-  out.End();
-}
-
-void WriteReplication(InfoText& out, const InfoInput&) {
-  out.Begin("Replication");
-  out.Line("role", "master");
-  out.Line("connected_slaves", "0");
-  out.Line("master_failover_state", "no-failover");
-  out.Line("master_repl_offset", "0");
-  out.Line("repl_backlog_active", "0");
   out.End();
 }
 
@@ -233,11 +209,6 @@ void WriteCpu(InfoText& out, const InfoInput& in) {
   out.Line("used_cpu_user", Seconds(cpu.user_us));
   out.Line("used_cpu_sys_children", Seconds(0));
   out.Line("used_cpu_user_children", Seconds(0));
-  out.End();
-}
-
-void WriteModules(InfoText& out, const InfoInput&) {
-  out.Begin("Modules");
   out.End();
 }
 
@@ -271,18 +242,45 @@ void WriteErrorstats(InfoText& out, const InfoInput& in) {
   out.End();
 }
 
-// Per-command latency is in the admin's /metrics histograms; their buckets
-// are too coarse for Redis's percentiles, so none is given here.
-void WriteLatencystats(InfoText& out, const InfoInput&) {
-  out.Begin("Latencystats");
+// Sections whose lines never change. No persistence, no replicas, no
+// cluster, no modules: these say so in Redis's words, for the tools that
+// read them (role:master...). Per-command latency is in the admin's /metrics
+// histograms; their buckets are too coarse for Redis's percentiles, so
+// Latencystats is empty.
+struct FixedLine {
+  const char* name;
+  const char* value;
+};
+template <const char* kTitle, const auto& kLines>
+void WriteFixed(InfoText& out, const InfoInput&) {
+  out.Begin(kTitle);
+  for (const FixedLine& l : kLines) out.Line(l.name, l.value);
   out.End();
 }
-
-void WriteCluster(InfoText& out, const InfoInput&) {
-  out.Begin("Cluster");
-  out.Line("cluster_enabled", "0");
-  out.End();
-}
+constexpr char kPersistence[] = "Persistence";
+constexpr FixedLine kPersistenceLines[] = {
+    {"loading", "0"},
+    {"async_loading", "0"},
+    {"rdb_bgsave_in_progress", "0"},
+    {"rdb_last_bgsave_status", "ok"},
+    {"aof_enabled", "0"},
+    {"aof_rewrite_in_progress", "0"},
+    {"aof_last_bgrewrite_status", "ok"},
+    {"aof_last_write_status", "ok"},
+};
+constexpr char kReplication[] = "Replication";
+constexpr FixedLine kReplicationLines[] = {
+    {"role", "master"},
+    {"connected_slaves", "0"},
+    {"master_failover_state", "no-failover"},
+    {"master_repl_offset", "0"},
+    {"repl_backlog_active", "0"},
+};
+constexpr char kCluster[] = "Cluster";
+constexpr FixedLine kClusterLines[] = {{"cluster_enabled", "0"}};
+constexpr char kModules[] = "Modules";
+constexpr char kLatencystats[] = "Latencystats";
+constexpr std::array<FixedLine, 0> kNoLines{};
 
 void WriteKeyspace(InfoText& out, const InfoInput& in) {
   const shm::Stats& st = in.store;
@@ -303,15 +301,15 @@ constexpr SectionWriter kSectionWriters[] = {
     {kInfoServer, WriteServer},
     {kInfoClients, WriteClients},
     {kInfoMemory, WriteMemory},
-    {kInfoPersistence, WritePersistence},
+    {kInfoPersistence, WriteFixed<kPersistence, kPersistenceLines>},
     {kInfoStats, WriteStats},
-    {kInfoReplication, WriteReplication},
+    {kInfoReplication, WriteFixed<kReplication, kReplicationLines>},
     {kInfoCpu, WriteCpu},
-    {kInfoModules, WriteModules},
+    {kInfoModules, WriteFixed<kModules, kNoLines>},
     {kInfoCommandstats, WriteCommandstats},
     {kInfoErrorstats, WriteErrorstats},
-    {kInfoLatencystats, WriteLatencystats},
-    {kInfoCluster, WriteCluster},
+    {kInfoLatencystats, WriteFixed<kLatencystats, kNoLines>},
+    {kInfoCluster, WriteFixed<kCluster, kClusterLines>},
     {kInfoKeyspace, WriteKeyspace},
 };
 

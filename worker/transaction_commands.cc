@@ -17,8 +17,6 @@ constexpr std::string_view kErrMultiUnsupported =
     "ERR MULTI is not supported yet: the commands until EXEC or DISCARD will not be run";
 bool InMulti(const Conn& c) { return (c.session_flags() & kSessionInMulti) != 0; }
 
-void EndMulti(Conn& c) { c.set_session_flags(c.session_flags() & ~kSessionInMulti); }
-
 Action CmdMulti(CommandContext& ctx) {
   if (InMulti(ctx.conn)) {
     ctx.w.Error("ERR MULTI calls can not be nested");
@@ -29,24 +27,26 @@ Action CmdMulti(CommandContext& ctx) {
   return Action::kNone;
 }
 
-Action CmdExec(CommandContext& ctx) {
+// EXEC and DISCARD: outside MULTI `outside`, else the state ends with `ended`.
+Action EndMulti(CommandContext& ctx, std::string_view outside, std::string_view ended) {
   if (!InMulti(ctx.conn)) {
-    ctx.w.Error("ERR EXEC without MULTI");
+    ctx.w.Error(outside);
     return Action::kNone;
   }
-  EndMulti(ctx.conn);
-  ctx.w.Error("EXECABORT Transaction discarded because of previous errors.");
+  ctx.conn.set_session_flags(ctx.conn.session_flags() & ~kSessionInMulti);
+  ctx.w.Error(ended);
   return Action::kNone;
 }
 
+Action CmdExec(CommandContext& ctx) {
+  return EndMulti(ctx, "ERR EXEC without MULTI",
+                  "EXECABORT Transaction discarded because of previous errors.");
+}
+
 Action CmdDiscard(CommandContext& ctx) {
-  if (!InMulti(ctx.conn)) {
-    ctx.w.Error("ERR DISCARD without MULTI");
-    return Action::kNone;
-  }
-  EndMulti(ctx.conn);
-  ctx.w.Error("ERR MULTI is not supported yet: transaction discarded, none of its commands ran");
-  return Action::kNone;
+  return EndMulti(
+      ctx, "ERR DISCARD without MULTI",
+      "ERR MULTI is not supported yet: transaction discarded, none of its commands ran");
 }
 
 Action CmdWatch(CommandContext& ctx) {

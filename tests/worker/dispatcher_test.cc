@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "counters.h"
+#include "detached_conn.h"
 #include "store.h"
 #include "worker_counters.h"
 
@@ -19,26 +20,6 @@ namespace redhub::worker {
 namespace {
 
 namespace slots = shm::slots;
-
-class TestServer final : public ServerView {
- public:
-  double now() const override { return 1e9; }
-  uint64_t batch() const override { return 0; }
-  const Options& options() const override { return options_; }
-  ServerStats stats() const override { return {}; }
-  size_t client_buffer_bytes() const override { return 0; }
-  void ForEachClient(const std::function<void(const ClientInfo&)>&) const override {}
-  ClientInfo Describe(const Conn& c) const override { return ClientInfo{&c}; }
-
- private:
-  Options options_;
-};
-const TestServer kTestServer;
-
-class TestConn : public Conn {
- public:
-  TestConn() { server_ = &kTestServer; }
-};
 
 class DispatcherTest : public ::testing::Test {
  protected:
@@ -107,7 +88,7 @@ class DispatcherTest : public ::testing::Test {
   std::unique_ptr<shm::Store> store_;
   std::unique_ptr<shm::CounterArea> area_;
   std::unique_ptr<CommandService> service_;
-  TestConn conn_;
+  DetachedConn conn_;
 };
 
 TEST_F(DispatcherTest, UnknownCommandIsRefusedWithRedisText) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "detached_conn.h"
 #include "server_process.h"
 #include "store.h"
 
@@ -21,26 +22,6 @@ using redhub::integration::ConnectHiredis;
 using redhub::integration::RawCommand;
 using redhub::integration::Socket;
 using redhub::integration::StartRedisServer;
-
-class ParityServer final : public ServerView {
- public:
-  double now() const override { return 1e9; }
-  uint64_t batch() const override { return 0; }
-  const Options& options() const override { return options_; }
-  ServerStats stats() const override { return {}; }
-  size_t client_buffer_bytes() const override { return 0; }
-  void ForEachClient(const std::function<void(const ClientInfo&)>&) const override {}
-  ClientInfo Describe(const Conn& c) const override { return ClientInfo{&c}; }
-
- private:
-  Options options_;
-};
-const ParityServer kParityServer;
-
-class ParityConn : public Conn {
- public:
-  ParityConn() { server_ = &kParityServer; }
-};
 
 // Our COMMAND INFO flags of a command, as "a b c".
 std::string OurFlags(const CommandSpec& spec) {
@@ -89,7 +70,7 @@ TEST(RedisParityTest, FullStoreRepliesAsRedis) {
   auto store = shm::Store::Create(o, &error);
   ASSERT_NE(store, nullptr) << error;
   CommandService service(ServiceInfo{}, store.get());
-  ParityConn conn;
+  DetachedConn conn;
   auto ours = [&](const std::vector<std::string>& argv) {
     std::vector<std::string_view> args(argv.begin(), argv.end());
     resp::Command cmd;
