@@ -61,6 +61,22 @@ std::string Lower(std::string s) {
   return s;
 }
 
+// A row of REDHUB_WORKER_COUNTERS: its slot summed, or the figure it names.
+double CounterValue(const slots::CounterRow& row, const Snapshot& s, const StaticInfo& info) {
+  switch (row.slot) {
+    case slots::kFigureMaxClients:
+      return info.max_clients;
+    case slots::kFigureBlockedClients:
+      return 0;
+    case slots::kFigureExpiredKeys:
+      return static_cast<double>(s.expired);
+    case slots::kFigureEvictedKeys:
+      return static_cast<double>(s.evicted);
+    default:
+      return row.slot < s.totals.size() ? static_cast<double>(s.totals[row.slot]) : 0.0;
+  }
+}
+
 }  // namespace
 
 std::vector<MetricFamily> BuildFamilies(const Snapshot& s, const StaticInfo& info) {
@@ -70,31 +86,20 @@ std::vector<MetricFamily> BuildFamilies(const Snapshot& s, const StaticInfo& inf
   auto raw = [&](uint32_t i) -> uint64_t { return i < s.totals.size() ? s.totals[i] : 0; };
   FamilyList out;
 
-  // Server and clients (INFO server, clients).
+  // Server, clients and stats: the rows of shm/worker_counters.h with a
+  // Prometheus name, in the table's order (after redis_up and uptime).
   out.Gauge("redis_up", "Information about the Redis instance", 1);
   out.Gauge("redis_uptime_in_seconds", "uptime_in_seconds metric",
             std::max(0.0, s.now_unix - info.started_at_unix));
-  out.Gauge("redis_connected_clients", "connected_clients metric", t(slots::kConnectedClients));
-  out.Gauge("redis_max_clients", "maxclients metric", info.max_clients);
-
-  // Stats.
-  out.Counter("redis_connections_received_total", "total_connections_received metric",
-              t(slots::kConnectionsReceived));
-  out.Counter("redis_rejected_connections_total", "rejected_connections metric",
-              t(slots::kRejectedConnections));
-  out.Counter("redhub_accept_errors_total",
-              "accept4 failures (out of file descriptors, mostly): accepting paused",
-              t(slots::kAcceptErrors));
-  out.Counter("redis_commands_processed_total", "total_commands_processed metric",
-              t(slots::kCommandsProcessed));
-  out.Counter("redis_keyspace_hits_total", "keyspace_hits metric", t(slots::kKeyspaceHits));
-  out.Counter("redis_keyspace_misses_total", "keyspace_misses metric", t(slots::kKeyspaceMisses));
-  out.Counter("redis_expired_keys_total", "expired_keys metric", static_cast<double>(s.expired));
-  out.Counter("redis_evicted_keys_total", "evicted_keys metric", static_cast<double>(s.evicted));
-  out.Counter("redis_net_input_bytes_total", "total_net_input_bytes metric",
-              t(slots::kNetInputBytes));
-  out.Counter("redis_net_output_bytes_total", "total_net_output_bytes metric",
-              t(slots::kNetOutputBytes));
+  for (const slots::CounterRow& row : slots::kCounterRows) {
+    if (row.prometheus_name[0] == '\0') continue;
+    const double v = CounterValue(row, s, info);
+    if (row.type == slots::MetricType::kGauge) {
+      out.Gauge(row.prometheus_name, row.help, v);
+    } else {
+      out.Counter(row.prometheus_name, row.help, v);
+    }
+  }
 
   // Memory and keyspace.
   out.Gauge("redis_memory_used_bytes", "used_memory metric", static_cast<double>(s.used_bytes));

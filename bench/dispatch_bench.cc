@@ -11,6 +11,7 @@
 
 #include "commands.h"
 #include "counters.h"
+#include "detached_conn.h"
 #include "store.h"
 #include "worker_counters.h"
 
@@ -18,25 +19,19 @@ namespace redhub::worker {
 namespace {
 
 // Handlers see a Conn and the loop that serves it; the benchmark has no
-// socket and no loop behind them.
-class BenchServer final : public ServerView {
- public:
-  double now() const override { return 1e9; }
-  uint64_t batch() const override { return 1; }
-  const Options& options() const override { return options_; }
-  ServerStats stats() const override { return {}; }
-  size_t client_buffer_bytes() const override { return 0; }
-  void ForEachClient(const std::function<void(const ClientInfo&)>&) const override {}
-  ClientInfo Describe(const Conn& c) const override { return ClientInfo{&c}; }
+// socket and no loop behind them: one batch, as a pipeline.
+const DetachedServer& BenchServer() {
+  static DetachedServer* server = [] {
+    auto* s = new DetachedServer;
+    s->set_batch(1);
+    return s;
+  }();
+  return *server;
+}
 
- private:
-  Options options_;
-};
-const BenchServer kBenchServer;
-
-class BenchConn : public Conn {
+class BenchConn : public DetachedConn {
  public:
-  BenchConn() { server_ = &kBenchServer; }
+  BenchConn() : DetachedConn(&BenchServer()) {}
 };
 
 struct Fixture {

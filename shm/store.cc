@@ -136,6 +136,15 @@ void Store::SetPolicy(Policy policy) {
   impl_->core.header->policy.store(static_cast<uint32_t>(policy), kRelaxed);
 }
 
+bool Store::OverMaxmemory() const {
+  const SegmentHeader* h = impl_->core.header;
+  const uint64_t max = h->maxmemory.load(kRelaxed);
+  // used_bytes is never above the stripes' exact sum (frees are passed on
+  // at once, Stripe::Charge), so over it is over for certain.
+  return max != 0 && static_cast<Policy>(h->policy.load(kRelaxed)) == Policy::kNoEviction &&
+         h->used_bytes.load(kRelaxed) > static_cast<int64_t>(max);
+}
+
 uint32_t Store::StripeOf(std::string_view key) const {
   return impl_->core.StripeOfHash(impl_->core.Hash(key));
 }

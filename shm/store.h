@@ -189,6 +189,11 @@ class Store {
   size_t ExpireCycle(int64_t now_ms, std::chrono::microseconds budget);
 
   Stats stats() const;
+  // Used memory is over maxmemory under noeviction: Redis's state in which a
+  // deny-oom command is refused before it runs (the dispatcher). Puts never
+  // take the use past the limit, so only a lowered maxmemory gets here.
+  // Three relaxed loads of the header, no lock: cheap for every write.
+  bool OverMaxmemory() const;
   static int64_t NowMs();  // the clock expire times are measured on (unix ms)
   // kNoLocks: take no stripe lock, not even by try-lock (the master, which
   // must never repair a stripe or wait): a lowering's resync is left to the

@@ -1,6 +1,6 @@
-// Helpers shared by the command families (commands.cc, string_commands.cc,
-// keyspace_commands.cc): argument parsing and Redis 7.0's exact error
-// replies, so clients and tests that match on the wording keep working.
+// Helpers shared by the command families and the dispatcher: argument
+// parsing, Redis 7.0's exact error replies (so clients and tests that match
+// on the wording keep working) and the daemon's own, and keyspace accounting.
 #pragma once
 
 #include <strings.h>
@@ -21,6 +21,13 @@ inline constexpr std::string_view kErrNotFloat = "ERR value is not a valid float
 inline constexpr std::string_view kErrNoSuchKey = "ERR no such key";
 inline constexpr std::string_view kErrOom =
     "OOM command not allowed when used memory > 'maxmemory'.";
+inline constexpr std::string_view kErrLoading = "LOADING Redis is loading the dataset in memory";
+
+// The daemon's own: a connection inside MULTI, which is not supported yet
+// (transaction_commands.cc), has every other command refused unrun.
+inline constexpr std::string_view kErrNotRunInMulti =
+    "ERR command not run: MULTI is not supported yet, and this connection is in one until "
+    "EXEC or DISCARD";
 
 inline bool EqualsNoCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
@@ -32,5 +39,21 @@ using resp::ParseInt64;
 
 void WrongArity(resp::Writer& w, std::string_view name);
 void UnknownSubcommand(resp::Writer& w, std::string_view sub, std::string_view cmd);
+// Redis's "unknown command '<name>', with args beginning with: ..." (the
+// name and each argument cut at 128 bytes, arguments up to ~256 bytes).
+void UnknownCommand(resp::Writer& w, std::span<const std::string_view> args);
+
+// Counts a read lookup the way Redis's lookupKeyRead does (INFO
+// keyspace_hits and keyspace_misses); returns `found`, a bool or an
+// optional, unchanged.
+template <typename T>
+T CountLookup(CommandContext& ctx, T found) {
+  if (found) {
+    ctx.service.stats.keyspace_hits++;
+  } else {
+    ctx.service.stats.keyspace_misses++;
+  }
+  return found;
+}
 
 }  // namespace redhub::worker

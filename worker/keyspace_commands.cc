@@ -23,17 +23,6 @@
 namespace redhub::worker {
 namespace {
 
-// Counts a read lookup the way Redis's lookupKeyRead does.
-template <typename T>
-T CountLookup(CommandContext& ctx, T found) {
-  if (found) {
-    ctx.service.stats.keyspace_hits++;
-  } else {
-    ctx.service.stats.keyspace_misses++;
-  }
-  return found;
-}
-
 // ---- keyspace ----
 
 // DEL and UNLINK (memory is freed at once either way). Multi-key commands
@@ -383,29 +372,29 @@ Action CmdPersist(CommandContext& ctx) {
 
 // Arity, flags and key positions as Redis 7.0's COMMAND INFO gives them.
 const CommandSpec kKeyspaceCommands[] = {
-    // name, arity, flags, first key, last key, step, handler
-    {"dbsize", 1, kReadOnly | kFast, 0, 0, 0, CmdDbsize},
-    {"del", -2, kWrite, 1, -1, 1, CmdDel},
-    {"exists", -2, kReadOnly | kFast, 1, -1, 1, CmdExists},
-    {"expire", -3, kWrite | kFast, 1, 1, 1, CmdExpire},
-    {"expireat", -3, kWrite | kFast, 1, 1, 1, CmdExpireAt},
-    {"expiretime", 2, kReadOnly | kFast, 1, 1, 1, CmdExpireTime},
-    {"flushall", -1, kWrite, 0, 0, 0, CmdFlush},
-    {"flushdb", -1, kWrite, 0, 0, 0, CmdFlush},
-    {"keys", 2, kReadOnly, 0, 0, 0, CmdKeys},
-    {"persist", 2, kWrite | kFast, 1, 1, 1, CmdPersist},
-    {"pexpire", -3, kWrite | kFast, 1, 1, 1, CmdPexpire},
-    {"pexpireat", -3, kWrite | kFast, 1, 1, 1, CmdPexpireAt},
-    {"pexpiretime", 2, kReadOnly | kFast, 1, 1, 1, CmdPexpireTime},
-    {"pttl", 2, kReadOnly | kFast, 1, 1, 1, CmdPttl},
-    {"randomkey", 1, kReadOnly, 0, 0, 0, CmdRandomKey},
-    {"rename", 3, kWrite, 1, 2, 1, CmdRename},
-    {"renamenx", 3, kWrite | kFast, 1, 2, 1, CmdRenameNx},
-    {"scan", -2, kReadOnly, 0, 0, 0, CmdScan},
-    {"touch", -2, kReadOnly | kFast, 1, -1, 1, CmdTouch},
-    {"ttl", 2, kReadOnly | kFast, 1, 1, 1, CmdTtl},
-    {"type", 2, kReadOnly | kFast, 1, 1, 1, CmdType},
-    {"unlink", -2, kWrite | kFast, 1, -1, 1, CmdDel},
+    // name, arity, flags, first key, last key, step, handler, slot
+    {"dbsize", 1, kReadOnly | kFast, 0, 0, 0, CmdDbsize, 32},
+    {"del", -2, kWrite, 1, -1, 1, CmdDel, 33},
+    {"exists", -2, kReadOnly | kFast, 1, -1, 1, CmdExists, 34},
+    {"expire", -3, kWrite | kFast, 1, 1, 1, CmdExpire, 35},
+    {"expireat", -3, kWrite | kFast, 1, 1, 1, CmdExpireAt, 36},
+    {"expiretime", 2, kReadOnly | kFast, 1, 1, 1, CmdExpireTime, 37},
+    {"flushall", -1, kWrite, 0, 0, 0, CmdFlush, 38},
+    {"flushdb", -1, kWrite, 0, 0, 0, CmdFlush, 39},
+    {"keys", 2, kReadOnly, 0, 0, 0, CmdKeys, 40},
+    {"persist", 2, kWrite | kFast, 1, 1, 1, CmdPersist, 41},
+    {"pexpire", -3, kWrite | kFast, 1, 1, 1, CmdPexpire, 42},
+    {"pexpireat", -3, kWrite | kFast, 1, 1, 1, CmdPexpireAt, 43},
+    {"pexpiretime", 2, kReadOnly | kFast, 1, 1, 1, CmdPexpireTime, 44},
+    {"pttl", 2, kReadOnly | kFast, 1, 1, 1, CmdPttl, 45},
+    {"randomkey", 1, kReadOnly, 0, 0, 0, CmdRandomKey, 46},
+    {"rename", 3, kWrite, 1, 2, 1, CmdRename, 47},
+    {"renamenx", 3, kWrite | kFast, 1, 2, 1, CmdRenameNx, 48},
+    {"scan", -2, kReadOnly, 0, 0, 0, CmdScan, 49},
+    {"touch", -2, kReadOnly | kFast, 1, -1, 1, CmdTouch, 50},
+    {"ttl", 2, kReadOnly | kFast, 1, 1, 1, CmdTtl, 51},
+    {"type", 2, kReadOnly | kFast, 1, 1, 1, CmdType, 52},
+    {"unlink", -2, kWrite | kFast, 1, -1, 1, CmdDel, 53},
 };
 
 }  // namespace

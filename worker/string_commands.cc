@@ -41,14 +41,6 @@ constexpr std::string_view kErrTooBig =
 // for any long double printed with "%.17Lf".
 constexpr size_t kMaxLongDoubleChars = 5 * 1024;
 
-void CountLookup(CommandContext& ctx, bool hit) {
-  if (hit) {
-    ctx.service.stats.keyspace_hits++;
-  } else {
-    ctx.service.stats.keyspace_misses++;
-  }
-}
-
 // Answers a write the store refused. Whatever this command already wrote
 // (from `mark` on) is taken back first.
 void ReplyRefused(CommandContext& ctx, size_t mark) {
@@ -661,28 +653,28 @@ Action CmdSetrange(CommandContext& ctx) {
 
 // Arity, flags and key positions as Redis 7.0's COMMAND INFO gives them.
 const CommandSpec kStringCommands[] = {
-    // name, arity, flags, first key, last key, step, handler
-    {"append", 3, kWrite | kFast, 1, 1, 1, CmdAppend},
-    {"decr", 2, kWrite | kFast, 1, 1, 1, CmdDecr},
-    {"decrby", 3, kWrite | kFast, 1, 1, 1, CmdDecrby},
-    {"get", 2, kReadOnly | kFast, 1, 1, 1, CmdGet},
-    {"getdel", 2, kWrite | kFast, 1, 1, 1, CmdGetdel},
-    {"getex", -2, kWrite | kFast, 1, 1, 1, CmdGetex},
-    {"getrange", 4, kReadOnly, 1, 1, 1, CmdGetrange},
-    {"getset", 3, kWrite | kFast, 1, 1, 1, CmdGetset},
-    {"incr", 2, kWrite | kFast, 1, 1, 1, CmdIncr},
-    {"incrby", 3, kWrite | kFast, 1, 1, 1, CmdIncrby},
-    {"incrbyfloat", 3, kWrite | kFast, 1, 1, 1, CmdIncrbyfloat},
-    {"mget", -2, kReadOnly | kFast, 1, -1, 1, CmdMget},
-    {"mset", -3, kWrite, 1, -1, 2, CmdMset},
-    {"msetnx", -3, kWrite, 1, -1, 2, CmdMsetnx},
-    {"psetex", 4, kWrite, 1, 1, 1, CmdPsetex},
-    {"set", -3, kWrite, 1, 1, 1, CmdSet},
-    {"setex", 4, kWrite, 1, 1, 1, CmdSetex},
-    {"setnx", 3, kWrite | kFast, 1, 1, 1, CmdSetnx},
-    {"setrange", 4, kWrite, 1, 1, 1, CmdSetrange},
-    {"strlen", 2, kReadOnly | kFast, 1, 1, 1, CmdStrlen},
-    {"substr", 4, kReadOnly, 1, 1, 1, CmdGetrange},
+    // name, arity, flags, first key, last key, step, handler, slot
+    {"append", 3, kWrite | kDenyOom | kFast, 1, 1, 1, CmdAppend, 11},
+    {"decr", 2, kWrite | kDenyOom | kFast, 1, 1, 1, CmdDecr, 12},
+    {"decrby", 3, kWrite | kDenyOom | kFast, 1, 1, 1, CmdDecrby, 13},
+    {"get", 2, kReadOnly | kFast, 1, 1, 1, CmdGet, 14},
+    {"getdel", 2, kWrite | kFast, 1, 1, 1, CmdGetdel, 15},
+    {"getex", -2, kWrite | kFast, 1, 1, 1, CmdGetex, 16},
+    {"getrange", 4, kReadOnly, 1, 1, 1, CmdGetrange, 17},
+    {"getset", 3, kWrite | kDenyOom | kFast, 1, 1, 1, CmdGetset, 18},
+    {"incr", 2, kWrite | kDenyOom | kFast, 1, 1, 1, CmdIncr, 19},
+    {"incrby", 3, kWrite | kDenyOom | kFast, 1, 1, 1, CmdIncrby, 20},
+    {"incrbyfloat", 3, kWrite | kDenyOom | kFast, 1, 1, 1, CmdIncrbyfloat, 21},
+    {"mget", -2, kReadOnly | kFast, 1, -1, 1, CmdMget, 22},
+    {"mset", -3, kWrite | kDenyOom, 1, -1, 2, CmdMset, 23},
+    {"msetnx", -3, kWrite | kDenyOom, 1, -1, 2, CmdMsetnx, 24},
+    {"psetex", 4, kWrite | kDenyOom, 1, 1, 1, CmdPsetex, 25},
+    {"set", -3, kWrite | kDenyOom, 1, 1, 1, CmdSet, 26},
+    {"setex", 4, kWrite | kDenyOom, 1, 1, 1, CmdSetex, 27},
+    {"setnx", 3, kWrite | kDenyOom | kFast, 1, 1, 1, CmdSetnx, 28},
+    {"setrange", 4, kWrite | kDenyOom, 1, 1, 1, CmdSetrange, 29},
+    {"strlen", 2, kReadOnly | kFast, 1, 1, 1, CmdStrlen, 30},
+    {"substr", 4, kReadOnly, 1, 1, 1, CmdGetrange, 31},
 };
 
 }  // namespace

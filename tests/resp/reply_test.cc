@@ -253,6 +253,39 @@ TEST(WriterTest, Resp2ValuesAreTheSameInBothProtocols) {
   }
 }
 
+// The error hook sees every error reply, by Error or by Any of an Error,
+// with its text as given (before CR/LF become spaces), even one the output
+// limit drops; other replies never reach it, and unset it changes nothing.
+TEST(WriterTest, ErrorObserverSeesEveryErrorReply) {
+  struct Seen {
+    std::vector<std::string> errors;
+  } seen;
+  auto observe = [](void* ctx, std::string_view e) {
+    static_cast<Seen*>(ctx)->errors.emplace_back(e);
+  };
+  std::string out;
+  Writer w(out);
+  EXPECT_EQ(w.error_observer(), nullptr);
+  w.Error("ERR before the hook");
+  w.set_error_observer(observe, &seen);
+  EXPECT_EQ(w.error_context(), &seen);
+  w.Array(2);
+  w.Int(1);
+  w.String("OK");
+  w.Bulk("-not an error");
+  w.Raw("-raw bytes are not replies\r\n");
+  w.Error("WRONGTYPE a\nb");
+  w.Any(resp::Error{"bad thing"});
+  w.set_limit(out.size() + 4);
+  w.Error("OOM dropped by the limit");
+  EXPECT_TRUE(w.overflowed());
+  w.set_error_observer(nullptr, nullptr);
+  w.Error("ERR after the hook");
+  EXPECT_EQ(seen.errors, (std::vector<std::string>{"WRONGTYPE a\nb", "ERR bad thing",
+                                                   "OOM dropped by the limit"}));
+  EXPECT_NE(out.find("-WRONGTYPE a b\r\n"), std::string::npos) << out;
+}
+
 struct ProtocolCase {
   const char* what;
   void (*write)(Writer&);

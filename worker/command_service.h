@@ -1,0 +1,124 @@
+// CommandService: runs the command table (command_table.h) for one worker's
+// event loop over the shared store. Its Dispatch (dispatcher.cc) is the one
+// choke point every request passes: the checks a command's row asks for, in
+// Redis's processCommand order, then the handler, then the per-command
+// figures; every error reply on the way is counted by the reply writer's
+// error hook (resp::Writer::set_error_observer), not by reading the reply.
+#pragma once
+
+#include <redhub/server.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "command_table.h"
+#include "cycle_clock.h"
+#include "prefetch.h"
+#include "version.h"
+
+namespace redhub::shm {
+class Store;
+class CounterArea;
+class CounterBlock;
+}  // namespace redhub::shm
+
+namespace redhub::worker {
+
+// Identity and settings the commands report (INFO, HELLO, CONFIG GET).
+struct ServiceInfo {
+  std::string version = kVersion;
+  std::string bind;
+  uint16_t port = 0;
+  int worker_slot = 0;
+  int master_pid = 0;  // 0 outside redhubd: INFO's CPU is then this process's
+  std::string config_file;
+  std::string executable;
+};
+
+// Counters of this worker that INFO reports next to the event loop's.
+struct CommandStats {
+  uint64_t keyspace_hits = 0;
+  uint64_t keyspace_misses = 0;
+};
+
+class CommandService {
+ public:
+  // store: the shared-memory store every worker serves (the master created
+  // it before forking); it must outlive the service.
+  CommandService(ServiceInfo info, shm::Store* store);
+
+  // The handlers to give the event loop.
+  Handlers MakeHandlers();
+  const ServiceInfo& info() const { return info_; }
+
+  // nullptr for an unknown command.
+  static const CommandSpec* Lookup(std::string_view name) { return LookupCommand(name); }
+  static const std::vector<CommandSpec>& Table() { return CommandTable(); }
+
+  // Checks, runs and accounts one request (dispatcher.cc).
+  Action Dispatch(Conn& conn, const resp::Command& cmd, resp::Writer& w);
+
+  shm::Store& store() { return *store_; }
+  CommandStats stats;
+
+  // While the dataset loads, commands without the loading flag are refused
+  // with Redis's -LOADING error (processCommand). Nothing loads yet: the
+  // setter is where a loader will say so.
+  void set_loading(bool loading) { loading_ = loading; }
+  bool loading() const { return loading_; }
+
+  // The daemon's counter blocks (shm/counters.h): this worker writes its
+  // own block; INFO sums all of them. Without them (an embedded service)
+  // INFO reports this process only, and no error or call is counted.
+  void set_counters(shm::CounterArea* area, shm::CounterBlock* block) {
+    area_ = area;
+    block_ = block;
+  }
+  // Copies the event loop's figures into this worker's block (per-command
+  // figures are written as commands run). Called every tick and before INFO.
+  void PublishLoopStats();
+  shm::CounterArea* counter_area() const { return area_; }
+  // Every slot of shm/worker_counters.h summed over all workers (this
+  // worker's own figures first published).
+  std::vector<uint64_t> Totals();
+  // The master labels the per-command slots with the table's names.
+  static void LabelCounters(shm::CounterArea* area);
+
+  double started_at = 0;
+
+ private:
+  friend struct DispatchChecks;  // dispatcher.cc
+
+  // The writer's error hook while Dispatch runs: counts `error` (the text
+  // after '-') by its first word (INFO errorstats, total_error_replies).
+  static void OnErrorReply(void* self, std::string_view error);
+  // Per-command figures of a command that ran from t0 to t1 (clock ticks).
+  void RecordCall(Conn& conn, const CommandSpec& spec, std::span<const std::string_view> args,
+                  uint64_t t0, uint64_t t1, bool failed);
+  void LogSlow(Conn& conn, std::span<const std::string_view> args, int64_t micros);
+  // The time the store judges expiry by (Store::set_now_ms): when the loop
+  // read the request's batch.
+  void SetStoreClock(const ServerView& server);
+
+  ServiceInfo info_;
+  const ServerView* server_ = nullptr;  // Handlers::on_start
+  shm::Store* store_;
+  shm::CounterArea* area_ = nullptr;
+  shm::CounterBlock* block_ = nullptr;
+  bool loading_ = false;
+  uint64_t error_replies_ = 0;  // counted by OnErrorReply
+  CycleClock clock_;
+  uint64_t clock_mark_ = 0;   // when the last command ended
+  uint64_t clock_batch_ = 0;  // in which of the loop's batches
+  const CommandSpec* table_;  // Table().data()
+  GetPrefetcher prefetcher_;
+  // The last command name looked up, as received, and its row.
+  char last_name_[24];
+  size_t last_name_len_ = 0;
+  const CommandSpec* last_spec_ = nullptr;
+};
+
+}  // namespace redhub::worker
