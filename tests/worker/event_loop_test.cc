@@ -126,6 +126,9 @@ TEST(EventLoopTest, OutputLimitInPipelineClosesOnceAndRunsNothingLater) {
   Recorder r;
   Options o;
   o.output_buffer_hard_limit = 1024;
+  // Smaller than the requests left unrun: a read path that went on after
+  // Process closed the connection would close it again for the query limit.
+  o.max_query_buffer = 16;
   TestLoop t(o, r.Make());
   Client c(t.port());
   // The limit trips inside the batch (Process closes), then the batch's
@@ -136,6 +139,7 @@ TEST(EventLoopTest, OutputLimitInPipelineClosesOnceAndRunsNothingLater) {
   for (int i = 0; i < 10; i++) t.StepNoWait();
   EXPECT_EQ(r.closes, std::vector<std::string>{"output buffer limit"});
   EXPECT_EQ(t.loop().stats().output_limit_disconnects, 1u);
+  EXPECT_EQ(t.loop().stats().query_limit_disconnects, 0u);
 }
 
 TEST(EventLoopTest, PeerHangUpDuringPendingReplyClosesExactlyOnce) {
