@@ -34,14 +34,24 @@ uint16_t Tag(HandoffField f) { return static_cast<uint16_t>(f); }
 
 }  // namespace
 
+// The fields that are plain numbers in HandoffState, written and read the
+// same way: one row each, for both directions.
+struct NumberField {
+  HandoffField tag;
+  uint64_t HandoffState::*member;
+};
+constexpr NumberField kNumberFields[] = {
+    {HandoffField::kVersion, &HandoffState::version},
+    {HandoffField::kId, &HandoffState::id},
+    {HandoffField::kAgeSeconds, &HandoffState::age_seconds},
+    {HandoffField::kCommands, &HandoffState::commands},
+};
+
 std::string EncodeHandoff(const HandoffState& s) {
   FieldWriter f;
-  f.PutU64(Tag(HandoffField::kVersion), s.version);
-  f.PutU64(Tag(HandoffField::kId), s.id);
+  for (const NumberField& n : kNumberFields) f.PutU64(Tag(n.tag), s.*n.member);
   f.PutU64(Tag(HandoffField::kProtocol), static_cast<uint64_t>(s.protocol));
   f.Put(Tag(HandoffField::kName), s.name);
-  f.PutU64(Tag(HandoffField::kAgeSeconds), s.age_seconds);
-  f.PutU64(Tag(HandoffField::kCommands), s.commands);
   f.Put(Tag(HandoffField::kUnparsed), s.unparsed);
   f.PutU64(Tag(HandoffField::kSessionFlags), s.session_flags);
   return std::move(f.data());
@@ -54,34 +64,20 @@ bool DecodeHandoff(std::string_view payload, HandoffState* s) {
   uint16_t tag;
   std::string_view v;
   while (r.Next(&tag, &v)) {
-    switch (Field(tag)) {
-      case HandoffField::kVersion:
-        s->version = FieldReader::U64(v);
-        break;
-      case HandoffField::kId:
-        s->id = FieldReader::U64(v);
-        break;
-      case HandoffField::kProtocol:
-        s->protocol = FieldReader::U64(v) == 3 ? 3 : 2;
-        break;
-      case HandoffField::kName:
-        s->name = std::string(v);
-        break;
-      case HandoffField::kAgeSeconds:
-        s->age_seconds = FieldReader::U64(v);
-        break;
-      case HandoffField::kCommands:
-        s->commands = FieldReader::U64(v);
-        break;
-      case HandoffField::kUnparsed:
-        s->unparsed = v;
-        break;
-      case HandoffField::kSessionFlags:
-        s->session_flags = static_cast<uint32_t>(FieldReader::U64(v));
-        break;
-      case HandoffField::kSelectedDb:
-      default:
-        break;  // reserved, or a field from a newer binary
+    const HandoffField field = Field(tag);
+    if (field == HandoffField::kProtocol) {
+      s->protocol = FieldReader::U64(v) == 3 ? 3 : 2;
+    } else if (field == HandoffField::kName) {
+      s->name = std::string(v);
+    } else if (field == HandoffField::kUnparsed) {
+      s->unparsed = v;
+    } else if (field == HandoffField::kSessionFlags) {
+      s->session_flags = static_cast<uint32_t>(FieldReader::U64(v));
+    } else {
+      // A number, or kSelectedDb (reserved) or a newer binary's field: skipped.
+      for (const NumberField& n : kNumberFields) {
+        if (n.tag == field) s->*n.member = FieldReader::U64(v);
+      }
     }
   }
   return r.ok() && s->version != 0;

@@ -14,11 +14,6 @@
 namespace redhub::worker {
 namespace {
 
-using testing::Client;
-using testing::PumpUntil;
-using testing::Req;
-using testing::TestLoop;
-
 // Handlers that record what ran and what closed.
 struct Recorder {
   std::vector<std::string> ran;     // first argument of each command run

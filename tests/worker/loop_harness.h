@@ -19,7 +19,7 @@
 #include "event_loop.h"
 #include "net.h"
 
-namespace redhub::worker::testing {
+namespace redhub::worker {
 
 // A request in RESP multibulk form.
 inline std::string Req(const std::vector<std::string>& args) {
@@ -129,4 +129,4 @@ class Client {
   int fd_ = -1;
 };
 
-}  // namespace redhub::worker::testing
+}  // namespace redhub::worker
