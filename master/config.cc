@@ -223,7 +223,6 @@ int ParseArgs(int argc, char** argv, Config* config) {
   o.output_buffer_hard_limit = hard;
   o.idle_timeout = std::chrono::seconds(timeout);
   o.tcp_keepalive = std::chrono::seconds(keepalive);
-  o.workers = config->workers;
   return 0;
 }
 

@@ -1,10 +1,13 @@
+// The request path of the event loop: accepting (with maxclients and the
+// pause on EMFILE), reading, Process (parse -> handler -> Writer), sending
+// with backpressure, the output and query limits, the idle timeout, the
+// drain on Stop, and the deferred close queue every close goes through.
+// Handing connections to a successor is in handoff.cc, lingering close in
+// linger.cc, the per-connection record in connection.h.
 #include "event_loop.h"
 
 #include <arpa/inet.h>
-#include <linux/sockios.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -19,7 +22,6 @@
 #include "channel.h"
 #include "counters.h"
 #include "log.h"
-#include "net.h"
 #include "syserr.h"
 #include "worker_counters.h"
 
@@ -38,26 +40,19 @@ constexpr double kAcceptLogInterval = 1.0;
 
 }  // namespace
 
-Connection::Connection(EventLoop* owner_loop, int fd, uint64_t id)
-    : owner(owner_loop), writer(out) {
-  fd_ = fd;
-  id_ = id;
-  writer_ = &writer;
-  server_ = owner_loop;
-  created_at_ = last_active_ = owner_loop->now();
-  resp::ParserLimits limits;
-  limits.max_bulk_len = owner_loop->options().max_bulk_len;
-  parser.set_limits(limits);
-}
-
-Connection::~Connection() = default;
-
-EventLoop::EventLoop(const Options& options, Handlers handlers)
-    : options_(options), handlers_(std::move(handlers)) {
+struct ev_loop* EventLoop::NewLoop() {
   // A loop of its own, never libev's default loop: the default loop takes
   // over SIGCHLD, which belongs to the master.
-  loop_ = ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) | EVFLAG_NOENV);
-  if (loop_ == nullptr) loop_ = ev_loop_new(EVFLAG_AUTO);
+  struct ev_loop* loop = ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) | EVFLAG_NOENV);
+  if (loop == nullptr) loop = ev_loop_new(EVFLAG_AUTO);
+  return loop;
+}
+
+EventLoop::EventLoop(const Options& options, Handlers handlers)
+    : options_(options),
+      handlers_(std::move(handlers)),
+      loop_(NewLoop()),
+      lingerer_(loop_, [this] { LingerEnded(); }) {
   ev_set_userdata(loop_, this);
 
   ev_timer_init(&cron_, OnCron, 1.0, 1.0);
@@ -68,7 +63,7 @@ EventLoop::EventLoop(const Options& options, Handlers handlers)
   // Redis's beforeSleep does: all the connections that became readable
   // together are served first, then answered in one burst, so a client
   // with many connections (redis-benchmark, a pool) wakes once for many
-  // replies instead of once per reply.
+  // replies instead of once per reply. The close queue is emptied there too.
   ev_prepare_init(&flush_watcher_, OnPrepare);
   ev_prepare_start(loop_, &flush_watcher_);
   ev_unref(loop_);
@@ -202,10 +197,10 @@ void EventLoop::Accept(int listen_fd) {
       (void)ignored;
       stats_.rejected_connections++;
       PublishClients();
-      Linger(fd);
+      lingerer_.Close(fd);
       continue;
     }
-    SetupSocket(fd);
+    ConfigureSocket(fd, options_);
     Connection* c = Register(fd, ++next_id_);
     Action action = Action::kNone;
     if (handlers_.on_open) {
@@ -293,15 +288,6 @@ void EventLoop::ResumeAccepting() {
 
 Connection* EventLoop::Register(int fd, uint64_t id) {
   auto* c = new Connection(this, fd, id);
-  sockaddr_storage addr;
-  socklen_t len = sizeof(addr);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    c->remote_addr_ = FormatAddress(reinterpret_cast<sockaddr*>(&addr), len);
-  }
-  len = sizeof(addr);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    c->local_addr_ = FormatAddress(reinterpret_cast<sockaddr*>(&addr), len);
-  }
   ev_io_init(&c->read_watcher, OnReadable, fd, EV_READ);
   ev_io_init(&c->write_watcher, OnWritable, fd, EV_WRITE);
   c->read_watcher.data = c->write_watcher.data = c;
@@ -315,7 +301,7 @@ Connection* EventLoop::Register(int fd, uint64_t id) {
 }
 
 void EventLoop::QueueFlush(Connection* c) {
-  if (c->flush_queued) return;
+  if (c->flush_queued || c->closed()) return;
   c->flush_queued = true;
   c->flush_prev = nullptr;
   c->flush_next = flush_head_;
@@ -334,12 +320,14 @@ void EventLoop::UnqueueFlush(Connection* c) {
 
 void EventLoop::OnPrepare(struct ev_loop* loop, ev_prepare*, int) {
   auto* self = static_cast<EventLoop*>(ev_userdata(loop));
-  // Flush can close the connection (and so unqueue it): take each one off
-  // the list before flushing it.
+  // Take each one off the list before flushing it: Flush can run more of
+  // its commands (after backpressure), which may queue it again.
   while (Connection* c = self->flush_head_) {
     self->UnqueueFlush(c);
     self->Flush(c);
   }
+  // Last before sleeping: every close of this turn, the flushes' included.
+  self->DrainCloseQueue();
 }
 
 void EventLoop::Unlink(Connection* c) {
@@ -353,49 +341,13 @@ void EventLoop::Unlink(Connection* c) {
   PublishClients();
 }
 
-void EventLoop::SetupSocket(int fd) {
-  int one = 1;
-  sockaddr_storage addr;
-  socklen_t len = sizeof(addr);
-  bool tcp = getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 &&
-             (addr.ss_family == AF_INET || addr.ss_family == AF_INET6);
-  if (tcp) {
-    if (options_.tcp_nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
-      LOG_VERBOSE("setsockopt(TCP_NODELAY) failed: %s", ErrnoText(errno).c_str());
-    }
-    if (options_.tcp_keepalive.count() > 0) {
-      int idle = static_cast<int>(options_.tcp_keepalive.count());
-      setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-      setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-      // Redis's default: probe every third of the idle time.
-      int interval = options_.tcp_keep_interval.count() > 0
-                         ? static_cast<int>(options_.tcp_keep_interval.count())
-                         : (idle / 3 > 0 ? idle / 3 : 1);
-      setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
-      int count = options_.tcp_keep_count > 0 ? options_.tcp_keep_count : 3;
-      setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
-    }
-  }
-  if (options_.socket_recv_buffer > 0 &&
-      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &options_.socket_recv_buffer,
-                 sizeof(options_.socket_recv_buffer)) < 0) {
-    LOG_VERBOSE("setsockopt(SO_RCVBUF, %d) failed: %s", options_.socket_recv_buffer,
-                ErrnoText(errno).c_str());
-  }
-  if (options_.socket_send_buffer > 0 &&
-      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &options_.socket_send_buffer,
-                 sizeof(options_.socket_send_buffer)) < 0) {
-    LOG_VERBOSE("setsockopt(SO_SNDBUF, %d) failed: %s", options_.socket_send_buffer,
-                ErrnoText(errno).c_str());
-  }
-}
-
 void EventLoop::OnReadable(struct ev_loop*, ev_io* w, int) {
   auto* c = static_cast<Connection*>(w->data);
   c->owner->Read(c);
 }
 
 void EventLoop::Read(Connection* c) {
+  if (c->closed()) return;
   if (!c->in.Reserve(options_.read_buffer_cap)) {
     Close(c, "out of memory");
     return;
@@ -403,7 +355,7 @@ void EventLoop::Read(Connection* c) {
   ssize_t n = recv(c->fd_, c->in.tail(), c->in.tail_room(), 0);
   if (n <= 0) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-    Close(c, n == 0 ? "" : "read error", /*peer_gone=*/true);
+    Close(c, n == 0 ? "" : "read error", CloseKind::kPeerGone);
     return;
   }
   c->in.Commit(n);
@@ -414,7 +366,8 @@ void EventLoop::Read(Connection* c) {
   // once per read, not once per command.
   ev_now_update(loop_);
   c->last_active_ = ev_now(loop_);
-  if (!Process(c)) return;
+  Process(c);
+  if (c->closed()) return;  // by a limit inside Process
   if (c->in.size() > options_.max_query_buffer) {
     LOG_WARNING("Closing client id=%llu addr=%s that reached max query buffer length (%zu bytes)",
                 static_cast<unsigned long long>(c->id_), c->remote_addr_.c_str(), c->in.size());
@@ -429,7 +382,8 @@ void EventLoop::Read(Connection* c) {
   }
 }
 
-bool EventLoop::Process(Connection* c) {
+void EventLoop::Process(Connection* c) {
+  if (c->closed()) return;
   resp::Command cmd;
   size_t used;
   uint64_t ran = 0;
@@ -487,7 +441,7 @@ bool EventLoop::Process(Connection* c) {
           static_cast<unsigned long long>(c->id_), c->remote_addr_.c_str(), c->pending_output());
       stats_.output_limit_disconnects++;
       Close(c, "output buffer limit");
-      return false;
+      return;
     }
   }
   // Backpressure: while the client has not taken its replies, read no more
@@ -506,82 +460,6 @@ bool EventLoop::Process(Connection* c) {
     c->parser.Reset();
     CloseWhenFlushed(c, "server shutdown");
   }
-  return true;
-}
-
-// Partial-request bytes a connection may carry to the successor.
-static constexpr size_t kMaxHandoffBytes = 64 * 1024;
-// Connections offered to the successor and not yet answered. The answers
-// (small messages) must always fit in the channel's buffer, or the
-// successor could not tell us it took a connection.
-static constexpr size_t kMaxOffersInFlight = 64;
-
-void EventLoop::OnHandoffWritable(struct ev_loop* loop, ev_io* w, int) {
-  ev_io_stop(loop, w);
-  static_cast<EventLoop*>(ev_userdata(loop))->HandOffAll();
-}
-
-void EventLoop::MaybeHandOff(Connection* c) {
-  // Every complete request read has run (Process() runs them all unless
-  // paused) and its reply is out; the bytes of a partial one travel along
-  // (field 7), so a client that never pauses between requests moves too.
-  // Up to kMaxHandoffBytes of them: the channel's messages are bounded
-  // (channel.cc); a large request still arriving moves once it has run.
-  if (!retiring_ || draining_ || c->handing_off || c->refused || c->close_after || c->paused ||
-      c->pending_output() > 0 || c->in.size() > kMaxHandoffBytes || handoff_out_.fd < 0 ||
-      offers_in_flight_ >= kMaxOffersInFlight) {
-    return;
-  }
-  FieldWriter f;
-  f.PutU64(0, 1);  // format version
-  f.PutU64(1, c->id_);
-  f.PutU64(2, static_cast<uint64_t>(c->protocol_));
-  f.Put(3, c->name_);
-  f.PutU64(4, static_cast<uint64_t>(ev_now(loop_) - c->created_at_));
-  f.PutU64(5, c->commands);
-  f.PutU64(6, 0);                                          // selected db
-  f.Put(7, std::string_view(c->in.data(), c->in.size()));  // unparsed bytes
-  f.PutU64(8, c->session_flags_);                          // the command layer's state (MULTI)
-  int err = SendMessage(handoff_out_.fd, MessageType::kConnection, f.data(), c->fd_);
-  if (err == EAGAIN) {
-    // The successor is busy: offer again once the channel has room.
-    if (!ev_is_active(&handoff_writable_)) {
-      ev_io_set(&handoff_writable_, handoff_out_.fd, EV_WRITE);
-      ev_io_start(loop_, &handoff_writable_);
-    }
-    return;
-  }
-  if (err == EMSGSIZE) return;  // this one is too big to go now; the others still can
-  if (err != 0) {
-    LOG_WARNING("sendmsg(handoff, client id=%llu) failed: %s; serving it until the drain timeout",
-                static_cast<unsigned long long>(c->id_), ErrnoText(err).c_str());
-    ev_io_stop(loop_, &handoff_out_);
-    ev_io_stop(loop_, &handoff_writable_);
-    close(handoff_out_.fd);
-    handoff_out_.fd = -1;
-    return;
-  }
-  offers_in_flight_++;
-  // The kernel holds a reference to the socket now; stop touching it until
-  // the successor answers. Bytes the client sends meanwhile wait in the
-  // socket for whoever serves it next.
-  c->handing_off = true;
-  ev_io_stop(loop_, &c->read_watcher);
-  ev_io_stop(loop_, &c->write_watcher);
-}
-
-void EventLoop::HandOffAll() {
-  for (Connection* c = head_; c != nullptr;) {
-    Connection* next = c->next;
-    MaybeHandOff(c);
-    c = next;
-  }
-}
-
-void EventLoop::ResumeServing(Connection* c) {
-  c->handing_off = false;
-  if (!c->paused) ev_io_start(loop_, &c->read_watcher);
-  if (c->pending_output() > 0) ev_io_start(loop_, &c->write_watcher);
 }
 
 void EventLoop::StopAccepting() {
@@ -590,259 +468,49 @@ void EventLoop::StopAccepting() {
   ev_timer_stop(loop_, &accept_retry_);
 }
 
-void EventLoop::Retire(int handoff_fd) {
-  if (retiring_ || draining_) {
-    close(handoff_fd);
-    return;
-  }
-  retiring_ = true;
-  StopAccepting();
-  if (ev_is_active(&ticker_)) ev_timer_stop(loop_, &ticker_);
-  ev_io_init(&handoff_out_, OnHandoffReply, handoff_fd, EV_READ);
-  ev_io_start(loop_, &handoff_out_);
-  HandOffAll();
-  CheckRetired();
-  ev_timer_set(&drain_timer_, drain_timeout_, 0);
-  ev_timer_start(loop_, &drain_timer_);
-}
-
-void EventLoop::CheckRetired() {
-  // A worker retired soon after it started may still be adopting its
-  // predecessor's connections (and passing them on): it stays until that
-  // channel closes, or they would be refused and closed at the drain timeout.
-  if (retiring_ && Empty() && handoff_in_.fd < 0) ev_break(loop_, EVBREAK_ALL);
-}
-
-void EventLoop::OnHandoffReply(struct ev_loop* loop, ev_io* w, int) {
-  auto* self = static_cast<EventLoop*>(ev_userdata(loop));
-  while (true) {
-    Message m;
-    int err = ReceiveMessage(w->fd, &m);
-    if (err == EAGAIN) {
-      // Each answer frees a place for another offer.
-      if (self->retiring_ && !self->draining_) self->HandOffAll();
-      return;
-    }
-    if (err != 0) {
-      // The successor is gone: whatever it had not adopted is ours again.
-      LOG_WARNING("Handoff channel closed (%s); serving remaining clients until the drain timeout",
-                  err < 0 ? "end of stream" : ErrnoText(err).c_str());
-      ev_io_stop(loop, w);
-      ev_io_stop(loop, &self->handoff_writable_);
-      close(w->fd);
-      w->fd = -1;
-      self->offers_in_flight_ = 0;
-      for (Connection* c = self->head_; c != nullptr; c = c->next) {
-        if (c->handing_off) self->ResumeServing(c);
-      }
-      return;
-    }
-    if (m.fd >= 0) close(m.fd);
-    if (self->offers_in_flight_ > 0) self->offers_in_flight_--;
-    uint64_t id = FieldReader::U64(m.payload);
-    Connection* c = self->head_;
-    while (c != nullptr && !(c->handing_off && c->id_ == id)) c = c->next;
-    if (c == nullptr) continue;
-    if (m.type == MessageType::kAdopted) {
-      // The successor has its own descriptor for the socket: closing ours
-      // does not close the connection.
-      self->Unlink(c);
-      close(c->fd_);
-      delete c;
-      self->FdFreed();
-      self->MaybeFinish();
-    } else {
-      LOG_WARNING("Successor refused client id=%llu; serving it until the drain timeout",
-                  static_cast<unsigned long long>(id));
-      // Offered again it would be refused again, at once: every answer
-      // triggers more offers.
-      c->refused = true;
-      self->ResumeServing(c);
-    }
-  }
-}
-
-int EventLoop::Answer(MessageType type, uint64_t id) {
-  queued_answers_.emplace_back(type, id);
-  return SendAnswers();
-}
-
-int EventLoop::SendAnswers() {
-  while (!queued_answers_.empty()) {
-    auto [type, id] = queued_answers_.front();
-    char answer[8];
-    for (int i = 0; i < 8; i++) answer[i] = static_cast<char>(id >> (8 * i));
-    int err = SendMessage(handoff_in_.fd, type, std::string_view(answer, 8));
-    if (err == EAGAIN) {
-      // A full channel is no reason to drop an answer: the predecessor
-      // keeps the connection untouched until it comes.
-      if (!ev_is_active(&answers_writable_)) {
-        ev_io_set(&answers_writable_, handoff_in_.fd, EV_WRITE);
-        ev_io_start(loop_, &answers_writable_);
-      }
-      return 0;
-    }
-    if (err != 0) {
-      queued_answers_.clear();
-      ev_io_stop(loop_, &answers_writable_);
-      return err;
-    }
-    queued_answers_.pop_front();
-  }
-  ev_io_stop(loop_, &answers_writable_);
-  return 0;
-}
-
-void EventLoop::OnAnswersWritable(struct ev_loop* loop, ev_io*, int) {
-  int err = static_cast<EventLoop*>(ev_userdata(loop))->SendAnswers();
-  if (err != 0) LOG_WARNING("sendmsg(handoff answer) failed: %s", ErrnoText(err).c_str());
-}
-
-void EventLoop::AdoptFrom(int handoff_fd) {
-  ev_io_init(&handoff_in_, OnHandoffIncoming, handoff_fd, EV_READ);
-  ev_io_start(loop_, &handoff_in_);
-  ev_unref(loop_);  // an open handoff channel alone does not keep Run() going
-}
-
-void EventLoop::OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int) {
-  auto* self = static_cast<EventLoop*>(ev_userdata(loop));
-  while (true) {
-    Message m;
-    int err = ReceiveMessage(w->fd, &m);
-    if (err == EAGAIN) return;
-    if (err != 0) {
-      // The predecessor finished (or died): nothing more will arrive.
-      ev_ref(loop);
-      ev_io_stop(loop, w);
-      ev_io_stop(loop, &self->answers_writable_);
-      self->queued_answers_.clear();
-      close(w->fd);
-      w->fd = -1;
-      self->CheckRetired();
-      return;
-    }
-    if (m.type != MessageType::kConnection || m.fd < 0) {
-      if (m.fd >= 0) close(m.fd);
-      continue;
-    }
-    FieldReader r(m.payload);
-    uint16_t tag;
-    std::string_view v;
-    uint64_t id = 0, version = 0, protocol = 2, age = 0, commands = 0, session_flags = 0;
-    std::string name;
-    std::string_view unparsed;
-    while (r.Next(&tag, &v)) {
-      switch (tag) {
-        case 0:
-          version = FieldReader::U64(v);
-          break;
-        case 1:
-          id = FieldReader::U64(v);
-          break;
-        case 2:
-          protocol = FieldReader::U64(v);
-          break;
-        case 3:
-          name = std::string(v);
-          break;
-        case 4:
-          age = FieldReader::U64(v);
-          break;
-        case 5:
-          commands = FieldReader::U64(v);
-          break;
-        case 7:
-          unparsed = v;
-          break;
-        case 8:
-          session_flags = FieldReader::U64(v);
-          break;
-        default:
-          break;  // a field from a newer binary
-      }
-    }
-    // A retiring worker still adopts: it passes the connection on to its own
-    // successor below, where refusing would leave it with the predecessor
-    // until the drain timeout closes it.
-    if (!r.ok() || version == 0 || self->draining_) {
-      close(m.fd);
-      self->Answer(MessageType::kRefused, id);
-      continue;
-    }
-    Connection* c = self->Register(m.fd, id);
-    c->set_protocol(protocol == 3 ? 3 : 2);
-    c->name_ = std::move(name);
-    c->session_flags_ = static_cast<uint32_t>(session_flags);
-    c->created_at_ = ev_now(loop) - static_cast<double>(age);
-    c->commands = commands;
-    if (!unparsed.empty() && !c->in.Reserve(unparsed.size())) {
-      // Out of memory. Without the start of its partial request the
-      // client's next bytes would be misread: refuse, the predecessor keeps
-      // serving it.
-      self->Unlink(c);
-      close(c->fd_);
-      delete c;
-      self->Answer(MessageType::kRefused, id);
-      continue;
-    }
-    if (!unparsed.empty()) {
-      memcpy(c->in.tail(), unparsed.data(), unparsed.size());
-      c->in.Commit(unparsed.size());
-    }
-    self->stats_.connections_adopted++;
-    int sent = self->Answer(MessageType::kAdopted, id);
-    if (sent != 0) {
-      // The predecessor cannot learn that we took it; it will keep serving
-      // its copy, so we must not serve ours.
-      LOG_WARNING("sendmsg(handoff answer) failed: %s", ErrnoText(sent).c_str());
-      self->Unlink(c);
-      close(c->fd_);
-      delete c;
-      continue;
-    }
-    if (c->in.size() > 0 &&
-        (!self->Process(c) || ((c->pending_output() > 0 || c->close_after) && !self->Flush(c)))) {
-      continue;  // closed
-    }
-    if (self->retiring_) self->MaybeHandOff(c);
-  }
-}
-
-bool EventLoop::Flush(Connection* c) {
+bool EventLoop::SendOutput(Connection* c) {
   while (c->pending_output() > 0) {
     ssize_t n = send(c->fd_, c->out.data() + c->out_sent, c->pending_output(), MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      Close(c, "write error", /*peer_gone=*/true);
+      Close(c, "write error", CloseKind::kPeerGone);
       return false;
     }
     c->out_sent += n;
     stats_.net_output_bytes += n;
   }
   if (c->pending_output() > 0) {
+    // Backpressure, the socket's side: the kernel's buffer is full, so wait
+    // for it to drain instead of holding the loop.
     if (!ev_is_active(&c->write_watcher)) ev_io_start(loop_, &c->write_watcher);
-    return true;
+    return false;
   }
   c->out.clear();
   c->out_sent = 0;
   if (ev_is_active(&c->write_watcher)) ev_io_stop(loop_, &c->write_watcher);
-  if (c->close_after) {
-    Close(c, c->close_reason_);
-    return false;
-  }
-  if (c->out.capacity() > kIdleBufferKeep) std::string().swap(c->out);
-  if (c->paused) {
-    // Replies drained: run what was read meanwhile, then read again.
+  return true;
+}
+
+void EventLoop::Flush(Connection* c) {
+  // One turn per burst of replies: send them; if backpressure had paused
+  // the connection, its output is now empty, so run what was read meanwhile
+  // and send those replies in the next turn.
+  while (!c->closed()) {
+    if (!SendOutput(c)) return;  // the socket is full, or c is closed
+    if (c->close_after) {
+      Close(c, c->close_reason_);
+      return;
+    }
+    if (c->out.capacity() > kIdleBufferKeep) std::string().swap(c->out);
+    if (!c->paused) break;
     c->paused = false;
     ev_io_start(loop_, &c->read_watcher);
-    if (c->in.size() > 0) {
-      if (!Process(c)) return false;
-      if (c->pending_output() > 0 || c->close_after) return Flush(c);
-    }
+    if (c->in.size() == 0) break;
+    Process(c);  // may pause it again, or close it
+    if (c->pending_output() == 0 && !c->close_after) break;
   }
-  if (retiring_) MaybeHandOff(c);
-  return true;
+  if (retiring_) MaybeHandOff(c);  // nothing if c is closed
 }
 
 void EventLoop::OnWritable(struct ev_loop*, ev_io* w, int) {
@@ -850,7 +518,41 @@ void EventLoop::OnWritable(struct ev_loop*, ev_io* w, int) {
   c->owner->Flush(c);
 }
 
-void EventLoop::Close(Connection* c, std::string_view reason, bool peer_gone) {
+void EventLoop::Close(Connection* c, std::string_view reason, CloseKind kind) {
+  if (c->closed_) return;
+  c->closed_ = true;
+  c->close_kind_ = kind;
+  c->close_reason_ = std::string(reason);  // reason may be close_reason_ itself
+  // Off the list, the flush queue and the event set now: nothing reads from
+  // it, runs its commands or offers it to a successor any more, and it no
+  // longer counts against maxclients.
+  Unlink(c);
+  // Keeps Run() going until the queue is emptied (a loop with no other
+  // active watcher would return before its next prepare).
+  if (close_queue_.empty()) ev_ref(loop_);
+  close_queue_.push_back(c);
+}
+
+void EventLoop::DrainCloseQueue() {
+  if (close_queue_.empty()) return;
+  // By index: a close queued while draining (none today: on_close cannot
+  // close a connection) is drained in the same pass, and the queue stays
+  // non-empty until the end, so Close takes no second reference.
+  for (size_t i = 0; i < close_queue_.size(); i++) Free(close_queue_[i]);
+  close_queue_.clear();
+  ev_unref(loop_);
+  MaybeFinish();
+}
+
+void EventLoop::Free(Connection* c) {
+  if (c->close_kind_ == CloseKind::kMoved) {
+    // Only our descriptor: the socket lives on in the other process.
+    close(c->fd_);
+    FdFreed();
+    delete c;
+    return;
+  }
+  const std::string& reason = c->close_reason_;
   if (handlers_.on_close) {
     Action action = handlers_.on_close(*c, reason);
     if (action == Action::kShutdown) Stop();
@@ -862,17 +564,20 @@ void EventLoop::Close(Connection* c, std::string_view reason, bool peer_gone) {
               static_cast<unsigned long long>(c->id_), c->remote_addr_.c_str(),
               static_cast<unsigned long long>(c->commands), static_cast<int>(why.size()),
               why.data());
-  Unlink(c);
   // Nothing more will come from a client that closed its side or whose
   // socket failed, so nothing can make the kernel reset it.
-  if (peer_gone || aborting_) {
+  if (c->close_kind_ == CloseKind::kPeerGone || aborting_) {
     if (close(c->fd_) < 0) LOG_VERBOSE("close(%d) failed: %s", c->fd_, ErrnoText(errno).c_str());
     FdFreed();
-  } else if (Linger(c->fd_)) {
+  } else if (lingerer_.Close(c->fd_)) {
     FdFreed();
   }
   delete c;
-  MaybeFinish();
+}
+
+void EventLoop::LingerEnded() {
+  FdFreed();
+  if (!aborting_) MaybeFinish();
 }
 
 void EventLoop::MaybeFinish() {
@@ -883,108 +588,6 @@ void EventLoop::MaybeFinish() {
   }
 }
 
-// A closed connection's socket, kept open until the client has read the
-// replies: see Linger().
-struct EventLoop::Lingering {
-  ev_io io;
-  ev_timer timer;   // checks whether the client has everything
-  double deadline;  // ev_now() after which it is closed anyway
-  Lingering* prev = nullptr;
-  Lingering* next = nullptr;
-};
-
-// nginx's lingering_timeout: how long a client gets to take its replies
-// after the server closed its side.
-static constexpr double kLingerSeconds = 5;
-// How often a lingering socket is asked whether the client has acknowledged
-// everything (there is no event for that): first after 10 ms, when a client
-// that reads has usually acknowledged the FIN, then less and less often, so
-// that many sockets closed at once (a drain) cost few system calls.
-static constexpr double kLingerFirstCheck = 0.01;
-static constexpr double kLingerLastCheck = 0.5;
-
-// Everything sent has been acknowledged: a reset can no longer lose a reply.
-static bool AllAcknowledged(int fd) {
-  int unacked = 0;
-  return ioctl(fd, SIOCOUTQ, &unacked) != 0 || unacked == 0;
-}
-
-bool EventLoop::Linger(int fd) {
-  // Closing a socket with input not yet read makes the kernel answer with a
-  // reset, and a reset throws away the replies still in the send queue (sent
-  // by us, not yet acknowledged): the client would never see the answers of
-  // commands that ran. So, as nginx's lingering close: send FIN after the
-  // replies, then read and discard what the client still sends until it has
-  // acknowledged everything (the FIN too) or closed. Nothing queued either
-  // way: close at once. A unix socket's reset does not take back what is
-  // queued to the peer: close at once too.
-  int unread = 0;
-  int domain = 0;
-  socklen_t len = sizeof(domain);
-  if ((getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX) ||
-      (ioctl(fd, FIONREAD, &unread) == 0 && unread == 0 && AllAcknowledged(fd))) {
-    close(fd);
-    return true;
-  }
-  if (shutdown(fd, SHUT_WR) != 0) {  // ENOTCONN: the client reset it already
-    close(fd);
-    return true;
-  }
-  auto* l = new Lingering;
-  ev_io_init(&l->io, OnLingerReadable, fd, EV_READ);
-  l->io.data = l;
-  ev_timer_init(&l->timer, OnLingerTimeout, kLingerFirstCheck, kLingerFirstCheck);
-  l->timer.data = l;
-  l->deadline = ev_now(loop_) + kLingerSeconds;
-  l->next = lingering_;
-  if (lingering_ != nullptr) lingering_->prev = l;
-  lingering_ = l;
-  ev_io_start(loop_, &l->io);
-  ev_timer_start(loop_, &l->timer);
-  return false;
-}
-
-void EventLoop::OnLingerReadable(struct ev_loop* loop, ev_io* w, int) {
-  auto* self = static_cast<EventLoop*>(ev_userdata(loop));
-  auto* l = static_cast<Lingering*>(w->data);
-  static char discard[16384];
-  // A bounded number of reads per wakeup: a client that keeps sending must
-  // not starve the other connections; the timeout ends it.
-  for (int i = 0; i < 16; i++) {
-    ssize_t n = recv(w->fd, discard, sizeof(discard), 0);
-    if (n > 0) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (AllAcknowledged(w->fd)) self->EndLinger(l);
-      return;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    self->EndLinger(l);  // closed by the client (or reset)
-    return;
-  }
-}
-
-void EventLoop::OnLingerTimeout(struct ev_loop* loop, ev_timer* w, int) {
-  auto* l = static_cast<Lingering*>(w->data);
-  if (AllAcknowledged(l->io.fd) || ev_now(loop) >= l->deadline) {
-    static_cast<EventLoop*>(ev_userdata(loop))->EndLinger(l);
-    return;
-  }
-  w->repeat = std::min(w->repeat * 2, kLingerLastCheck);
-  ev_timer_again(loop, w);
-}
-
-void EventLoop::EndLinger(Lingering* l) {
-  ev_io_stop(loop_, &l->io);
-  ev_timer_stop(loop_, &l->timer);
-  if (close(l->io.fd) < 0) LOG_VERBOSE("close(%d) failed: %s", l->io.fd, ErrnoText(errno).c_str());
-  if (l->prev != nullptr) l->prev->next = l->next;
-  if (l->next != nullptr) l->next->prev = l->prev;
-  if (lingering_ == l) lingering_ = l->next;
-  delete l;
-  FdFreed();
-  if (!aborting_) MaybeFinish();
-}
-
 void EventLoop::OnCron(struct ev_loop* loop, ev_timer* w, int) {
   auto* self = static_cast<EventLoop*>(ev_userdata(loop));
   double now = ev_now(loop);
@@ -992,7 +595,7 @@ void EventLoop::OnCron(struct ev_loop* loop, ev_timer* w, int) {
   if (self->retiring_) self->HandOffAll();
   for (Connection* c = self->head_; c != nullptr;) {
     Connection* next = c->next;
-    if (c->handing_off) {
+    if (c->handing_off) {  // untouched until the successor answers
       c = next;
       continue;
     }
@@ -1084,7 +687,8 @@ void EventLoop::Shutdown() {
   aborting_ = true;
   ev_timer_stop(loop_, &accept_retry_);
   while (head_ != nullptr) Close(head_, "server shutdown");
-  while (lingering_ != nullptr) EndLinger(lingering_);
+  DrainCloseQueue();
+  lingerer_.CloseAll();
   if (ev_is_active(&drain_timer_)) ev_timer_stop(loop_, &drain_timer_);
 }
 

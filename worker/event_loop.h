@@ -7,6 +7,17 @@
 //
 // A request's path, in one place (Process):
 //   read -> InputBuffer -> Parser -> on_command -> Writer -> output -> send
+//
+// Closing is deferred (Redis's freeClientAsync): Close() marks a connection,
+// takes it off the list and stops its watchers; the close queue is emptied
+// (on_close, the descriptor closed or lingering, the object freed) just
+// before the loop next waits for events, and at shutdown. So a Connection*
+// held by any caller stays valid for the rest of the callback, and no
+// function reports whether it closed the connection: Connection::closed().
+//
+// Files: event_loop.cc (the request path, limits, drain), connection.h (the
+// per-connection record), handoff.cc (moving connections to a successor),
+// linger.cc (closing without losing replies).
 #pragma once
 
 #include <ev.h>
@@ -16,8 +27,9 @@
 #include <string>
 #include <vector>
 
-#include "buffer.h"
 #include "channel.h"
+#include "connection.h"
+#include "linger.h"
 
 namespace redhub::shm {
 class CounterArea;
@@ -25,42 +37,6 @@ class CounterBlock;
 }  // namespace redhub::shm
 
 namespace redhub::worker {
-
-class EventLoop;
-
-class Connection : public Conn {
- public:
-  Connection(EventLoop* owner, int fd, uint64_t id);
-  ~Connection();
-
-  size_t pending_output() const { return out.size() - out_sent; }
-  size_t buffer_bytes() const { return in.capacity() + out.capacity(); }
-  const std::string& close_reason() const { return close_reason_; }
-
-  EventLoop* owner;
-  ev_io read_watcher;
-  ev_io write_watcher;
-  InputBuffer in;
-  std::string out;  // replies not yet sent start at out_sent
-  size_t out_sent = 0;
-  resp::Parser parser;
-  resp::Writer writer;
-  bool paused = false;       // reading stopped by backpressure
-  bool close_after = false;  // close once the output is flushed
-  bool in_handler = false;   // a handler of this connection is running
-  bool handing_off = false;  // sent to the successor, waiting for its answer
-  bool refused = false;      // the successor refused it: served here, never offered again
-  uint64_t commands = 0;
-  Connection* prev = nullptr;  // the loop's list of connections
-  Connection* next = nullptr;
-  bool flush_queued = false;         // in the loop's list of replies to send
-  Connection* flush_prev = nullptr;  // before it waits for events
-  Connection* flush_next = nullptr;
-
- private:
-  friend class EventLoop;
-  std::string close_reason_;
-};
 
 class EventLoop final : public ServerView {
  public:
@@ -146,13 +122,24 @@ class EventLoop final : public ServerView {
   static void OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int events);
   static void OnHandoffWritable(struct ev_loop* loop, ev_io* w, int events);
   static void OnAnswersWritable(struct ev_loop* loop, ev_io* w, int events);
-  // The successor's answer to an offered connection, sent in order; queued
-  // while the channel is full.
+  // Handoff (handoff.cc). The successor's answer to an offered connection,
+  // sent in order; queued while the channel is full.
   // Returns 0 (sent or queued) or the errno of a broken channel.
   int Answer(MessageType type, uint64_t id);
   // Sends queued answers until the channel is full (then waits for it to be
   // writable); 0 or the errno of a broken channel (the queue is dropped).
   int SendAnswers();
+  // Successor: takes one offered connection (its socket and payload).
+  void Adopt(int fd, std::string_view payload);
+  // Retiring: the successor answered kAdopted or kRefused for id.
+  void OnAnswer(MessageType type, uint64_t id);
+  // Retiring: the channel to the successor broke; serve what was offered.
+  void SuccessorGone();
+  // Hands c to the successor if its read requests are all answered.
+  void MaybeHandOff(Connection* c);
+  void HandOffAll();
+  void ResumeServing(Connection* c);
+  void CheckRetired();
 
   void Accept(int listen_fd);
   // Counts a new client in against max_clients (daemon-wide with
@@ -169,26 +156,31 @@ class EventLoop final : public ServerView {
   void FdFreed() {
     if (accept_paused_) ResumeAccepting();
   }
-  void SetupSocket(int fd);
   void Read(Connection* c);
-  // Runs every complete command in c's input. Returns false if c was closed.
-  bool Process(Connection* c);
-  // Sends what it can of c's output. Returns false if c was closed.
-  bool Flush(Connection* c);
-  // peer_gone: the client closed its side or the socket failed, so no
-  // lingering (see Linger in the .cc).
-  void Close(Connection* c, std::string_view reason, bool peer_gone = false);
+  // Runs every complete command in c's input (none once c is closed or
+  // closing), then applies backpressure and the drain.
+  void Process(Connection* c);
+  // Sends c's output; once it is all out, closes c if it was to close, and
+  // if backpressure had paused it, runs what was read meanwhile and sends
+  // again. Nothing once c is closed.
+  void Flush(Connection* c);
+  // Sends what the socket takes of c's output; true if all of it went. A
+  // write error closes c (false).
+  bool SendOutput(Connection* c);
+  // Marks c closed and queues it (see the top of this file); later calls
+  // for the same connection do nothing. kind says how its socket is let go.
+  void Close(Connection* c, std::string_view reason, CloseKind kind = CloseKind::kServer);
+  // Empties the close queue: on_close, the log line, the descriptor, delete.
+  void DrainCloseQueue();
+  // One queued connection: on_close and the log line (not for kMoved), its
+  // descriptor closed or lingering, the object deleted.
+  void Free(Connection* c);
   // Ends Run() once a drain has closed everything, or a retirement is done.
   void MaybeFinish();
-  // Closes fd after the client has read what was sent (see Linger in the .cc).
-  // Returns true if it was closed at once.
-  bool Linger(int fd);
-  static void OnLingerReadable(struct ev_loop* loop, ev_io* w, int events);
-  static void OnLingerTimeout(struct ev_loop* loop, ev_timer* w, int events);
-  struct Lingering;
-  void EndLinger(Lingering* l);
-  // No connection served and none lingering.
-  bool Empty() const { return head_ == nullptr && lingering_ == nullptr; }
+  // A lingering socket was finally closed (Lingerer's callback).
+  void LingerEnded();
+  // No connection served, none waiting to be closed and none lingering.
+  bool Empty() const { return head_ == nullptr && close_queue_.empty() && lingerer_.empty(); }
   void StartDraining();
   bool DrainedAt(Connection* c) const;
   // Marks c to be closed once its replies are sent, keeping an earlier reason.
@@ -199,15 +191,15 @@ class EventLoop final : public ServerView {
   // Sends c's replies before the loop next waits for events (OnPrepare).
   void QueueFlush(Connection* c);
   void UnqueueFlush(Connection* c);
-  // Hands c to the successor if its read requests are all answered.
-  void MaybeHandOff(Connection* c);
-  void HandOffAll();
-  void ResumeServing(Connection* c);
-  void CheckRetired();
+
+  static struct ev_loop* NewLoop();
 
   Options options_;
   Handlers handlers_;
   struct ev_loop* loop_;
+  Lingerer lingerer_;  // closed connections waiting for the client's close
+  // Closed connections not yet freed (DrainCloseQueue), in the order closed.
+  std::vector<Connection*> close_queue_;
   std::vector<ev_io*> listeners_;
   ev_timer cron_;
   ev_prepare flush_watcher_;
@@ -218,8 +210,7 @@ class EventLoop final : public ServerView {
   ev_signal sigint_;
   ev_signal sigterm_;
   Connection* head_ = nullptr;
-  Lingering* lingering_ = nullptr;  // closed connections waiting for the client's close
-  bool aborting_ = false;           // Shutdown(): close at once, linger no more
+  bool aborting_ = false;  // Shutdown(): close at once, linger no more
   uint64_t next_id_ = 0;
   uint64_t batch_ = 0;
   bool draining_ = false;

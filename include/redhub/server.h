@@ -72,8 +72,6 @@ struct Options {
   size_t output_buffer_hard_limit = 256 * 1024 * 1024;
   // Close connections idle for this long; 0 never does (Redis's timeout).
   std::chrono::seconds idle_timeout{0};
-  // Worker processes of the prefork daemon; a Server is always one loop.
-  int workers = 1;
   // Stop gracefully on SIGINT and SIGTERM.
   bool handle_signals = true;
 };
