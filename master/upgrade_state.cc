@@ -123,9 +123,10 @@ std::string DecodeWorker(std::string_view data, UpgradeState::Worker* w) {
 std::string DecodeFormat2(std::string_view hex, UpgradeState* st) {
   std::string bytes;
   if (!Unhex(hex, &bytes)) return "not hexadecimal";
-  bool have_seq = false, have_port = false;
+  bool have_seq = false, have_port = false, ended = false;
   std::string e = ForEachField(bytes, "state", [&](uint16_t tag, std::string_view v) {
     uint64_t n = 0;
+    if (ended) return std::string("fields after the end");
     switch (static_cast<StateField>(tag)) {
       case StateField::kSeq:
         if (!Number(v, UINT64_MAX, &n)) return Bad("sequence number");
@@ -145,11 +146,15 @@ std::string DecodeFormat2(std::string_view hex, UpgradeState* st) {
         return DecodeSlot(v, &st->slots.emplace_back());
       case StateField::kWorker:
         return DecodeWorker(v, &st->workers.emplace_back());
+      case StateField::kEnd:
+        ended = true;
+        break;
       default:
         break;  // a later binary's field
     }
     return std::string();
   });
+  if (e.empty() && !ended) e = "truncated state (no end field)";
   if (e.empty() && !(have_seq && have_port)) e = "no sequence number or port";
   return e;
 }
@@ -238,6 +243,7 @@ std::string EncodeUpgradeState(const UpgradeState& st) {
     worker.PutU64(Tag(WorkerField::kRetiring), w.retiring ? 1 : 0);
     f.Put(Tag(StateField::kWorker), worker.data());
   }
+  f.PutU64(Tag(StateField::kEnd), 0);
   return std::string(kFormat2) + Hex(f.data());
 }
 

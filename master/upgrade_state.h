@@ -6,8 +6,8 @@
 // with the fields of StateField below; a slot and a worker are nested field
 // lists. A reader skips tags it does not know (a later binary may add
 // fields) and refuses, with the reason, a value that is not hex, a
-// truncated field, a number of the wrong width or out of range, or a
-// missing required field: it never guesses.
+// truncated state (a cut field, or no kEnd last), a number of the wrong
+// width or out of range, or a missing required field: it never guesses.
 //
 // Format 1, the previous binaries' text grammar
 //   "1;seq;port;fd,fd,;slot:fd,fd,|...;slot:pid:ctl:seq[:r]|..."
@@ -57,6 +57,9 @@ enum class StateField : uint16_t {
   kSharedFd = 3,  // one per descriptor
   kSlot = 4,      // one per slot: SlotField list
   kWorker = 5,    // one per worker: WorkerField list
+  // Required and last (value 0): a state cut short anywhere, even between
+  // two fields, lacks it. A later binary's fields go before it.
+  kEnd = 6,
 };
 enum class SlotField : uint16_t { kIndex = 1, kFd = 2 };
 enum class WorkerField : uint16_t { kSlot = 1, kPid = 2, kControlFd = 3, kSeq = 4, kRetiring = 5 };
