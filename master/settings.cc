@@ -136,9 +136,11 @@ Setting WithFinish(Setting s, std::function<std::string(Config*)> finish) {
   return s;
 }
 
-std::vector<Setting> MakeTable() {
-  using C = Change;
-  std::vector<Setting> t;
+using C = Change;
+
+// The rows in --help order, in three groups: the sockets and processes, the
+// clients' limits, and the store, the admin process and the slow log.
+void AddProcessRows(std::vector<Setting>& t) {
   Setting bind = Value(
       "bind", C::kRestart, "Addresses to listen on (IPv4 or IPv6)",
       [](auto& c) -> auto& { return c.bind; }, kShowDefault,
@@ -177,7 +179,9 @@ std::vector<Setting> MakeTable() {
   t.push_back(Value(
       "logfile", C::kNewWorkers, "Log to this file instead of stderr",
       [](auto& c) -> auto& { return c.log_file; }, kNoDefault));
+}
 
+void AddClientRows(std::vector<Setting>& t) {
   t.push_back(Value(
       "maxclients", C::kLive,
       "Maximum connected clients of the whole daemon (all workers together). At "
@@ -236,7 +240,9 @@ std::vector<Setting> MakeTable() {
                    }
                    return "";
                  }));
+}
 
+void AddStoreRows(std::vector<Setting>& t) {
   t.push_back(WithFinish(Memory(
                              "maxmemory", C::kLive,
                              "Memory for keys and values; the shared segment is sized from it "
@@ -289,6 +295,13 @@ std::vector<Setting> MakeTable() {
       "reuse a kept one at start (only one owned by this uid with no group or "
       "other access)",
       [](auto& c) -> auto& { return c.shm_keep; }));
+}
+
+std::vector<Setting> MakeTable() {
+  std::vector<Setting> t;
+  AddProcessRows(t);
+  AddClientRows(t);
+  AddStoreRows(t);
   return t;
 }
 
