@@ -60,11 +60,25 @@ Setting Switch(const char* name, Change change, const char* help, Get get) {
   return s;
 }
 
+// The sizes a memory row admits, checked after parsing (CLI11 knows no
+// memory units); error is the usage message for one outside.
+struct SizeRange {
+  uint64_t min = 0;
+  uint64_t max = UINT64_MAX;
+  const char* error = nullptr;
+};
+
 // A size in Redis's memory units (ParseMemory). The help says the default:
 // CLI11 would show the byte count.
 template <typename Get>
-Setting Memory(const char* name, Change change, const char* help, Get get) {
+Setting Memory(const char* name, Change change, const char* help, Get get, SizeRange range = {}) {
   Setting s = Value(name, change, help, get, kNoDefault);
+  if (range.error != nullptr) {
+    s.finish = [get, range](Config* c) {
+      uint64_t v = get(*c);
+      return v < range.min || v > range.max ? std::string(range.error) : std::string();
+    };
+  }
   s.add = [name, help, get](CLI::App& app, Config* c) {
     auto* target = &get(*c);
     return app
@@ -201,30 +215,16 @@ void AddClientRows(std::vector<Setting>& t) {
   t.push_back(Value(
       "tcp-backlog", C::kNewWorkers, "listen(2) backlog",
       [](auto& c) -> auto& { return c.server.listen_backlog; }, kShowDefault, InRange(1, 65535)));
-  t.push_back(WithFinish(Memory(
-                             "read-buffer", C::kNewWorkers, "Bytes per read(2) (default 64kb)",
-                             [](auto& c) -> auto& { return c.server.read_buffer_cap; }),
-                         [](Config* c) -> std::string {
-                           size_t v = c->server.read_buffer_cap;
-                           if (v < 512 || v > (1u << 30)) {
-                             return "--read-buffer: must be between 512b and 1gb";
-                           }
-                           return "";
-                         }));
+  t.push_back(Memory("read-buffer", C::kNewWorkers, "Bytes per read(2) (default 64kb)",
+                     [](auto& c) -> auto& { return c.server.read_buffer_cap; },
+                     {512, 1u << 30, "--read-buffer: must be between 512b and 1gb"}));
   t.push_back(Memory(
       "client-query-buffer-limit", C::kLive,
       "Close clients whose unparsed input exceeds this (default 1gb)",
       [](auto& c) -> auto& { return c.server.max_query_buffer; }));
-  t.push_back(
-      WithFinish(Memory(
-                     "proto-max-bulk-len", C::kLive, "Largest bulk argument (default 512mb)",
-                     [](auto& c) -> auto& { return c.server.max_bulk_len; }),
-                 [](Config* c) -> std::string {
-                   if (c->server.max_bulk_len < 1024) {
-                     return "--proto-max-bulk-len: must be at least 1kb";
-                   }
-                   return "";
-                 }));
+  t.push_back(Memory("proto-max-bulk-len", C::kLive, "Largest bulk argument (default 512mb)",
+                     [](auto& c) -> auto& { return c.server.max_bulk_len; },
+                     {1024, UINT64_MAX, "--proto-max-bulk-len: must be at least 1kb"}));
   t.push_back(Memory(
       "output-buffer-soft-limit", C::kLive,
       "Stop reading from a client whose unsent replies exceed this (default 8mb)",
@@ -243,16 +243,11 @@ void AddClientRows(std::vector<Setting>& t) {
 }
 
 void AddStoreRows(std::vector<Setting>& t) {
-  t.push_back(WithFinish(Memory(
-                             "maxmemory", C::kLive,
-                             "Memory for keys and values; the shared segment is sized from it "
-                             "and reserved at start (default 256mb)",
-                             [](auto& c) -> auto& { return c.maxmemory; }),
-                         [](Config* c) -> std::string {
-                           if (c->maxmemory < (1u << 20))
-                             return "--maxmemory: must be at least 1mb";
-                           return "";
-                         }));
+  t.push_back(Memory("maxmemory", C::kLive,
+                     "Memory for keys and values; the shared segment is sized from it "
+                     "and reserved at start (default 256mb)",
+                     [](auto& c) -> auto& { return c.maxmemory; },
+                     {1u << 20, UINT64_MAX, "--maxmemory: must be at least 1mb"}));
   t.push_back(Value(
       "maxmemory-policy", C::kLive, "What to do when memory is full",
       [](auto& c) -> auto& { return c.maxmemory_policy; }, kShowDefault,
