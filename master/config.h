@@ -1,5 +1,7 @@
-// The daemon's configuration: command-line flags (CLI11), parsed and checked
-// in one place so that start-up and, later, reload share the same rules.
+// The daemon's configuration: command-line flags and the --config file
+// (CLI11), parsed and checked in one place so that start-up and reload share
+// the same rules. The fields' defaults are here; the flags, their help and
+// what a reload may change are the rows of settings.h.
 #pragma once
 
 #include <redhub/server.h>
@@ -40,9 +42,11 @@ struct Config {
 // or 2 (a usage error) after the error was printed to stderr.
 int ParseArgs(int argc, char** argv, Config* config);
 
-// Settings that a running worker takes without being replaced.
+// True if a and b differ at most in settings a running worker or the
+// master takes at once (settings.h: no Change::kNewWorkers row differs).
 bool SameExceptLive(const Config& a, const Config& b);
-// Settings that only a restart can change (listening sockets, slot count).
+// The name of the first Change::kRestart row (listening sockets, slot
+// count, ...) whose value differs, or "": a reload must refuse the change.
 std::string RestartOnlyChange(const Config& a, const Config& b);
 
 // Redis's memory units: "100", "100b", "1k", "1kb", "5mb", "2gb" (k = 1000,

@@ -22,6 +22,7 @@
 #include "store_setup.h"
 #include "supervisor.h"
 #include "syserr.h"
+#include "upgrade_state.h"
 #include "worker_counters.h"
 
 namespace {
@@ -77,7 +78,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "redhubd: %s\n", err.c_str());
     return 1;
   }
-  bool upgraded = getenv("REDHUB_INHERIT") != nullptr;
+  bool upgraded = getenv(master::kUpgradeStateEnv) != nullptr;
   if (config.daemonize && !upgraded) {
     if (config.log_file.empty()) {
       fprintf(stderr, "redhubd: --daemonize needs --logfile (stderr goes to /dev/null)\n");

@@ -1,8 +1,8 @@
 // The master process: owns the listening sockets (one SO_REUSEPORT socket
 // per worker slot and address, open for the master's whole life, because
 // closing a reuseport listener resets every connection queued on it), forks
-// and supervises one worker per slot, and acts on signals (nginx's
-// conventions):
+// and supervises one worker per slot and the admin process, and acts on
+// signals (nginx's conventions; the table is signal_table.h):
 //   SIGTERM, SIGINT, SIGQUIT  graceful stop
 //   SIGHUP                    reload: the configuration is re-read (a bad
 //                             one is refused and logged), live settings are
@@ -15,6 +15,11 @@
 //   SIGUSR1                   reopen the log file
 // It is single-threaded (libev's default loop with ev_signal and ev_child),
 // never serves clients and never takes store locks, so it can always fork.
+//
+// The class is implemented by concept: supervisor.cc (start, run, stop,
+// watchdog, the admin process), workers.cc (a slot's worker: spawn, ready,
+// exit, respawn, the slot-by-slot roll), reload.cc, upgrade.cc; the child
+// table and backoff are child_table.h.
 #pragma once
 
 #include <ev.h>
@@ -25,7 +30,11 @@
 #include <string>
 #include <vector>
 
+#include "child_table.h"
 #include "config.h"
+#include "signal_table.h"
+#include "upgrade_state.h"
+#include "worker_process.h"
 
 namespace redhub::shm {
 class Store;
@@ -57,29 +66,26 @@ class Supervisor {
   uint16_t port() const { return port_; }
 
  private:
-  struct Worker {
-    Supervisor* owner = nullptr;
+  // A worker process: a Child of kind kWorker. Its respawn flag is cleared
+  // when it retires (its successor serves the slot).
+  struct Worker : Child {
     int slot = 0;
-    pid_t pid = 0;
     uint64_t seq = 0;
     int control_fd = -1;
     int handoff_fd = -1;  // our end for the predecessor, until this one is ready
     ev_io control;
-    ev_child child;
-    double started_at = 0;
     double last_heartbeat = 0;  // or the last time its progress word moved
     uint64_t progress = 0;      // its progress word (shm/progress.h) as last read
     bool ready = false;
-    bool retiring = false;
     bool timed_out = false;  // killed by the watchdog
+    bool retiring() const { return !respawn; }
   };
   struct Slot {
     int index = 0;
     std::vector<int> fds;
     Worker* current = nullptr;
     Worker* pending = nullptr;  // spawned, not ready yet
-    int quick_crashes = 0;      // consecutive short-lived workers, for backoff
-    ev_timer respawn;
+    Respawner respawner;        // backoff over this slot's workers
     Supervisor* owner = nullptr;
   };
 
@@ -92,6 +98,10 @@ class Supervisor {
   static void OnAdminExit(struct ev_loop* loop, ev_child* w, int events);
   static void OnAdminRespawn(struct ev_loop* loop, ev_timer* w, int events);
 
+  // What the signal table's action for a signal does.
+  void Act(SignalAction action);
+  void ReopenLog();
+
   // The admin process (admin/): metrics and health over HTTP, in a child of
   // its own so that the master never hosts its threads.
   void SpawnAdmin();
@@ -100,11 +110,16 @@ class Supervisor {
   // serving, reloads, upgrades, restarts.
   void PublishSlots();
   void Count(uint32_t slot);
-  bool AllGone() const { return workers_.empty() && admin_pid_ == 0; }
+  bool AllGone() const { return workers_.empty() && admin_.pid == 0; }
 
   std::string CreateListeners();
-  std::string Inherit(const char* state);
+  std::string Inherit(const std::string& text);
+  std::string AdoptWorkers(const UpgradeState& state);
+  UpgradeState CurrentState() const;
   Worker* Spawn(Slot& slot, bool hand_over);
+  // The child's side of Spawn: what RunWorker gets, built after fork().
+  worker::WorkerSpec MakeWorkerSpec(const Slot& slot, uint64_t seq, const int control[2],
+                                    const int handoff[2]);
   void WorkerReady(Worker* w);
   void WorkerExited(Worker* w, int status);
   void ScheduleRespawn(Slot& slot, double delay);
@@ -114,17 +129,17 @@ class Supervisor {
   void Stop();
   void SetCloexec(bool on);
   void PublishLiveConfig();
+  // The settings table's CONFIG GET list, with the port actually bound.
+  worker::ConfigParameterList ReportedConfigParameters() const;
+  void ApplyLiveSettings(const Config& fresh);
   std::string DescribeAddresses() const;
 
   Config config_;
   shm::Store* store_ = nullptr;
   shm::CounterArea* counters_ = nullptr;
   shm::CounterBlock* master_block_ = nullptr;
-  pid_t admin_pid_ = 0;
-  double admin_started_ = 0;
-  int admin_quick_exits_ = 0;
-  ev_child admin_child_;
-  ev_timer admin_respawn_;
+  Child admin_;  // pid 0 when not running
+  Respawner admin_respawner_;
   double started_at_unix_ = 0;
   std::vector<std::string> argv_;
   std::string executable_;
@@ -140,7 +155,7 @@ class Supervisor {
   bool announced_ready_ = false;
   bool upgraded_ = false;
   bool upgrade_deferred_ = false;  // SIGUSR2 came while a worker was starting
-  ev_signal signals_[6];
+  SignalWatchers signals_;
   ev_timer watchdog_;
   double last_watchdog_ = 0;  // when OnWatchdog last ran
   ev_timer stop_timer_;

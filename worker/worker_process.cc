@@ -28,7 +28,19 @@ enum LiveTag : uint16_t {
   kHardLimit,
   kKeepalive,
   kLogLevel,
+  kConfigParameter,  // one per parameter: nested fields kParameterName, kParameterValue
 };
+
+enum ParameterTag : uint16_t {
+  kParameterName = 1,
+  kParameterValue,
+};
+
+// One per worker process (single-threaded): what CONFIG GET reports.
+ConfigParameterList& Parameters() {
+  static ConfigParameterList parameters;
+  return parameters;
+}
 
 struct WorkerState {
   const WorkerSpec* spec;
@@ -64,7 +76,7 @@ void OnControl(struct ev_loop* loop, ev_io* w, int) {
       case MessageType::kConfig: {
         Options o = st->loop->options();
         int level = static_cast<int>(log::GetLevel());
-        DecodeLiveConfig(m.payload, &o, &level);
+        DecodeLiveConfig(m.payload, &o, &level, &Parameters());
         st->loop->set_options(o);
         log::SetLevel(static_cast<log::Level>(level));
         LOG_VERBOSE("Live settings updated");
@@ -84,7 +96,8 @@ void OnHeartbeat(struct ev_loop*, ev_timer* w, int) {
 
 }  // namespace
 
-std::string EncodeLiveConfig(const Options& o, int log_level) {
+std::string EncodeLiveConfig(const Options& o, int log_level,
+                             const ConfigParameterList& parameters) {
   FieldWriter f;
   f.PutU64(kMaxClients, o.max_clients);
   f.PutU64(kIdleTimeout, static_cast<uint64_t>(o.idle_timeout.count()));
@@ -94,16 +107,40 @@ std::string EncodeLiveConfig(const Options& o, int log_level) {
   f.PutU64(kHardLimit, o.output_buffer_hard_limit);
   f.PutU64(kKeepalive, static_cast<uint64_t>(o.tcp_keepalive.count()));
   f.PutU64(kLogLevel, static_cast<uint64_t>(log_level));
+  for (const auto& [name, value] : parameters) {
+    FieldWriter p;
+    p.Put(kParameterName, name);
+    p.Put(kParameterValue, value);
+    f.Put(kConfigParameter, p.data());
+  }
   return std::move(f.data());
 }
 
-void DecodeLiveConfig(std::string_view payload, Options* o, int* log_level) {
+void DecodeLiveConfig(std::string_view payload, Options* o, int* log_level,
+                      ConfigParameterList* parameters) {
   FieldReader r(payload);
   uint16_t tag;
   std::string_view v;
+  bool first_parameter = true;
   while (r.Next(&tag, &v)) {
     uint64_t n = FieldReader::U64(v);
     switch (tag) {
+      case kConfigParameter: {
+        if (parameters == nullptr) break;
+        // The payload's list replaces the old one as a whole.
+        if (first_parameter) parameters->clear();
+        first_parameter = false;
+        FieldReader p(v);
+        uint16_t ptag;
+        std::string_view pv;
+        std::pair<std::string, std::string> entry;
+        while (p.Next(&ptag, &pv)) {
+          if (ptag == kParameterName) entry.first = pv;
+          if (ptag == kParameterValue) entry.second = pv;
+        }
+        parameters->push_back(std::move(entry));
+        break;
+      }
       case kMaxClients:
         o->max_clients = n;
         break;
@@ -151,6 +188,7 @@ int RunWorker(const WorkerSpec& spec) {
   for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT}) signal(sig, SIG_DFL);
   for (int sig : {SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE}) signal(sig, SIG_IGN);
 
+  Parameters() = spec.config_parameters;
   Options options = spec.options;
   options.handle_signals = true;
   ServiceInfo info = spec.info;
@@ -201,5 +239,7 @@ int RunWorker(const WorkerSpec& spec) {
   if (block != nullptr) spec.counters->Release(block);
   return 0;
 }
+
+const ConfigParameterList& CurrentConfigParameters() { return Parameters(); }
 
 }  // namespace redhub::worker

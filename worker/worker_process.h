@@ -6,6 +6,8 @@
 #include <redhub/server.h>
 
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "commands.h"
@@ -16,6 +18,11 @@ class CounterArea;
 }  // namespace redhub::shm
 
 namespace redhub::worker {
+
+// CONFIG GET's parameters, names and values, in reply order. The master
+// renders them from its settings table (master/settings.h ConfigParameters);
+// the worker only reports them.
+using ConfigParameterList = std::vector<std::pair<std::string, std::string>>;
 
 struct WorkerSpec {
   int slot = 0;
@@ -31,13 +38,24 @@ struct WorkerSpec {
   shm::CounterArea* counters = nullptr;  // likewise; this worker claims a block
   double drain_timeout = 30;
   double heartbeat_interval = 1;
+  ConfigParameterList config_parameters;  // as the master's config stood at fork()
 };
 
 // Runs in the child after fork(); returns the process exit code.
 int RunWorker(const WorkerSpec& spec);
 
-// The settings a running worker can take without a restart.
-std::string EncodeLiveConfig(const Options& options, int log_level);
-void DecodeLiveConfig(std::string_view payload, Options* options, int* log_level);
+// The settings a running worker can take without a restart, and CONFIG
+// GET's parameters after a reload. Decoding replaces *parameters with the
+// payload's list if it has one (a payload from an older master has none and
+// leaves it alone); parameters may be nullptr.
+std::string EncodeLiveConfig(const Options& options, int log_level,
+                             const ConfigParameterList& parameters = {});
+void DecodeLiveConfig(std::string_view payload, Options* options, int* log_level,
+                      ConfigParameterList* parameters = nullptr);
+
+// This worker process's CONFIG GET parameters: WorkerSpec::config_parameters
+// from RunWorker on, replaced by each live-config message (a SIGHUP reload).
+// For CONFIG GET; empty outside a worker process.
+const ConfigParameterList& CurrentConfigParameters();
 
 }  // namespace redhub::worker

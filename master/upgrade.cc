@@ -1,0 +1,171 @@
+// SIGUSR2: the binary upgrade. The master re-executes the binary now at its
+// path, in place (same pid, so systemd and the workers' parent-death signal
+// are unaffected), handing the new image the listening sockets and the
+// running workers through the environment (upgrade_state.h). The new image
+// adopts them (Inherit) and then replaces the workers as a reload does.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "log.h"
+#include "notify.h"
+#include "supervisor.h"
+#include "syserr.h"
+#include "worker_counters.h"
+
+extern char** environ;
+
+namespace redhub::master {
+namespace {
+
+// Sets or clears FD_CLOEXEC; "" or the failed call.
+std::string SetFdCloexec(int fd, bool on) {
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) return SysError("fcntl(" + std::to_string(fd) + ", F_GETFD)", errno);
+  if (fcntl(fd, F_SETFD, on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC)) < 0) {
+    return SysError("fcntl(" + std::to_string(fd) + ", F_SETFD)", errno);
+  }
+  return "";
+}
+
+}  // namespace
+
+UpgradeState Supervisor::CurrentState() const {
+  UpgradeState st;
+  st.seq = seq_;
+  st.port = port_;
+  st.shared_fds = shared_fds_;
+  for (const Slot& s : slots_) st.slots.push_back({s.index, s.fds});
+  // Retiring workers too: a lost one would see its control channel close
+  // at execve and drop the connections it is still handing over, and a
+  // stop would not wait for it.
+  for (const auto& w : workers_) {
+    st.workers.push_back({w->slot, w->pid, w->control_fd, w->seq, w->retiring()});
+  }
+  return st;
+}
+
+std::string Supervisor::Inherit(const std::string& text) {
+  UpgradeState st;
+  std::string why;
+  if (!DecodeUpgradeState(text, &st, &why)) {
+    // Misreading it would serve on the wrong descriptors or adopt the wrong
+    // pids: better to stop (the workers follow, PR_SET_PDEATHSIG) and let
+    // the service manager start afresh.
+    return std::string("cannot read ") + kUpgradeStateEnv +
+           " (from an incompatible binary?): " + why;
+  }
+  seq_ = st.seq;
+  port_ = st.port;
+  shared_fds_ = st.shared_fds;
+  for (const UpgradeState::Slot& s : st.slots) {
+    if (s.index < 0 || s.index >= static_cast<int>(slots_.size())) {
+      return "the previous binary had more worker slots; the worker count cannot change";
+    }
+    slots_[s.index].fds = s.fds;
+  }
+  for (int fd : shared_fds_) {
+    if (std::string e = SetFdCloexec(fd, true); !e.empty()) return "inherited socket: " + e;
+  }
+  for (Slot& s : slots_) {
+    if (s.fds.empty() && shared_fds_.empty()) {
+      return "slot " + std::to_string(s.index) + " has no inherited socket";
+    }
+    for (int fd : s.fds) {
+      if (std::string e = SetFdCloexec(fd, true); !e.empty()) return "inherited socket: " + e;
+    }
+  }
+  if (std::string e = AdoptWorkers(st); !e.empty()) return e;
+  upgraded_ = true;
+  return "";
+}
+
+std::string Supervisor::AdoptWorkers(const UpgradeState& st) {
+  double now = ev_now(loop_);
+  for (const UpgradeState::Worker& inherited : st.workers) {
+    if (inherited.slot < 0 || inherited.slot >= static_cast<int>(slots_.size())) {
+      LOG_WARNING("Inherited worker pid %d has slot %d, beyond the %zu slots; not adopted",
+                  static_cast<int>(inherited.pid), inherited.slot, slots_.size());
+      continue;
+    }
+    if (std::string e = SetFdCloexec(inherited.control_fd, true); !e.empty()) {
+      return "inherited control channel of worker pid " + std::to_string(inherited.pid) + ": " + e;
+    }
+    auto w = std::make_unique<Worker>();
+    w->kind = ChildKind::kWorker;
+    w->owner = this;
+    w->slot = inherited.slot;
+    w->pid = inherited.pid;
+    w->control_fd = inherited.control_fd;
+    w->seq = inherited.seq;
+    w->ready = true;
+    w->respawn = !inherited.retiring;
+    w->started_at = w->last_heartbeat = now;
+    ev_io_init(&w->control, OnControl, w->control_fd, EV_READ);
+    w->control.data = w.get();
+    ev_io_start(loop_, &w->control);
+    ev_child_init(&w->watcher, OnChild, w->pid, 0);
+    w->watcher.data = static_cast<Child*>(w.get());
+    ev_child_start(loop_, &w->watcher);
+    if (!w->retiring()) slots_[w->slot].current = w.get();
+    workers_.push_back(std::move(w));
+  }
+  return "";
+}
+
+void Supervisor::SetCloexec(bool on) {
+  auto set = [on](int fd) {
+    if (std::string e = SetFdCloexec(fd, on); !e.empty()) LOG_WARNING("%s", e.c_str());
+  };
+  for (Slot& s : slots_) {
+    for (int fd : s.fds) set(fd);
+  }
+  for (int fd : shared_fds_) set(fd);
+  for (auto& w : workers_) set(w->control_fd);
+}
+
+void Supervisor::Upgrade() {
+  for (Slot& s : slots_) {
+    if (s.pending != nullptr || s.current == nullptr || !s.current->ready) {
+      // The inherited state names each slot's serving worker; a starting
+      // one has none yet. Upgrade as soon as every slot serves (RollNext).
+      LOG_NOTICE("Upgrade deferred: worker %d is starting; upgrading once every worker serves",
+                 s.index);
+      upgrade_deferred_ = true;
+      return;
+    }
+  }
+  if (executable_.empty() || access(executable_.c_str(), X_OK) != 0) {
+    LOG_WARNING("Upgrade refused: cannot execute '%s': %s", executable_.c_str(),
+                ErrnoText(errno).c_str());
+    return;
+  }
+  std::string state = EncodeUpgradeState(CurrentState());
+  LOG_NOTICE("Upgrading: executing %s", executable_.c_str());
+  // The admin process is not handed over: the new image starts its own, on
+  // the same port, so this one must be gone first.
+  StopAdmin(SIGKILL);
+  Notify("RELOADING=1");
+  // Signals that arrive during execve stay pending until the new image has
+  // its handlers; unblocked they would kill it (default actions).
+  sigset_t block = MasterSignalSet(), old;
+  sigprocmask(SIG_BLOCK, &block, &old);
+  SetCloexec(false);
+  setenv(kUpgradeStateEnv, state.c_str(), 1);
+  std::vector<char*> args;
+  for (std::string& a : argv_) args.push_back(a.data());
+  args.push_back(nullptr);
+  execve(executable_.c_str(), args.data(), environ);
+  int err = errno;
+  unsetenv(kUpgradeStateEnv);
+  SetCloexec(true);
+  sigprocmask(SIG_SETMASK, &old, nullptr);
+  LOG_WARNING("Upgrade failed: execve(%s) failed: %s; still running", executable_.c_str(),
+              ErrnoText(err).c_str());
+  Count(shm::slots::kUpgradesFailed);
+  SpawnAdmin();
+  Notify("READY=1\nSTATUS=serving (upgrade failed)");
+}
+
+}  // namespace redhub::master

@@ -1,0 +1,72 @@
+// What a binary upgrade (SIGUSR2) hands from the old master image to the
+// new one across execve: the spawn sequence, the bound port, the listening
+// sockets and the running workers (their pids and control channels). It
+// travels in the environment variable REDHUB_INHERIT as
+//   "2:" <hex of FieldWriter fields (common/channel.h)>
+// with the fields of StateField below; a slot and a worker are nested field
+// lists. A reader skips tags it does not know (a later binary may add
+// fields) and refuses, with the reason, a value that is not hex, a
+// truncated state (a cut field, or no kEnd last), a number of the wrong
+// width or out of range, or a missing required field: it never guesses.
+//
+// Format 1, the previous binaries' text grammar
+//   "1;seq;port;fd,fd,;slot:fd,fd,|...;slot:pid:ctl:seq[:r]|..."
+// is still read (strictly) so that an upgrade from such a binary works; it
+// is no longer written. A previous binary reading format 2 refuses it
+// ("cannot read REDHUB_INHERIT"): downgrade by restarting, not by SIGUSR2.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace redhub::master {
+
+inline constexpr char kUpgradeStateEnv[] = "REDHUB_INHERIT";
+
+struct UpgradeState {
+  struct Slot {
+    int index = 0;
+    std::vector<int> fds;  // its SO_REUSEPORT listeners
+    bool operator==(const Slot&) const = default;
+  };
+  struct Worker {
+    int slot = 0;
+    pid_t pid = 0;
+    int control_fd = -1;
+    uint64_t seq = 0;
+    bool retiring = false;  // handing its connections to its successor
+    bool operator==(const Worker&) const = default;
+  };
+  uint64_t seq = 0;             // the last spawn sequence number
+  uint16_t port = 0;            // the TCP port bound (for --port 0)
+  std::vector<int> shared_fds;  // listeners every slot serves (unix socket)
+  std::vector<Slot> slots;
+  std::vector<Worker> workers;
+  bool operator==(const UpgradeState&) const = default;
+};
+
+// The tags of the encoding. Numbers are FieldWriter::PutU64 (8 bytes, little
+// endian). New tags go at the end; a tag's meaning never changes.
+enum class StateField : uint16_t {
+  kSeq = 1,       // required
+  kPort = 2,      // required
+  kSharedFd = 3,  // one per descriptor
+  kSlot = 4,      // one per slot: SlotField list
+  kWorker = 5,    // one per worker: WorkerField list
+  // Required and last (value 0): a state cut short anywhere, even between
+  // two fields, lacks it. A later binary's fields go before it.
+  kEnd = 6,
+};
+enum class SlotField : uint16_t { kIndex = 1, kFd = 2 };
+enum class WorkerField : uint16_t { kSlot = 1, kPid = 2, kControlFd = 3, kSeq = 4, kRetiring = 5 };
+
+// The environment variable's value (format 2).
+std::string EncodeUpgradeState(const UpgradeState& state);
+// Reads format 2 or 1. Returns false with *error saying what is wrong.
+bool DecodeUpgradeState(std::string_view text, UpgradeState* state, std::string* error);
+
+}  // namespace redhub::master

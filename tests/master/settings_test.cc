@@ -1,0 +1,157 @@
+// The settings table (master/settings.h): its rows, and what is derived
+// from them: parsing flags and a config file, the reload classes, CONFIG
+// GET's parameters.
+#include "settings.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+
+namespace redhub::master {
+namespace {
+
+// Parses args (after the program name); returns ParseArgs's code.
+int Parse(std::vector<std::string> args, Config* config) {
+  args.insert(args.begin(), "redhubd");
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  return ParseArgs(static_cast<int>(argv.size()), argv.data(), config);
+}
+
+TEST(SettingsTest, EveryRowHasAFlagHelpAndAClass) {
+  std::set<std::string> names;
+  for (const Setting& s : Settings()) {
+    ASSERT_NE(s.name, nullptr);
+    EXPECT_TRUE(names.insert(s.name).second) << "two rows named " << s.name;
+    // A flag and a config-file key: lower case and dashes.
+    EXPECT_EQ(std::string(s.name).find_first_not_of("abcdefghijklmnopqrstuvwxyz-"),
+              std::string::npos)
+        << s.name;
+    EXPECT_TRUE(s.help != nullptr && *s.help != '\0') << s.name;
+    EXPECT_NE(NameOf(s.change), "?") << s.name;
+    EXPECT_TRUE(s.add && s.same && s.text) << s.name;
+    EXPECT_EQ(FindSetting(s.name), &s);
+  }
+  EXPECT_EQ(names.size(), 27u);  // every flag of --help but --help, --config and --version
+  for (const char* flag : {"bind", "port", "workers", "maxclients", "maxmemory", "shm-keep"}) {
+    EXPECT_NE(FindSetting(flag), nullptr) << flag;
+  }
+}
+
+TEST(SettingsTest, FlagsAndAConfigFileMakeTheConfigAndItsParameters) {
+  char path[] = "/tmp/redhub-settings-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  {
+    std::ofstream out(path);
+    out << "maxclients = 1000\ntimeout = 30\nmaxmemory = 64mb\nbind = \"0.0.0.0,::1\"\n"
+           "output-buffer-hard-limit = 1mb\noutput-buffer-soft-limit = 4kb\n";
+  }
+  Config c;
+  int rc = Parse({"--config", path, "--port", "7001", "--maxmemory-policy", "allkeys-lru",
+                  "--workers", "3", "--slowlog-max-len", "7"},
+                 &c);
+  unlink(path);
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(c.config_file, path);
+  EXPECT_EQ(c.bind, (std::vector<std::string>{"0.0.0.0", "::1"}));
+  EXPECT_EQ(c.port, 7001);
+  EXPECT_EQ(c.workers, 3);
+  EXPECT_EQ(c.server.max_clients, 1000u);
+  EXPECT_EQ(c.server.idle_timeout.count(), 30);
+  EXPECT_EQ(c.maxmemory, 64u << 20);
+  EXPECT_EQ(c.maxmemory_policy, "allkeys-lru");
+  EXPECT_EQ(c.shm_name, "/redhub-7001");  // derived from the port
+  ConfigParameterList want = {
+      {"bind", "0.0.0.0"},
+      {"port", "7001"},
+      {"maxclients", "1000"},
+      {"timeout", "30"},
+      {"tcp-keepalive", "300"},
+      {"proto-max-bulk-len", std::to_string(512u << 20)},
+      {"client-query-buffer-limit", std::to_string(1u << 30)},
+      {"client-output-buffer-limit", "normal 1048576 4096 0"},
+      {"databases", "1"},
+      {"save", ""},
+      {"appendonly", "no"},
+      {"maxmemory", std::to_string(64u << 20)},
+      {"maxmemory-policy", "allkeys-lru"},
+      {"slowlog-log-slower-than", "10000"},
+      {"slowlog-max-len", "7"},
+  };
+  EXPECT_EQ(ConfigParameters(c), want);
+}
+
+TEST(SettingsTest, BadValuesAreUsageErrors) {
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {"--maxmemory", "1k"},
+           {"--read-buffer", "100"},
+           {"--proto-max-bulk-len", "10"},
+           {"--output-buffer-soft-limit", "300mb"},
+           {"--shm-name", "a/b"},
+           {"--maxclients", "many"},
+           {"--loglevel", "loud"},
+           {"--no-such-flag"},
+       }) {
+    Config c;
+    EXPECT_EQ(Parse(args, &c), 2) << args[0];
+  }
+}
+
+TEST(SettingsTest, ARestartOnlyChangeIsNamedAndALiveOneIsNot) {
+  Config a, b;
+  ASSERT_EQ(Parse({"--workers", "2"}, &a), 0);
+  ASSERT_EQ(Parse({"--workers", "2", "--maxclients", "50", "--loglevel", "debug", "--maxmemory",
+                   "1gb", "--slowlog-log-slower-than", "-1"},
+                  &b),
+            0);
+  EXPECT_EQ(RestartOnlyChange(a, b), "");
+  EXPECT_TRUE(SameExceptLive(a, b));
+
+  Config c;
+  ASSERT_EQ(Parse({"--workers", "2", "--worker-timeout", "20"}, &c), 0);
+  EXPECT_EQ(RestartOnlyChange(a, c), "");
+  EXPECT_FALSE(SameExceptLive(a, c)) << "a new worker-timeout needs new workers";
+
+  for (auto [flag, value] : std::vector<std::pair<std::string, std::string>>{
+           {"--port", "7002"},
+           {"--bind", "0.0.0.0"},
+           {"--unixsocket", "/tmp/x.sock"},
+           {"--pidfile", "/tmp/x.pid"},
+           {"--admin-port", "0"},
+           {"--shm-name", "/other"},
+       }) {
+    Config d;
+    ASSERT_EQ(Parse({"--workers", "2", flag, value}, &d), 0) << flag;
+    EXPECT_EQ("--" + RestartOnlyChange(a, d), flag);
+  }
+  Config e;
+  ASSERT_EQ(Parse({"--workers", "3"}, &e), 0);
+  EXPECT_EQ(RestartOnlyChange(a, e), "workers");
+  Config f;
+  ASSERT_EQ(Parse({"--workers", "2", "--daemonize"}, &f), 0);
+  EXPECT_EQ(RestartOnlyChange(a, f), "daemonize");
+}
+
+TEST(SettingsTest, ReloadClassesAreTheFormerOnes) {
+  // What the hand-written SameExceptLive and RestartOnlyChange decided
+  // before the table (settings that have a flag).
+  const std::set<std::string> restart = {"bind",     "port",       "unixsocket",
+                                         "workers",  "daemonize",  "pidfile",
+                                         "shm-name", "admin-bind", "admin-port"};
+  const std::set<std::string> new_workers = {"read-buffer", "tcp-backlog", "logfile",
+                                             "worker-timeout", "drain-timeout"};
+  for (const Setting& s : Settings()) {
+    Change want = restart.count(s.name)               ? Change::kRestart
+                  : new_workers.count(s.name)         ? Change::kNewWorkers
+                  : s.name == std::string("shm-keep") ? Change::kNextStart
+                                                      : Change::kLive;
+    EXPECT_EQ(NameOf(s.change), NameOf(want)) << s.name;
+  }
+}
+
+}  // namespace
+}  // namespace redhub::master
