@@ -54,7 +54,7 @@ worker::WorkerSpec Supervisor::MakeWorkerSpec(const Slot& slot, uint64_t seq, co
   // Several heartbeats per timeout: one late heartbeat must not look
   // like a hang.
   spec.heartbeat_interval = std::min(1.0, config_.worker_timeout / 4);
-  spec.config_parameters = ReportedConfigParameters();
+  spec.info.config_parameters = ReportedConfigParameters();
   return spec;
 }
 

@@ -175,6 +175,33 @@ ParseStatus Parser::SplitLine(std::string_view line, Kind kind, Command* cmd) {
   return ParseStatus::kComplete;
 }
 
+// The fast path of a "*<count>\r\n" or "$<len>\r\n" line starting at p:
+// steps over the digits to the CR (no memchr call: three per GET) and sums
+// them on the way. Returns the CR, or null if the line is not a few digits
+// and a CR (the caller then searches, so every malformed line gets the same
+// error); *n is the value when it has 1 to 18 digits and no leading zero,
+// else left for ParseInt64Raw to decide.
+inline const char* ScanHeaderDigits(const char* p, const char* end, int64_t* n) {
+  if (p >= end || (*p != '$' && *p != '*')) return nullptr;
+  const char* q = p + 1;
+  const char* digits_end = end - q > 21 ? q + 21 : end;
+  uint64_t v = 0;
+  while (q < digits_end && static_cast<unsigned char>(*q - '0') <= 9) {
+    v = v * 10 + static_cast<unsigned char>(*q - '0');
+    q++;
+  }
+  if (q >= digits_end || *q != '\r') return nullptr;
+  size_t digits = q - (p + 1);
+  if (digits > 0 && digits <= 18 && (p[1] != '0' || digits == 1)) *n = static_cast<int64_t>(v);
+  return q;
+}
+
+// One resumable state machine, a case per state, kept in one function on
+// purpose: a request may stop at any byte and resume at the next call, and
+// the states share the cursor, the argument views and the suspend step;
+// split into functions, every case would take and return all of them. Each
+// case is short; what is not the state machine (inline splitting, number
+// parsing, the header scan) is outside.
 ParseStatus Parser::Parse(const char* data, size_t len, Command* cmd, size_t* consumed) {
   const char* end = data + len;
   *consumed = 0;
@@ -230,30 +257,9 @@ ParseStatus Parser::Parse(const char* data, size_t len, Command* cmd, size_t* co
       }
 
       case State::kBulkHeader: {
-        // Either "*<count>\r\n" (args_left_ < 0) or "$<len>\r\n". The usual
-        // line is a few digits and CR: stepping over them finds the CR
-        // without a memchr call (three per GET); anything else takes the
-        // general path, so every malformed line gets the same error.
-        // The digits are summed on the way; a value of up to 18 digits
-        // without a leading zero is the number, else ParseInt64Raw decides.
-        const char* cr = nullptr;
+        // Either "*<count>\r\n" (args_left_ < 0) or "$<len>\r\n".
         int64_t fast_n = -1;
-        if (pos_ < len && (data[pos_] == '$' || data[pos_] == '*')) {
-          const char* q = data + pos_ + 1;
-          const char* digits_end = end - q > 21 ? q + 21 : end;
-          uint64_t v = 0;
-          while (q < digits_end && static_cast<unsigned char>(*q - '0') <= 9) {
-            v = v * 10 + static_cast<unsigned char>(*q - '0');
-            q++;
-          }
-          if (q < digits_end && *q == '\r') {
-            cr = q;
-            size_t digits = q - (data + pos_ + 1);
-            if (digits > 0 && digits <= 18 && (data[pos_ + 1] != '0' || digits == 1)) {
-              fast_n = static_cast<int64_t>(v);
-            }
-          }
-        }
+        const char* cr = ScanHeaderDigits(data + pos_, end, &fast_n);
         if (cr == nullptr) cr = FindByte(data + pos_, end, '\r');
         if (cr == nullptr) {
           if (len - pos_ > limits_.max_inline_len) {

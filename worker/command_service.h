@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "command_table.h"
@@ -28,6 +29,11 @@ class CounterBlock;
 namespace redhub::worker {
 
 // Identity and settings the commands report (INFO, HELLO, CONFIG GET).
+// CONFIG GET's parameters, names and values, in reply order. The master
+// renders them from its settings table (master/settings.h ConfigParameters);
+// the worker only reports them.
+using ConfigParameterList = std::vector<std::pair<std::string, std::string>>;
+
 struct ServiceInfo {
   std::string version = kVersion;
   std::string bind;
@@ -36,6 +42,9 @@ struct ServiceInfo {
   int master_pid = 0;  // 0 outside redhubd: INFO's CPU is then this process's
   std::string config_file;
   std::string executable;
+  // As the master's configuration stood at fork(), replaced at each reload
+  // (CommandService::set_config_parameters).
+  ConfigParameterList config_parameters;
 };
 
 // Counters of this worker that INFO reports next to the event loop's.
@@ -53,6 +62,7 @@ class CommandService {
   // The handlers to give the event loop.
   Handlers MakeHandlers();
   const ServiceInfo& info() const { return info_; }
+  void set_config_parameters(ConfigParameterList p) { info_.config_parameters = std::move(p); }
 
   // nullptr for an unknown command.
   static const CommandSpec* Lookup(std::string_view name) { return LookupCommand(name); }

@@ -1,14 +1,11 @@
-// CONFIG: GET only, over the settings Redis clients and tools ask about.
-// (CmdConfig is as it was in commands.cc; it is to read the master's
-// settings table once that exists.)
+// CONFIG: GET only, over the master's settings table (master/settings.h),
+// whose rows the master renders into ServiceInfo::config_parameters.
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "command_util.h"
-#include "counters.h"
 #include "glob.h"
-#include "store.h"
 
 namespace redhub::worker {
 namespace {
@@ -24,30 +21,9 @@ Action CmdConfig(CommandContext& ctx) {
     WrongArity(ctx.w, "config|get");
     return Action::kNone;
   }
-  const Options& o = ctx.conn.server().options();
-  const shm::Stats st = ctx.service.store().stats();
-  const std::pair<std::string, std::string> params[] = {
-      {"bind", ctx.service.info().bind},
-      {"port", std::to_string(ctx.service.info().port)},
-      {"maxclients", std::to_string(o.max_clients)},
-      {"timeout", std::to_string(o.idle_timeout.count())},
-      {"tcp-keepalive", std::to_string(o.tcp_keepalive.count())},
-      {"proto-max-bulk-len", std::to_string(o.max_bulk_len)},
-      {"client-query-buffer-limit", std::to_string(o.max_query_buffer)},
-      {"client-output-buffer-limit", "normal " + std::to_string(o.output_buffer_hard_limit) + " " +
-                                         std::to_string(o.output_buffer_soft_limit) + " 0"},
-      {"databases", "1"},
-      {"save", ""},
-      {"appendonly", "no"},
-      {"maxmemory", std::to_string(st.maxmemory)},
-      {"maxmemory-policy", std::string(shm::NameOf(st.policy))},
-      {"slowlog-log-slower-than",
-       std::to_string(ctx.service.counter_area() ? ctx.service.counter_area()->SlowLogThreshold()
-                                                 : -1)},
-      {"slowlog-max-len",
-       std::to_string(ctx.service.counter_area() ? ctx.service.counter_area()->SlowLogMaxLen()
-                                                 : 0)},
-  };
+  // Rendered by the master from its settings table, in Redis's names,
+  // and replaced at every reload (ServiceInfo::config_parameters).
+  const ConfigParameterList& params = ctx.service.info().config_parameters;
   std::vector<const std::pair<std::string, std::string>*> found;
   for (const auto& p : params) {
     for (size_t i = 2; i < ctx.args.size(); i++) {

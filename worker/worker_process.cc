@@ -36,15 +36,10 @@ enum ParameterTag : uint16_t {
   kParameterValue,
 };
 
-// One per worker process (single-threaded): what CONFIG GET reports.
-ConfigParameterList& Parameters() {
-  static ConfigParameterList parameters;
-  return parameters;
-}
-
 struct WorkerState {
   const WorkerSpec* spec;
   EventLoop* loop;
+  CommandService* service;
   ev_io control;
   ev_timer heartbeat;
 };
@@ -76,8 +71,10 @@ void OnControl(struct ev_loop* loop, ev_io* w, int) {
       case MessageType::kConfig: {
         Options o = st->loop->options();
         int level = static_cast<int>(log::GetLevel());
-        DecodeLiveConfig(m.payload, &o, &level, &Parameters());
+        ConfigParameterList parameters = st->service->info().config_parameters;
+        DecodeLiveConfig(m.payload, &o, &level, &parameters);
         st->loop->set_options(o);
+        st->service->set_config_parameters(std::move(parameters));
         log::SetLevel(static_cast<log::Level>(level));
         LOG_VERBOSE("Live settings updated");
         break;
@@ -188,7 +185,6 @@ int RunWorker(const WorkerSpec& spec) {
   for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT}) signal(sig, SIG_DFL);
   for (int sig : {SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE}) signal(sig, SIG_IGN);
 
-  Parameters() = spec.config_parameters;
   Options options = spec.options;
   options.handle_signals = true;
   ServiceInfo info = spec.info;
@@ -219,7 +215,7 @@ int RunWorker(const WorkerSpec& spec) {
   for (int fd : spec.listen_fds) loop.AddListener(fd);
   if (spec.adopt_fd >= 0) loop.AdoptFrom(spec.adopt_fd);
 
-  WorkerState st{&spec, &loop, {}, {}};
+  WorkerState st{&spec, &loop, &service, {}, {}};
   ev_io_init(&st.control, OnControl, spec.control_fd, EV_READ);
   st.control.data = &st;
   ev_io_start(loop.loop(), &st.control);
@@ -239,7 +235,5 @@ int RunWorker(const WorkerSpec& spec) {
   if (block != nullptr) spec.counters->Release(block);
   return 0;
 }
-
-const ConfigParameterList& CurrentConfigParameters() { return Parameters(); }
 
 }  // namespace redhub::worker

@@ -19,11 +19,6 @@ class CounterArea;
 
 namespace redhub::worker {
 
-// CONFIG GET's parameters, names and values, in reply order. The master
-// renders them from its settings table (master/settings.h ConfigParameters);
-// the worker only reports them.
-using ConfigParameterList = std::vector<std::pair<std::string, std::string>>;
-
 struct WorkerSpec {
   int slot = 0;
   int master_pid = 0;
@@ -38,7 +33,6 @@ struct WorkerSpec {
   shm::CounterArea* counters = nullptr;  // likewise; this worker claims a block
   double drain_timeout = 30;
   double heartbeat_interval = 1;
-  ConfigParameterList config_parameters;  // as the master's config stood at fork()
 };
 
 // Runs in the child after fork(); returns the process exit code.
@@ -52,10 +46,5 @@ std::string EncodeLiveConfig(const Options& options, int log_level,
                              const ConfigParameterList& parameters = {});
 void DecodeLiveConfig(std::string_view payload, Options* options, int* log_level,
                       ConfigParameterList* parameters = nullptr);
-
-// This worker process's CONFIG GET parameters: WorkerSpec::config_parameters
-// from RunWorker on, replaced by each live-config message (a SIGHUP reload).
-// For CONFIG GET; empty outside a worker process.
-const ConfigParameterList& CurrentConfigParameters();
 
 }  // namespace redhub::worker
