@@ -30,6 +30,12 @@ double Respawner::NoteDeath(double lived, const BackoffRule& rule) {
   return RespawnDelay(rule, quick_deaths);
 }
 
+double Respawner::NoteStartFailure(double lived, const BackoffRule& rule) {
+  quick_deaths = lived < kQuickDeath ? quick_deaths + 1 : 0;
+  start_failures++;
+  return RespawnDelay(rule, start_failures);
+}
+
 void Respawner::Schedule(struct ev_loop* loop, double delay, const std::string& what) {
   if (ev_is_active(&timer)) return;
   if (delay > 0) LOG_NOTICE("Respawning %s in %.1f s", what.c_str(), delay);

@@ -46,8 +46,12 @@ struct BackoffRule {
   double cap;
 };
 
-// A worker that dies before it is ready is a start-up that cannot succeed
-// (a bad setting, no memory): back off up to 10 s.
+// Workers of a slot that die before they are ready, again and again since
+// the slot last had a ready one, are a start-up that cannot succeed (a bad
+// setting, no memory): back off up to 10 s. Counted apart from the quick
+// deaths of serving workers, so that a slot whose serving workers were
+// killed many times in a row does not wait 10 s for one that was killed
+// while starting (its listener queues connections all that time).
 inline constexpr BackoffRule kWorkerStartingBackoff{1, 0.1, 10.0};
 // One that got as far as serving is replaced almost at once even in a tight
 // loop: connections keep queueing on the slot's listener (which stays open)
@@ -62,11 +66,16 @@ double RespawnDelay(const BackoffRule& rule, int quick_deaths);
 // process): its quick deaths in a row and the timer that restarts it.
 struct Respawner {
   int quick_deaths = 0;
+  int start_failures = 0;  // children dead before ready since the last ready one
   ev_timer timer;
 
   // Counts the death of a child that lived `lived` seconds; returns how long
   // to wait before the next one.
   double NoteDeath(double lived, const BackoffRule& rule);
+  // A child died before it was ready: the wait by `rule` over the start
+  // failures in a row (NoteReady ends the row).
+  double NoteStartFailure(double lived, const BackoffRule& rule);
+  void NoteReady() { start_failures = 0; }
   // Starts the timer unless it already runs; logs "Respawning <what> in
   // <delay> s" when there is a wait.
   void Schedule(struct ev_loop* loop, double delay, const std::string& what);

@@ -122,6 +122,7 @@ void Supervisor::OnControl(struct ev_loop*, ev_io* io, int) {
 void Supervisor::WorkerReady(Worker* w) {
   Slot& slot = slots_[w->slot];
   w->ready = true;
+  slot.respawner.NoteReady();
   if (stopping_) {
     // A worker forked just before the stop may have missed the SIGTERM (it
     // had not set up its handling yet): tell it again now that it listens.
@@ -212,8 +213,8 @@ void Supervisor::WorkerExited(Worker* w, int status) {
   if (was_current || was_pending) {
     // Back off when workers keep dying young, so a crash loop costs little;
     // one that got as far as serving waits far less (child_table.h).
-    double delay =
-        slot.respawner.NoteDeath(lived, was_ready ? kWorkerServingBackoff : kWorkerStartingBackoff);
+    double delay = was_ready ? slot.respawner.NoteDeath(lived, kWorkerServingBackoff)
+                             : slot.respawner.NoteStartFailure(lived, kWorkerStartingBackoff);
     if (was_pending && slot.current != nullptr) {
       // A replacement died before it was ready: the old worker still serves.
       roll_queue_.push_front(slot.index);

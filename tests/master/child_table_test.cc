@@ -28,11 +28,38 @@ TEST(ChildTableTest, AdminDelaysAreTheFormerOnes) {
 
 TEST(ChildTableTest, AnOldChildResetsTheCount) {
   Respawner r;
-  EXPECT_EQ(r.NoteDeath(0.1, kWorkerStartingBackoff), 0);
-  EXPECT_DOUBLE_EQ(r.NoteDeath(0.1, kWorkerStartingBackoff), 0.1);
-  EXPECT_DOUBLE_EQ(r.NoteDeath(0.1, kWorkerStartingBackoff), 0.2);
-  EXPECT_EQ(r.NoteDeath(kQuickDeath + 1, kWorkerStartingBackoff), 0);
+  EXPECT_EQ(r.NoteDeath(0.1, kWorkerServingBackoff), 0);
+  EXPECT_EQ(r.NoteDeath(0.1, kWorkerServingBackoff), 0);
+  EXPECT_EQ(r.NoteDeath(0.1, kWorkerServingBackoff), 0);
+  EXPECT_DOUBLE_EQ(r.NoteDeath(0.1, kWorkerServingBackoff), 0.05);
+  EXPECT_EQ(r.NoteDeath(kQuickDeath + 1, kWorkerServingBackoff), 0);
   EXPECT_EQ(r.quick_deaths, 0);
+}
+
+TEST(ChildTableTest, StartFailuresInARowBackOffUntilOneIsReady) {
+  Respawner r;
+  EXPECT_EQ(r.NoteStartFailure(0.1, kWorkerStartingBackoff), 0);
+  EXPECT_DOUBLE_EQ(r.NoteStartFailure(0.1, kWorkerStartingBackoff), 0.1);
+  EXPECT_DOUBLE_EQ(r.NoteStartFailure(0.1, kWorkerStartingBackoff), 0.2);
+  r.NoteReady();
+  EXPECT_EQ(r.NoteStartFailure(0.1, kWorkerStartingBackoff), 0);
+}
+
+// A slot whose serving workers were killed over and over (a kill test, an
+// OOM killer) and whose next worker is killed while starting: that one was
+// a start, not a start-up that keeps failing, and comes back at once rather
+// than after the 10 s cap of the starting rule.
+TEST(ChildTableTest, ServingDeathsDoNotMakeAStartFailureWait) {
+  Respawner r;
+  for (int i = 0; i < 20; i++) {
+    r.NoteReady();
+    r.NoteDeath(0.5, kWorkerServingBackoff);
+  }
+  r.NoteReady();  // the 21st worker got ready...
+  EXPECT_EQ(r.NoteDeath(0.5, kWorkerServingBackoff), 0.5);
+  // ...and the 22nd is killed before it is.
+  EXPECT_EQ(r.NoteStartFailure(0.1, kWorkerStartingBackoff), 0);
+  EXPECT_DOUBLE_EQ(r.NoteStartFailure(0.1, kWorkerStartingBackoff), 0.1);
 }
 
 TEST(ChildTableTest, RestartReasonsHaveTheCountersNames) {
