@@ -652,7 +652,7 @@ void EventLoop::StartDraining() {
   if (ev_is_active(&ticker_)) ev_timer_stop(loop_, &ticker_);
   for (Connection* c = head_; c != nullptr;) {
     Connection* next = c->next;
-    if (DrainedAt(c)) {
+    if (!c->handing_off && DrainedAt(c)) {
       CloseWhenFlushed(c, "server shutdown");
       Flush(c);  // closes it once its replies are out
     }

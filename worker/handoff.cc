@@ -153,6 +153,12 @@ void EventLoop::ResumeServing(Connection* c) {
   c->handing_off = false;
   if (!c->paused) ev_io_start(loop_, &c->read_watcher);
   if (c->pending_output() > 0) ev_io_start(loop_, &c->write_watcher);
+  // A drain that started while the offer was out left this one alone
+  // (StartDraining): it is ours again, so the drain applies to it now.
+  if (draining_ && DrainedAt(c)) {
+    CloseWhenFlushed(c, "server shutdown");
+    Flush(c);
+  }
 }
 
 void EventLoop::Retire(int handoff_fd) {

@@ -202,6 +202,45 @@ TEST(HandoffTest, RetireMovesAConnectionWithItsPartialRequestAndSession) {
   EXPECT_EQ(old_ran, (std::vector<std::string>{"SETNAME", "PROTO3", "FLAGS"}));
 }
 
+// A stop (SIGTERM to the retiring worker) that comes while a connection is
+// offered and not yet answered leaves that connection alone: the successor
+// may already serve its socket, so closing it here (a lingering close
+// shuts the sending side down and discards what it reads) would end the
+// client's connection under the successor and lose its request.
+TEST(HandoffTest, AStopWhileAnOfferIsOutLeavesTheSocketToTheSuccessor) {
+  std::vector<std::string> old_ran, new_ran;
+  TestLoop old_loop(Options{}, SessionHandlers(&old_ran));
+  TestLoop new_loop(Options{}, SessionHandlers(&new_ran), /*listen=*/false);
+  Client c(old_loop.port());
+  c.Send(Req({"ECHO", "before"}));
+  ASSERT_TRUE(PumpUntil({&old_loop}, [&] { return c.Receive() || c.received.size() >= 12; }));
+  ASSERT_EQ(c.received, "$6\r\nbefore\r\n");
+  c.received.clear();
+
+  int ch[2];
+  ASSERT_EQ(MakeChannel(ch), 0);
+  new_loop.loop().AdoptFrom(ch[1]);
+  old_loop.loop().Retire(ch[0]);  // offers the idle connection at once
+  // The next request reaches the socket while the offer is out: unread, it
+  // would make a close here linger (shut the sending side down, then read
+  // and discard), taking the request from the successor.
+  c.Send(Req({"ECHO", "after"}));
+  old_loop.loop().Stop();
+  // The old loop alone: it takes the stop and runs its close queue before
+  // the successor has read the offer.
+  old_loop.StepNoWait();
+  old_loop.StepNoWait();
+  old_loop.StepNoWait();
+  ASSERT_TRUE(PumpUntil({&old_loop, &new_loop},
+                        [&] { return new_loop.loop().stats().connections_adopted == 1; }));
+
+  ASSERT_TRUE(
+      PumpUntil({&old_loop, &new_loop}, [&] { return c.Receive() || c.received.size() >= 11; }));
+  EXPECT_EQ(c.received, "$5\r\nafter\r\n");
+  EXPECT_FALSE(c.eof);
+  EXPECT_EQ(new_ran, (std::vector<std::string>{"ECHO"}));
+}
+
 TEST(HandoffTest, SuccessorRefusesATruncatedOffer) {
   std::vector<std::string> ran;
   TestLoop new_loop(Options{}, SessionHandlers(&ran), /*listen=*/false);
