@@ -77,17 +77,15 @@ double CounterValue(const slots::CounterRow& row, const Snapshot& s, const Stati
   }
 }
 
-}  // namespace
+// A slot of the summed counters, 0 past the end (a block area of an older
+// layout).
+uint64_t Raw(const Snapshot& s, uint32_t i) { return i < s.totals.size() ? s.totals[i] : 0; }
+double Total(const Snapshot& s, uint32_t i) { return static_cast<double>(Raw(s, i)); }
 
-std::vector<MetricFamily> BuildFamilies(const Snapshot& s, const StaticInfo& info) {
-  auto t = [&](uint32_t i) -> double {
-    return i < s.totals.size() ? static_cast<double>(s.totals[i]) : 0.0;
-  };
-  auto raw = [&](uint32_t i) -> uint64_t { return i < s.totals.size() ? s.totals[i] : 0; };
-  FamilyList out;
-
-  // Server, clients and stats: the rows of shm/worker_counters.h with a
-  // Prometheus name, in the table's order (after redis_up and uptime).
+// Server, clients and stats: the rows of shm/worker_counters.h with a
+// Prometheus name, in the table's order (after redis_up and uptime); then
+// memory and keyspace.
+void AddServerFamilies(FamilyList& out, const Snapshot& s, const StaticInfo& info) {
   out.Gauge("redis_up", "Information about the Redis instance", 1);
   out.Gauge("redis_uptime_in_seconds", "uptime_in_seconds metric",
             std::max(0.0, s.now_unix - info.started_at_unix));
@@ -100,16 +98,35 @@ std::vector<MetricFamily> BuildFamilies(const Snapshot& s, const StaticInfo& inf
       out.Counter(row.prometheus_name, row.help, v);
     }
   }
-
-  // Memory and keyspace.
   out.Gauge("redis_memory_used_bytes", "used_memory metric", static_cast<double>(s.used_bytes));
   out.Gauge("redis_memory_max_bytes", "maxmemory metric", static_cast<double>(s.maxmemory));
   out.Gauge("redis_db_keys", "Total number of keys by DB", static_cast<double>(s.keys),
             {{"db", "db0"}});
   out.Gauge("redis_db_keys_expiring", "Total number of expiring keys by DB",
             static_cast<double>(s.keys_with_expiry), {{"db", "db0"}});
+}
 
-  // Commandstats: only commands called at least once, as INFO shows them.
+// The slots count each latency bucket alone; Prometheus wants each bucket
+// to include the ones below it. Workers write calls and buckets with
+// separate stores, so a scrape can see a bucket ahead of the calls: +Inf is
+// never below the last finite bucket.
+ClientMetric LatencyHistogram(const Snapshot& s, uint32_t c, uint64_t calls, double sum_seconds,
+                              const Labels& labels) {
+  ClientMetric m;
+  m.label = labels;
+  uint64_t cumulative = 0;
+  for (uint32_t b = 0; b < slots::kBuckets; b++) {
+    cumulative += Raw(s, slots::HistogramSlot(c, b));
+    m.histogram.bucket.push_back({cumulative, slots::kBucketMicros[b] / 1e6});
+  }
+  m.histogram.sample_count = std::max(calls, cumulative);
+  m.histogram.sample_sum = sum_seconds;
+  return m;
+}
+
+// Commandstats: only commands called at least once, as INFO shows them;
+// then errorstats by the error's first word, the rest as OTHER.
+void AddCommandFamilies(FamilyList& out, const Snapshot& s) {
   MetricFamily& calls =
       out.Add("redis_commands_total", "Total number of calls per command", MetricType::Counter);
   MetricFamily& seconds =
@@ -122,54 +139,40 @@ std::vector<MetricFamily> BuildFamilies(const Snapshot& s, const StaticInfo& inf
       out.Add("redis_commands_latency_seconds",
               "Latency of calls per command, summed over all workers", MetricType::Histogram);
   for (uint32_t c = 0; c < slots::kMaxCommands; c++) {
-    uint64_t n = raw(slots::CommandSlot(c, slots::kCalls));
+    uint64_t n = Raw(s, slots::CommandSlot(c, slots::kCalls));
     if (n == 0) continue;
     std::string name = c < s.command_names.size() ? Lower(s.command_names[c]) : "";
     if (name.empty()) name = "command_" + std::to_string(c);
     const Labels labels = {{"cmd", name}};
-    double sum_seconds = t(slots::CommandSlot(c, slots::kMicros)) / 1e6;
+    double sum_seconds = Total(s, slots::CommandSlot(c, slots::kMicros)) / 1e6;
     FamilyList::AddSample(calls, static_cast<double>(n), labels);
     FamilyList::AddSample(seconds, sum_seconds, labels);
-    FamilyList::AddSample(failed, t(slots::CommandSlot(c, slots::kFailed)), labels);
-
-    // The slots count each bucket alone; Prometheus wants each bucket to
-    // include the ones below it. Workers write calls and buckets with
-    // separate stores, so a scrape can see a bucket ahead of the calls:
-    // +Inf is never below the last finite bucket.
-    ClientMetric m;
-    m.label = labels;
-    uint64_t cumulative = 0;
-    for (uint32_t b = 0; b < slots::kBuckets; b++) {
-      cumulative += raw(slots::HistogramSlot(c, b));
-      m.histogram.bucket.push_back({cumulative, slots::kBucketMicros[b] / 1e6});
-    }
-    m.histogram.sample_count = std::max(n, cumulative);
-    m.histogram.sample_sum = sum_seconds;
-    latency.metric.push_back(std::move(m));
+    FamilyList::AddSample(failed, Total(s, slots::CommandSlot(c, slots::kFailed)), labels);
+    latency.metric.push_back(LatencyHistogram(s, c, n, sum_seconds, labels));
   }
-
-  // Errorstats: by the error's first word; the rest as OTHER.
   MetricFamily& errors =
       out.Add("redis_errors_total", "Total number of errors per error type", MetricType::Counter);
   for (uint32_t i = 0; i <= slots::kErrorKinds; i++) {
-    uint64_t n = raw(slots::kErrorBase + i);
+    uint64_t n = Raw(s, slots::kErrorBase + i);
     if (n == 0) continue;
     FamilyList::AddSample(errors, static_cast<double>(n),
                           {{"err", i < slots::kErrorKinds ? slots::kErrorNames[i] : "OTHER"}});
   }
+}
 
-  // redhub's own: the master's supervision and the store's crash repairs.
+// redhub's own: the master's supervision and the store's crash repairs.
+void AddRedhubFamilies(FamilyList& out, const Snapshot& s, const StaticInfo& info) {
   MetricFamily& workers =
       out.Add("redhub_workers", "Worker slots configured, and slots whose worker is serving",
               MetricType::Gauge);
-  FamilyList::AddSample(workers, t(slots::kConfiguredSlots), {{"state", "configured"}});
-  FamilyList::AddSample(workers, t(slots::kServingSlots), {{"state", "serving"}});
+  FamilyList::AddSample(workers, Total(s, slots::kConfiguredSlots), {{"state", "configured"}});
+  FamilyList::AddSample(workers, Total(s, slots::kServingSlots), {{"state", "serving"}});
   MetricFamily& restarts =
       out.Add("redhub_worker_restarts_total",
               "Workers replaced by the master, by worker slot and reason", MetricType::Counter);
   for (uint32_t slot = 0; slot < slots::kMaxTrackedSlots; slot++) {
     for (uint32_t r = 0; r < slots::kRestartReasons; r++) {
-      uint64_t n = raw(slots::RestartSlot(slot, r));
+      uint64_t n = Raw(s, slots::RestartSlot(slot, r));
       if (n == 0) continue;
       FamilyList::AddSample(
           restarts, static_cast<double>(n),
@@ -178,18 +181,27 @@ std::vector<MetricFamily> BuildFamilies(const Snapshot& s, const StaticInfo& inf
   }
   MetricFamily& reloads = out.Add("redhub_reloads_total",
                                   "Configuration reloads (SIGHUP) by result", MetricType::Counter);
-  FamilyList::AddSample(reloads, t(slots::kReloadsOk), {{"result", "ok"}});
-  FamilyList::AddSample(reloads, t(slots::kReloadsFailed), {{"result", "failed"}});
+  FamilyList::AddSample(reloads, Total(s, slots::kReloadsOk), {{"result", "ok"}});
+  FamilyList::AddSample(reloads, Total(s, slots::kReloadsFailed), {{"result", "failed"}});
   MetricFamily& upgrades = out.Add(
       "redhub_upgrades_total", "Binary upgrades in place (SIGUSR2) by result", MetricType::Counter);
-  FamilyList::AddSample(upgrades, t(slots::kUpgradesOk), {{"result", "ok"}});
-  FamilyList::AddSample(upgrades, t(slots::kUpgradesFailed), {{"result", "failed"}});
+  FamilyList::AddSample(upgrades, Total(s, slots::kUpgradesOk), {{"result", "ok"}});
+  FamilyList::AddSample(upgrades, Total(s, slots::kUpgradesFailed), {{"result", "failed"}});
   out.Counter("redhub_store_stripe_repairs_total",
               "Store stripes repaired after their lock holder died",
               static_cast<double>(s.stripe_repairs));
   out.Counter("redhub_store_pool_repairs_total", "Page pool repairs after its lock holder died",
               static_cast<double>(s.pool_repairs));
   out.Gauge("redhub_build_info", "redhubd's version", 1, {{"version", info.version}});
+}
+
+}  // namespace
+
+std::vector<MetricFamily> BuildFamilies(const Snapshot& s, const StaticInfo& info) {
+  FamilyList out;
+  AddServerFamilies(out, s, info);
+  AddCommandFamilies(out, s);
+  AddRedhubFamilies(out, s, info);
   return out.Take();
 }
 

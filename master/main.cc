@@ -62,14 +62,10 @@ bool WritePidFile(const std::string& path) {
   return true;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// The log as configured, then detaching (--daemonize; not again after an
+// upgrade, whose image is already detached). 0 to go on, else the exit code.
+int StartLogging(const redhub::master::Config& config, bool upgraded) {
   using namespace redhub;
-  std::vector<std::string> args = InitProcTitle(argc, argv);
-  master::Config config;
-  if (int rc = master::ParseArgs(argc, argv, &config); rc != 0) return rc < 0 ? 0 : rc;
-
   log::Level level;
   log::ParseLevel(config.log_level, &level);
   log::SetLevel(level);
@@ -78,7 +74,6 @@ int main(int argc, char** argv) {
     fprintf(stderr, "redhubd: %s\n", err.c_str());
     return 1;
   }
-  bool upgraded = getenv(master::kUpgradeStateEnv) != nullptr;
   if (config.daemonize && !upgraded) {
     if (config.log_file.empty()) {
       fprintf(stderr, "redhubd: --daemonize needs --logfile (stderr goes to /dev/null)\n");
@@ -86,6 +81,35 @@ int main(int argc, char** argv) {
     }
     if (!Daemonize()) return 1;
   }
+  return 0;
+}
+
+// Counter blocks: one per live worker, summed by INFO and the admin
+// process. After an upgrade the totals so far are kept, not reset.
+std::unique_ptr<redhub::shm::CounterArea> OpenCounters(const std::string& name,
+                                                       const redhub::master::Config& config,
+                                                       bool upgraded, std::string* error) {
+  using namespace redhub;
+  std::unique_ptr<shm::CounterArea> counters =
+      upgraded ? shm::CounterArea::Attach(name, error) : nullptr;
+  if (counters) return counters;
+  shm::CounterAreaOptions co;
+  co.counters = shm::slots::kSlots;
+  co.gauges = shm::slots::kGauges;
+  co.blocks = static_cast<uint32_t>(std::max(64, config.workers * 4 + 8));
+  return shm::CounterArea::Create(name, co, error);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace redhub;
+  std::vector<std::string> args = InitProcTitle(argc, argv);
+  master::Config config;
+  if (int rc = master::ParseArgs(argc, argv, &config); rc != 0) return rc < 0 ? 0 : rc;
+
+  const bool upgraded = getenv(master::kUpgradeStateEnv) != nullptr;
+  if (int rc = StartLogging(config, upgraded); rc != 0) return rc;
 
   // Before anything opens descriptors or forks: the workers inherit the
   // limit, and maxclients may come down to what it allows.
@@ -101,18 +125,9 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  // Counter blocks: one per live worker, summed by INFO and the admin
-  // process. After an upgrade the totals so far are kept, not reset.
   const std::string counters_name = config.shm_name + "-stats";
   std::unique_ptr<shm::CounterArea> counters =
-      upgraded ? shm::CounterArea::Attach(counters_name, &store_error) : nullptr;
-  if (!counters) {
-    shm::CounterAreaOptions co;
-    co.counters = shm::slots::kSlots;
-    co.gauges = shm::slots::kGauges;
-    co.blocks = static_cast<uint32_t>(std::max(64, config.workers * 4 + 8));
-    counters = shm::CounterArea::Create(counters_name, co, &store_error);
-  }
+      OpenCounters(counters_name, config, upgraded, &store_error);
   if (!counters) {
     LOG_WARNING("Cannot start: counters %s: %s", counters_name.c_str(), store_error.c_str());
     store.reset();
