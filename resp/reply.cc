@@ -6,17 +6,10 @@
 namespace redhub::resp {
 namespace {
 
-// Appends <prefix><n>\r\n with one capacity check.
-void AppendPrefixed(std::string& out, char prefix, int64_t n) {
-  char buf[24];
-  buf[0] = prefix;
-  char* end = std::to_chars(buf + 1, buf + sizeof(buf) - 2, n).ptr;
-  end[0] = '\r';
-  end[1] = '\n';
-  out.append(buf, end + 2 - buf);
-}
-
-void AppendPrefixedU(std::string& out, char prefix, uint64_t n) {
+// Appends <prefix><n>\r\n with one capacity check (any integer: 20 digits
+// and a sign fit).
+template <class Int>
+void AppendPrefixed(std::string& out, char prefix, Int n) {
   char buf[24];
   buf[0] = prefix;
   char* end = std::to_chars(buf + 1, buf + sizeof(buf) - 2, n).ptr;
@@ -41,7 +34,7 @@ void AppendLine(std::string& out, char prefix, std::string_view s) {
 
 void AppendInt(std::string& out, int64_t n) { AppendPrefixed(out, ':', n); }
 
-void AppendUint(std::string& out, uint64_t n) { AppendPrefixedU(out, ':', n); }
+void AppendUint(std::string& out, uint64_t n) { AppendPrefixed(out, ':', n); }
 
 void AppendString(std::string& out, std::string_view s) { AppendLine(out, '+', s); }
 
@@ -49,7 +42,7 @@ void AppendError(std::string& out, std::string_view s) { AppendLine(out, '-', s)
 
 void AppendBulk(std::string& out, std::string_view s) {
   out.reserve(out.size() + s.size() + 24);
-  AppendPrefixedU(out, '$', s.size());
+  AppendPrefixed(out, '$', s.size());
   out.append(s);
   out.append("\r\n", 2);
 }
@@ -203,7 +196,7 @@ void Writer::Verbatim(std::string_view format, std::string_view text) {
     return;
   }
   std::string_view fmt = format.substr(0, 3);
-  AppendPrefixedU(*out_, '=', fmt.size() + 1 + text.size());
+  AppendPrefixed(*out_, '=', fmt.size() + 1 + text.size());
   out_->append(fmt);
   out_->push_back(':');
   out_->append(text);

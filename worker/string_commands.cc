@@ -402,6 +402,20 @@ Action CmdMget(CommandContext& ctx) {
   return Action::kNone;
 }
 
+// MSET's and MSETNX's writes: every key value pair of the arguments, no
+// TTL. False after a refusal: the Txn aborted (no key changed) and the
+// error written.
+bool PutPairs(CommandContext& ctx, shm::Store::Txn& txn) {
+  for (size_t i = 1; i < ctx.args.size(); i += 2) {
+    if (txn.Put(ctx.args[i], ctx.args[i + 1], 0) != shm::Status::kOk) {
+      txn.Abort();
+      ctx.w.Error(kErrOom);
+      return false;
+    }
+  }
+  return true;
+}
+
 // MSET key value [key value ...]: atomic with respect to other clients (all
 // stripes held) and all or nothing: if the store refuses a key halfway, the
 // Txn is aborted and no key changes (as Redis, which refuses the whole
@@ -414,14 +428,7 @@ Action CmdMset(CommandContext& ctx) {
   }
   PairKeys keys(ctx.args);
   shm::Store::Txn txn = ctx.service.store().LockKeys(keys.keys());
-  for (size_t i = 1; i < ctx.args.size(); i += 2) {
-    if (txn.Put(ctx.args[i], ctx.args[i + 1], 0) != shm::Status::kOk) {
-      txn.Abort();
-      ctx.w.Error(kErrOom);
-      return Action::kNone;
-    }
-  }
-  ctx.w.OK();
+  if (PutPairs(ctx, txn)) ctx.w.OK();
   return Action::kNone;
 }
 
@@ -440,14 +447,7 @@ Action CmdMsetnx(CommandContext& ctx) {
       return Action::kNone;
     }
   }
-  for (size_t i = 1; i < ctx.args.size(); i += 2) {
-    if (txn.Put(ctx.args[i], ctx.args[i + 1], 0) != shm::Status::kOk) {
-      txn.Abort();
-      ctx.w.Error(kErrOom);
-      return Action::kNone;
-    }
-  }
-  ctx.w.Int(1);
+  if (PutPairs(ctx, txn)) ctx.w.Int(1);
   return Action::kNone;
 }
 
