@@ -108,7 +108,8 @@ int main(int argc, char** argv) {
   master::Config config;
   if (int rc = master::ParseArgs(argc, argv, &config); rc != 0) return rc < 0 ? 0 : rc;
 
-  const bool upgraded = getenv(master::kUpgradeStateEnv) != nullptr;
+  const bool upgraded = getenv(master::kUpgradeStateEnv) != nullptr ||
+                        getenv(master::kLegacyUpgradeStateEnv) != nullptr;
   if (int rc = StartLogging(config, upgraded); rc != 0) return rc;
 
   // Before anything opens descriptors or forks: the workers inherit the

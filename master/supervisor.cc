@@ -60,11 +60,14 @@ std::string Supervisor::Init() {
     ev_timer_init(&slots_[i].respawner.timer, OnRespawn, 0, 0);
     slots_[i].respawner.timer.data = &slots_[i];
   }
+  // Format 2 from a binary that writes it, else format 1 from a previous one.
   const char* inherited = getenv(kUpgradeStateEnv);
+  if (inherited == nullptr) inherited = getenv(kLegacyUpgradeStateEnv);
   std::string err;
   if (inherited != nullptr) {
     std::string state = inherited;
-    unsetenv(kUpgradeStateEnv);  // workers must not see it
+    unsetenv(kUpgradeStateEnv);  // workers must not see them
+    unsetenv(kLegacyUpgradeStateEnv);
     err = Inherit(state);
   } else {
     err = CreateListeners();

@@ -89,8 +89,16 @@ std::string Supervisor::AdoptWorkers(const UpgradeState& st) {
                   static_cast<int>(inherited.pid), inherited.slot, slots_.size());
       continue;
     }
+    // A master closes a worker's control channel only when it has reaped
+    // the worker, so an entry whose channel is not open names a worker that
+    // is gone: the previous binaries listed such workers after a roll (an
+    // upgrade back to this binary was then refused, and the daemon went
+    // down). There is nothing to adopt; the slot's live worker, if any, is
+    // another entry.
     if (std::string e = SetFdCloexec(inherited.control_fd, true); !e.empty()) {
-      return "inherited control channel of worker pid " + std::to_string(inherited.pid) + ": " + e;
+      LOG_WARNING("Inherited worker pid %d of slot %d is gone (control channel: %s); not adopted",
+                  static_cast<int>(inherited.pid), inherited.slot, e.c_str());
+      continue;
     }
     auto w = std::make_unique<Worker>();
     w->kind = ChildKind::kWorker;
@@ -141,7 +149,9 @@ void Supervisor::Upgrade() {
                 ErrnoText(errno).c_str());
     return;
   }
-  std::string state = EncodeUpgradeState(CurrentState());
+  const UpgradeState current = CurrentState();
+  std::string state = EncodeUpgradeState(current);
+  std::string legacy_state = EncodeUpgradeStateFormat1(current);
   LOG_NOTICE("Upgrading: executing %s", executable_.c_str());
   // The admin process is not handed over: the new image starts its own, on
   // the same port, so this one must be gone first.
@@ -153,12 +163,14 @@ void Supervisor::Upgrade() {
   sigprocmask(SIG_BLOCK, &block, &old);
   SetCloexec(false);
   setenv(kUpgradeStateEnv, state.c_str(), 1);
+  setenv(kLegacyUpgradeStateEnv, legacy_state.c_str(), 1);
   std::vector<char*> args;
   for (std::string& a : argv_) args.push_back(a.data());
   args.push_back(nullptr);
   execve(executable_.c_str(), args.data(), environ);
   int err = errno;
   unsetenv(kUpgradeStateEnv);
+  unsetenv(kLegacyUpgradeStateEnv);
   SetCloexec(true);
   sigprocmask(SIG_SETMASK, &old, nullptr);
   LOG_WARNING("Upgrade failed: execve(%s) failed: %s; still running", executable_.c_str(),

@@ -247,6 +247,25 @@ std::string EncodeUpgradeState(const UpgradeState& st) {
   return std::string(kFormat2) + Hex(f.data());
 }
 
+std::string EncodeUpgradeStateFormat1(const UpgradeState& st) {
+  // As the previous binaries wrote it (their Supervisor::Upgrade).
+  std::string out = "1;" + std::to_string(st.seq) + ";" + std::to_string(st.port) + ";";
+  for (int fd : st.shared_fds) out += std::to_string(fd) + ",";
+  out += ";";
+  for (const UpgradeState::Slot& s : st.slots) {
+    out += std::to_string(s.index) + ":";
+    for (int fd : s.fds) out += std::to_string(fd) + ",";
+    out += "|";
+  }
+  out += ";";
+  for (const UpgradeState::Worker& w : st.workers) {
+    out += std::to_string(w.slot) + ":" + std::to_string(w.pid) + ":" +
+           std::to_string(w.control_fd) + ":" + std::to_string(w.seq) + (w.retiring ? ":r" : "") +
+           "|";
+  }
+  return out;
+}
+
 bool DecodeUpgradeState(std::string_view text, UpgradeState* state, std::string* error) {
   UpgradeState st;
   std::string e;

@@ -1,7 +1,7 @@
 // What a binary upgrade (SIGUSR2) hands from the old master image to the
 // new one across execve: the spawn sequence, the bound port, the listening
 // sockets and the running workers (their pids and control channels). It
-// travels in the environment variable REDHUB_INHERIT as
+// travels in the environment variable REDHUB_UPGRADE_STATE as
 //   "2:" <hex of FieldWriter fields (common/channel.h)>
 // with the fields of StateField below; a slot and a worker are nested field
 // lists. A reader skips tags it does not know (a later binary may add
@@ -9,11 +9,13 @@
 // truncated state (a cut field, or no kEnd last), a number of the wrong
 // width or out of range, or a missing required field: it never guesses.
 //
-// Format 1, the previous binaries' text grammar
+// Format 1, the previous binaries' text grammar, in REDHUB_INHERIT:
 //   "1;seq;port;fd,fd,;slot:fd,fd,|...;slot:pid:ctl:seq[:r]|..."
-// is still read (strictly) so that an upgrade from such a binary works; it
-// is no longer written. A previous binary reading format 2 refuses it
-// ("cannot read REDHUB_INHERIT"): downgrade by restarting, not by SIGUSR2.
+// is written too, so that SIGUSR2 to a previous binary (a rollback) still
+// works: it reads only REDHUB_INHERIT, and refused anything else and exited,
+// taking the daemon down. This binary reads REDHUB_UPGRADE_STATE first and
+// format 1 (strictly) only without it, from a previous binary. Format 1 can
+// stop being written once no binary without format 2 is deployed.
 #pragma once
 
 #include <sys/types.h>
@@ -25,7 +27,8 @@
 
 namespace redhub::master {
 
-inline constexpr char kUpgradeStateEnv[] = "REDHUB_INHERIT";
+inline constexpr char kUpgradeStateEnv[] = "REDHUB_UPGRADE_STATE";  // format 2
+inline constexpr char kLegacyUpgradeStateEnv[] = "REDHUB_INHERIT";  // format 1
 
 struct UpgradeState {
   struct Slot {
@@ -64,8 +67,10 @@ enum class StateField : uint16_t {
 enum class SlotField : uint16_t { kIndex = 1, kFd = 2 };
 enum class WorkerField : uint16_t { kSlot = 1, kPid = 2, kControlFd = 3, kSeq = 4, kRetiring = 5 };
 
-// The environment variable's value (format 2).
+// kUpgradeStateEnv's value (format 2).
 std::string EncodeUpgradeState(const UpgradeState& state);
+// kLegacyUpgradeStateEnv's value (format 1), for a previous binary.
+std::string EncodeUpgradeStateFormat1(const UpgradeState& state);
 // Reads format 2 or 1. Returns false with *error saying what is wrong.
 bool DecodeUpgradeState(std::string_view text, UpgradeState* state, std::string* error);
 

@@ -126,6 +126,18 @@ TEST(UpgradeStateTest, ReadsTheFormerGrammar) {
   EXPECT_TRUE(st.slots[0].fds.empty());
 }
 
+// Written too, for SIGUSR2 to a previous binary (a rollback): byte for byte
+// what those binaries wrote, so their reader (atoi over ';', ':', ',', '|')
+// takes it; and this binary reads it back to the same state.
+TEST(UpgradeStateTest, WritesTheFormerGrammarForAPreviousBinary) {
+  const std::string text = EncodeUpgradeStateFormat1(Sample());
+  EXPECT_EQ(text, "1;42;6379;12,;0:5,6,|1:7,8,|;0:1000:9:41|1:1001:10:42|0:999:11:40:r|");
+  UpgradeState st;
+  std::string error;
+  ASSERT_TRUE(DecodeUpgradeState(text, &st, &error)) << error;
+  EXPECT_EQ(st, Sample());
+}
+
 TEST(UpgradeStateTest, RefusesTheFormerGrammarWhereAtoiWouldHaveGuessed) {
   for (const char* text : {
            "1;42;6379;12,;0:5,|;0:abc:9:41|",    // a pid atoi read as 0
