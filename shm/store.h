@@ -33,8 +33,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "policy.h"
 #include "crash_point.h"
+#include "policy.h"
 
 namespace redhub::shm {
 
