@@ -9,10 +9,13 @@
 // Replies are checked with commands that do not depend on the store (ECHO
 // with a payload unique to each command, PING, CLIENT INFO / CLIENT ID), so
 // the tests hold whether or not the workers share one.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "counters.h"
 #include "server_process.h"
 #include "store.h"
 
@@ -922,6 +926,59 @@ struct SegmentGuard {
   std::string name;
   ~SegmentGuard() { shm::Store::Remove(name); }
 };
+
+// The upgrade state a previous binary wrote after a roll still listed the
+// workers it had reaped, with their closed control channels. Such an entry
+// names a worker that is gone: it is not adopted, and the new image serves
+// on the inherited sockets with a worker of its own. Before, the new image
+// refused the whole state and exited, and with it the daemon (SIGUSR2 back
+// to this binary after a rollback took the service down).
+TEST(MasterTest, AnInheritedStateListingAReapedWorkerIsServed) {
+  const std::string shm_name =
+      "/redhub-it-stale-" + std::to_string(getpid()) + "-" + std::to_string(PickFreePort());
+  SegmentGuard guard{shm_name};
+  {  // A kept segment with a key, as an upgrade finds the store.
+    auto first = StartRedhubd({"--workers", "1", "--shm-name", shm_name, "--shm-keep"});
+    ASSERT_NE(first, nullptr);
+    Context c = ConnectHiredis(first->port());
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ(DescribeReply(Command(c.get(), {"SET", "k", "kept"}).get()), "+OK");
+    EXPECT_EQ(first->Stop(), 0);
+  }
+  // The previous image's listener, inherited across execve (no CLOEXEC),
+  // non-blocking as redhubd makes its listeners.
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(listener, 128), 0);
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const uint16_t port = ntohs(a.sin_port);
+  // A descriptor number nothing has open (the daemon opens a handful
+  // before it reads the state), for the reaped worker's channel.
+  const int closed_fd = 900;
+  ASSERT_EQ(fcntl(closed_fd, F_GETFD), -1);
+  const std::string state = "1;7;" + std::to_string(port) + ";;0:" + std::to_string(listener) +
+                            ",|;0:" + std::to_string(0x3ffffff0) + ":" + std::to_string(closed_fd) +
+                            ":6|";
+  ServerProcess server("stale-state");
+  server.set_env({"REDHUB_INHERIT=" + state});
+  server.set_port(port);
+  ASSERT_TRUE(
+      server.Start(REDHUBD_PATH, {"--workers", "1", "--port", std::to_string(port), "--shm-name",
+                                  shm_name, "--shm-keep", "--admin-port", "0"}));
+  close(listener);  // the daemon has its copy
+  ASSERT_TRUE(server.WaitReady()) << server.Log();
+  EXPECT_TRUE(server.WaitForLogLine("is gone").has_value()) << server.Log();
+  Context c = ConnectHiredis(port);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(DescribeReply(Command(c.get(), {"GET", "k"}).get()), "$4 kept");
+  EXPECT_EQ(server.Stop(), 0);
+  shm::CounterArea::Remove(shm_name + "-stats");
+}
 
 // Each client INCRs a key of its own, one command at a time, pipelined
 // 100 at a time or streaming (StreamingIncrClient), while SIGTERM stops the daemon. What ran is
