@@ -71,6 +71,9 @@ namespace redhub::shm::slots {
   /* busy, not hung. */                                                                           \
   X(kProgress, 5, kGauge, kNone, "", "", "")                                                      \
   X(kUnknownCommands, 28, kCounter, kNone, "", "", "")                                            \
+  /* Connections closed for sending POST or Host: (an HTTP request) */                            \
+  X(kCrossProtocolAborts, 34, kCounter, kNone, "", "redhub_cross_protocol_aborts_total",          \
+    "Connections closed for sending an HTTP request (POST or Host:) to the RESP port")            \
   /* Written by the master (redhub_reloads_total, redhub_upgrades_total). */                      \
   X(kReloadsOk, 29, kCounter, kNone, "", "", "")                                                  \
   X(kReloadsFailed, 30, kCounter, kNone, "", "", "")                                              \

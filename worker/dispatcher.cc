@@ -31,6 +31,34 @@ struct Request {
 
 // The steps, each true when it refused the command (its error written).
 struct DispatchChecks {
+  // An HTTP request sent to the RESP port (a browser page posting to a
+  // developer's local daemon: cross-protocol scripting) arrives as inline
+  // commands "POST / HTTP/1.1" and "Host: ...". As Redis's processCommand
+  // (securityWarningCommand, freeClientAsync), the connection is closed at
+  // once and what it was not yet sent is dropped (a GET request line's error
+  // reply), nothing after it runs (the body's commands), and it is logged
+  // at most once a minute. Neither name is a command, so a known command
+  // never gets past the first test.
+  static bool CrossProtocol(const Request& r) {
+    if (r.spec != nullptr) [[likely]] {
+      return false;
+    }
+    const std::string_view name = r.args[0];
+    if (!EqualsNoCase(name, "post") && !EqualsNoCase(name, "host:")) return false;
+    static double last_logged = -1e9;
+    const double now = r.conn.server().now();
+    if (now - last_logged > 60) {
+      last_logged = now;
+      LOG_WARNING(
+          "Possible SECURITY ATTACK detected. It looks like somebody is sending POST or Host: "
+          "commands to Redis. This is likely due to an attacker attempting to use Cross "
+          "Protocol Scripting to compromise your Redis instance. Connection aborted.");
+    }
+    if (r.service.block_ != nullptr) r.service.block_->Add(shm::slots::kCrossProtocolAborts, 1);
+    r.conn.Abort();
+    return true;
+  }
+
   // Inside MULTI (CmdMulti) every command is refused unrun, even an unknown
   // one or one of the wrong arity, except those whose handlers know the
   // state (kRunsInMulti: EXEC, DISCARD, MULTI, QUIT), so that no
@@ -108,7 +136,8 @@ template <Check... kSteps>
 bool Refused(const Request& r) {
   return (kSteps(r) || ...);
 }
-constexpr auto kChecks = Refused<DispatchChecks::InMulti,  // (moves to the end with transactions)
+constexpr auto kChecks = Refused<DispatchChecks::CrossProtocol,
+                                 DispatchChecks::InMulti,  // (moves to the end with transactions)
                                  DispatchChecks::Unknown,  //
                                  DispatchChecks::Arity,
                                  // authentication: -NOAUTH unless the row is kNoAuth

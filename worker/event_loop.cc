@@ -434,6 +434,8 @@ void EventLoop::Process(Connection* c) {
       c->close_after = true;
       c->in.Consume(c->in.size());
       c->parser.Reset();
+      // Conn::Abort: what was not sent yet is dropped, not sent.
+      if (c->abort_requested_) c->out.resize(c->out_sent);
     }
     if (c->writer.overflowed() || c->pending_output() > options_.output_buffer_hard_limit) {
       LOG_WARNING(

@@ -14,6 +14,8 @@ void Conn::set_protocol(int protocol) {
 
 void Conn::Close() { close_requested_ = true; }
 
+void Conn::Abort() { abort_requested_ = close_requested_ = true; }
+
 int64_t Conn::age_seconds() const { return static_cast<int64_t>(server_->now() - created_at_); }
 
 int64_t Conn::idle_seconds() const { return static_cast<int64_t>(server_->now() - last_active_); }

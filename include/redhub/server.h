@@ -142,6 +142,11 @@ class Conn {
   // Closes the connection once the replies written so far are sent; commands
   // already received after the current one are not run.
   void Close();
+  // Closes the connection at once, dropping the replies not yet sent (Redis's
+  // CLIENT_CLOSE_ASAP): for a peer that is not a client, such as an HTTP
+  // request sent to the RESP port. Commands received after the current one
+  // are not run.
+  void Abort();
 
   // The loop serving this connection.
   const ServerView& server() const { return *server_; }
@@ -163,6 +168,7 @@ class Conn {
   int protocol_ = 2;
   uint32_t session_flags_ = 0;
   bool close_requested_ = false;
+  bool abort_requested_ = false;
   double created_at_ = 0;  // ServerView::now() timestamps
   double last_active_ = 0;
   const ServerView* server_ = nullptr;

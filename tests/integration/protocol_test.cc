@@ -178,6 +178,48 @@ TEST(RedhubdProtocolTest, UnknownCommandAndWrongArity) {
   EXPECT_EQ(s.RecvN(7), "+PONG\r\n");
 }
 
+// An HTTP request sent to the RESP port (cross-protocol scripting from a
+// browser page): redis-server closes the connection on the "POST" or
+// "Host:" line without a reply, so the body's commands never run; redhubd
+// the same, and logs it. Both servers, the same bytes.
+TEST(CrossProtocolTest, AnHttpRequestIsClosedUnansweredAndItsBodyNeverRuns) {
+  auto redis = StartRedisServer();
+  auto redhub = StartRedhubd();
+  ASSERT_NE(redis, nullptr);
+  ASSERT_NE(redhub, nullptr);
+  const std::string requests[] = {
+      "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 31\r\n\r\n"
+      "SET pwn owned\r\nSET pwn2 owned\r\n",
+      // A GET request: its request line is an inline GET of the wrong
+      // arity, whose error reply is dropped with the connection when the
+      // Host: line comes (redis-server frees the client before writing).
+      "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nSET pwn owned\r\n",
+  };
+  for (ServerProcess* server : {redis.get(), redhub.get()}) {
+    std::vector<std::string> got;
+    for (const std::string& request : requests) {
+      std::string error;
+      Socket s = Socket::Connect(server->port(), kTimeout, &error);
+      ASSERT_TRUE(s.valid()) << error;
+      ASSERT_TRUE(s.SendAll(request));
+      std::string reply;
+      char buf[4096];
+      ssize_t n;
+      while ((n = s.RecvOnce(buf, sizeof(buf), kTimeout)) > 0) reply.append(buf, n);
+      EXPECT_EQ(n, 0) << server->name() << ": the server must close the connection";
+      got.push_back(reply);
+    }
+    EXPECT_EQ(got[0], "") << server->name();
+    EXPECT_EQ(got[1], "") << server->name();
+    std::string error;
+    Socket check = Socket::Connect(server->port(), kTimeout, &error);
+    ASSERT_TRUE(check.valid()) << error;
+    EXPECT_EQ(RawCommand(check, {"EXISTS", "pwn", "pwn2"}), ":0\r\n") << server->name();
+  }
+  EXPECT_TRUE(redhub->WaitForLogLine("Possible SECURITY ATTACK detected").has_value())
+      << redhub->Log();
+}
+
 INSTANTIATE_TEST_SUITE_P(Servers, ProtocolTest,
                          ::testing::Values(ServerKind::kRedhubd, ServerKind::kMemoryKv),
                          [](const auto& info) { return KindName(info.param); });

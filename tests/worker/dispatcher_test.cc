@@ -99,6 +99,22 @@ TEST_F(DispatcherTest, UnknownCommandIsRefusedWithRedisText) {
   EXPECT_EQ(Total(slots::kErrorBase + 0), 2u);  // errorstat_ERR
 }
 
+// An HTTP request line or header (cross-protocol scripting) writes nothing,
+// is no unknown command or error, and is counted, before any other check:
+// even inside MULTI.
+TEST_F(DispatcherTest, PostAndHostLinesAreAbortedUnanswered) {
+  EXPECT_EQ(Run({"POST", "/", "HTTP/1.1"}), "");
+  EXPECT_EQ(Run({"Host:", "127.0.0.1"}), "");
+  Run({"MULTI"});
+  EXPECT_EQ(Run({"post"}), "");
+  EXPECT_EQ(Total(slots::kCrossProtocolAborts), 3u);
+  EXPECT_EQ(Total(slots::kUnknownCommands), 0u);
+  EXPECT_EQ(Total(slots::kErrorReplies), 1u);  // MULTI's own, nothing else
+  EXPECT_EQ(Run({"postx"}),
+            "-ERR command not run: MULTI is not supported yet, and this connection is in one until "
+            "EXEC or DISCARD\r\n");
+}
+
 TEST_F(DispatcherTest, WrongArityIsRefusedBeforeTheHandler) {
   EXPECT_EQ(Run({"GET"}), "-ERR wrong number of arguments for 'get' command\r\n");
   EXPECT_EQ(Run({"get", "a", "b"}), "-ERR wrong number of arguments for 'get' command\r\n");
