@@ -21,6 +21,26 @@ Action CmdPing(CommandContext& ctx) {
   return Action::kNone;
 }
 
+// AUTH [username] password, as Redis 7.0 answers it while the default user
+// has no password (nopass): the one-argument form says so, the default user
+// takes any password, every other user is unknown. Passwords and users
+// (requirepass, ACL) build on this handler and the dispatcher's
+// authentication step.
+Action CmdAuth(CommandContext& ctx) {
+  if (ctx.args.size() > 3) {
+    ctx.w.Error(kErrSyntax);
+  } else if (ctx.args.size() == 2) {
+    ctx.w.Error(
+        "ERR AUTH <password> called without any password configured for the default user. Are "
+        "you sure your configuration is correct?");
+  } else if (ctx.args[1] == "default") {
+    ctx.w.OK();
+  } else {
+    ctx.w.Error("WRONGPASS invalid username-password pair or user is disabled.");
+  }
+  return Action::kNone;
+}
+
 Action CmdEcho(CommandContext& ctx) {
   ctx.w.Bulk(ctx.args[1]);
   return Action::kNone;
@@ -192,6 +212,8 @@ Action CmdClient(CommandContext& ctx) {
 // CLIENT's subcommands all run while loading (Redis: loading, stale).
 const CommandSpec kConnectionCommands[] = {
     // name, arity, flags, first key, last key, step, handler, slot
+    {"auth", -2, kNoScript | kLoading | kStale | kFast | kNoAuth | kAllowBusy, 0, 0, 0, CmdAuth,
+     59},
     {"client", -2, 0, 0, 0, 0, CmdClient, 0, kLoading | kStale},
     {"echo", 2, kLoading | kStale | kFast, 0, 0, 0, CmdEcho, 3},
     {"hello", -1, kNoScript | kLoading | kStale | kFast | kNoAuth | kAllowBusy, 0, 0, 0, CmdHello,

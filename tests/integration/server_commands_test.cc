@@ -385,6 +385,33 @@ TEST_F(ServerCommandsTest, HelloSwitchesToResp3OnlyForThatConnection) {
 
 // HELLO SETNAME validates the name as CLIENT SETNAME does: a newline in it
 // would forge a line of CLIENT LIST. As Redis 7.0, an invalid name fails
+// AUTH while the default user has no password (Redis 7.0's default): the
+// one-argument form is an error that says so, the default user takes any
+// password, any other user is unknown; byte for byte as redis-server.
+TEST_F(ServerCommandsTest, AuthWithoutAPasswordAnswersAsRedis) {
+  auto redis = StartRedisServer();
+  ASSERT_NE(redis, nullptr);
+  const std::vector<std::vector<std::string>> script = {
+      {"AUTH", "secret"},
+      {"AUTH", "default", "secret"},
+      {"AUTH", "DEFAULT", "secret"},
+      {"AUTH", "bob", "secret"},
+      {"AUTH"},
+      {"AUTH", "a", "b", "c"},
+      {"auth", "default", ""},
+      {"PING"},
+  };
+  Socket ours = Socket::Connect(server_->port());
+  Socket ref = Socket::Connect(redis->port());
+  ASSERT_TRUE(ours.valid());
+  ASSERT_TRUE(ref.valid());
+  for (const auto& argv : script) {
+    std::string expected = RawCommand(ref, argv);
+    ASSERT_FALSE(expected.empty()) << ::testing::PrintToString(argv);
+    EXPECT_EQ(RawCommand(ours, argv), expected) << ::testing::PrintToString(argv);
+  }
+}
+
 // HELLO as a whole (no protocol switch, no name), options are checked in
 // order, and every error matches redis-server's byte for byte.
 TEST_F(ServerCommandsTest, HelloSetnameValidatesTheNameAsRedis) {
