@@ -403,13 +403,7 @@ TEST_F(ServerCommandsTest, AuthWithoutAPasswordAnswersAsRedis) {
   };
   Socket ours = Socket::Connect(server_->port());
   Socket ref = Socket::Connect(redis->port());
-  ASSERT_TRUE(ours.valid());
-  ASSERT_TRUE(ref.valid());
-  for (const auto& argv : script) {
-    std::string expected = RawCommand(ref, argv);
-    ASSERT_FALSE(expected.empty()) << ::testing::PrintToString(argv);
-    EXPECT_EQ(RawCommand(ours, argv), expected) << ::testing::PrintToString(argv);
-  }
+  ASSERT_NO_FATAL_FAILURE(ExpectRepliesAsReference(ours, ref, script));
 }
 
 // HELLO as a whole (no protocol switch, no name), options are checked in
@@ -438,13 +432,7 @@ TEST_F(ServerCommandsTest, HelloSetnameValidatesTheNameAsRedis) {
   };
   Socket ours = Socket::Connect(server_->port());
   Socket ref = Socket::Connect(redis->port());
-  ASSERT_TRUE(ours.valid());
-  ASSERT_TRUE(ref.valid());
-  for (const auto& argv : script) {
-    std::string expected = RawCommand(ref, argv);
-    ASSERT_FALSE(expected.empty()) << ::testing::PrintToString(argv);
-    EXPECT_EQ(RawCommand(ours, argv), expected) << ::testing::PrintToString(argv);
-  }
+  ASSERT_NO_FATAL_FAILURE(ExpectRepliesAsReference(ours, ref, script));
   Reply list = SocketCommand(ours, {"CLIENT", "LIST"});
   ASSERT_NE(list, nullptr);
   std::string text(list->str, list->len);

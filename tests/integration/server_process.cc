@@ -892,3 +892,18 @@ std::string KindName(ServerKind kind) {
 }
 
 }  // namespace redhub::integration
+
+namespace redhub::integration {
+
+void ExpectRepliesAsReference(Socket& ours, Socket& reference,
+                              const std::vector<std::vector<std::string>>& script) {
+  ASSERT_TRUE(ours.valid());
+  ASSERT_TRUE(reference.valid());
+  for (const auto& argv : script) {
+    std::string expected = RawCommand(reference, argv);
+    ASSERT_FALSE(expected.empty()) << ::testing::PrintToString(argv);
+    EXPECT_EQ(RawCommand(ours, argv), expected) << ::testing::PrintToString(argv);
+  }
+}
+
+}  // namespace redhub::integration

@@ -186,6 +186,13 @@ Reply SocketCommand(Socket& s, const std::vector<std::string>& argv,
 std::string RawCommand(Socket& s, const std::vector<std::string>& argv,
                        milliseconds timeout = kTimeout);
 
+// Sends each command of script to ours and to reference (a connection to a
+// redis-server the test started) and expects the same reply bytes from
+// both, command by command; every command must get a reply from the
+// reference. Call under ASSERT_NO_FATAL_FAILURE.
+void ExpectRepliesAsReference(Socket& ours, Socket& reference,
+                              const std::vector<std::vector<std::string>>& script);
+
 // A blocking hiredis connection with send and receive timeouts; null (and
 // *error set) if it could not connect.
 Context ConnectHiredis(uint16_t port, milliseconds timeout = kTimeout,

@@ -551,13 +551,7 @@ TEST_F(StringCommandsTest, NumbersWithANulByteAreRefusedAsByRedis) {
   script.push_back({"INCRBY", "k", "3"});
   Socket ours = Socket::Connect(server_->port());
   Socket ref = Socket::Connect(redis->port());
-  ASSERT_TRUE(ours.valid());
-  ASSERT_TRUE(ref.valid());
-  for (const auto& argv : script) {
-    std::string expected = RawCommand(ref, argv);
-    ASSERT_FALSE(expected.empty()) << ::testing::PrintToString(argv);
-    EXPECT_EQ(RawCommand(ours, argv), expected) << ::testing::PrintToString(argv);
-  }
+  ASSERT_NO_FATAL_FAILURE(ExpectRepliesAsReference(ours, ref, script));
   // Spelled out, so the expectation does not rest on the reference alone.
   EXPECT_EQ(Do({"SET", "k", nul_mid}), "+OK");
   EXPECT_EQ(Do({"INCRBYFLOAT", "k", "1"}), kNotFloat);
