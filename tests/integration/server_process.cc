@@ -100,11 +100,25 @@ bool WaitPid(pid_t pid, Clock::time_point deadline, int* status) {
   }
 }
 
+// The whole file, or what was read before an error. With read(2), not a
+// stream: reading /proc/<pid>/... of a process that exits meanwhile fails
+// with ESRCH, which libstdc++'s filebuf throws as an exception (seen once:
+// "basic_filebuf::underflow error reading the file: No such process").
+std::string ReadFile(const std::string& path) {
+  std::string out;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
 // The parent of a process, from /proc; -1 if unknown.
 pid_t ParentPid(pid_t pid) {
   if (pid <= 0) return -1;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
   // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
   size_t close = stat.rfind(')');
   if (close == std::string::npos) return -1;
@@ -112,13 +126,6 @@ pid_t ParentPid(pid_t pid) {
   int ppid = -1;
   if (sscanf(stat.c_str() + close + 1, " %c %d", &state, &ppid) != 2) return -1;
   return ppid;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
