@@ -2,6 +2,8 @@
 // handlers, and the figures this worker publishes into its counter block.
 #include "command_service.h"
 
+#include "acl_registry.h"
+
 #include "counters.h"
 #include "progress.h"
 #include "store.h"
@@ -81,6 +83,7 @@ Handlers CommandService::MakeHandlers() {
     }
     return Dispatch(conn, cmd, w);
   };
+  h.on_open = [this](Conn& conn, resp::Writer& w) { return OnOpen(conn, w); };
   h.on_start = [this](const ServerView& server) {
     server_ = &server;
     started_at = server.now();
@@ -105,6 +108,9 @@ Handlers CommandService::MakeHandlers() {
   h.on_tick = [this] {
     store_->ExpireCycle(shm::Store::NowMs(), std::chrono::microseconds(1000));
     PublishLoopStats();
+    // A user removed or disabled on another worker: its connections here
+    // close within a tick even if they send nothing.
+    RefreshUsers();
     return Tick{std::chrono::milliseconds(100), Action::kNone};
   };
   return h;

@@ -66,6 +66,9 @@ enum SessionFlag : uint32_t {
   // After MULTI, until EXEC or DISCARD: transactions are not supported yet,
   // so every command in between is refused unrun (the dispatcher).
   kSessionInMulti = 1 << 0,
+  // Authenticated (Redis's c->authenticated): by AUTH or HELLO AUTH, or at
+  // accept because the default user needed no password then.
+  kSessionAuthenticated = 1 << 1,
 };
 
 struct CommandSpec {
@@ -83,6 +86,9 @@ struct CommandSpec {
   // its own, as Redis does; its subcommands' rows (not separate here yet)
   // carry them, and what all of them share is here, for the checks.
   uint32_t subcommand_flags = 0;
+  // Redis 7.0's ACL categories of the command beyond those its flags imply
+  // (acl_user.h CategoriesOf: bit i is CategoryNames()[i]).
+  uint64_t acl_categories = 0;
 
   // What the dispatcher's checks read.
   uint32_t check_flags() const { return flags | subcommand_flags; }
@@ -96,6 +102,7 @@ std::span<const CommandSpec> ConfigCommands();
 std::span<const CommandSpec> TransactionCommands();
 std::span<const CommandSpec> StringCommands();
 std::span<const CommandSpec> KeyspaceCommands();
+std::span<const CommandSpec> AclCommands();
 
 // Every row, indexed by slot (a gap or a slot taken twice aborts at start).
 const std::vector<CommandSpec>& CommandTable();

@@ -235,11 +235,11 @@ TEST_F(DispatcherTest, TableSlotsAreStable) {
   const auto& table = CommandService::Table();
   // A new command takes the next slot; none moves (the counter blocks'
   // layout across an upgrade).
-  ASSERT_EQ(table.size(), 60u);
+  ASSERT_EQ(table.size(), 61u);
   const std::pair<uint32_t, const char*> pinned[] = {
       {0, "client"},  {1, "command"},  {2, "config"},  {5, "info"},
       {10, "time"},   {11, "append"},  {31, "substr"}, {32, "dbsize"},
-      {53, "unlink"}, {54, "discard"}, {58, "watch"},  {59, "auth"},
+      {53, "unlink"}, {54, "discard"}, {58, "watch"},  {59, "auth"},   {60, "acl"},
   };
   for (const auto& [slot, name] : pinned) {
     EXPECT_STREQ(table[slot].name, name);
