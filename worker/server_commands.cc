@@ -70,7 +70,7 @@ Action CmdCommand(CommandContext& ctx) {
       for (size_t i = 2; i < ctx.args.size(); i++) {
         const CommandSpec* spec = CommandService::Lookup(ctx.args[i]);
         if (spec == nullptr) {
-          ctx.w.NullArray();
+          ctx.w.Null();  // Redis's addReplyNull: "$-1" in RESP2, not the null array
         } else {
           WriteCommandInfo(ctx.w, *spec);
         }

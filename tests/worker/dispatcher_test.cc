@@ -231,7 +231,7 @@ TEST_F(DispatcherTest, CommandInfoShowsRedisFlags) {
                      {"@slow", "@transaction"}) +
                 info("hello", -1, {"noscript", "loading", "stale", "fast", "no_auth", "allow_busy"},
                      0, 0, 0, {"@fast", "@connection"}) +
-                "*-1\r\n");
+                "$-1\r\n");
 }
 
 // Redis's derivation from flags (setImplicitACLCategories), and the lookup
