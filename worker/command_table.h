@@ -172,8 +172,8 @@ struct CommandSpec {
   // existing one.
   uint32_t slot;
   // A command with subcommands (CLIENT, CONFIG, SLOWLOG) reports no flags of
-  // its own, as Redis does; its subcommands' rows (not separate here yet)
-  // carry them, and what all of them share is here, for the checks.
+  // its own, as Redis does; its subcommands carry them (`subcommands`), and
+  // what all of them share is here, for the checks.
   uint32_t subcommand_flags = 0;
   // The subcommands the handler serves, each with Redis's flags and
   // categories for it (Redis checks ACL rules and lists `ACL CAT` per
