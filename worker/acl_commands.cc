@@ -131,12 +131,13 @@ Action AclCat(CommandContext& ctx) {
     ctx.w.Error("ERR Unknown category '" + std::string(ctx.args[2]) + "'");
     return Action::kNone;
   }
-  std::vector<const char*> in;
-  for (const CommandSpec& spec : CommandTable()) {
-    if (acl::CategoriesOf(spec) & (uint64_t{1} << c)) in.push_back(spec.name);
+  std::vector<const std::string*> in;
+  const acl::CommandIds& ids = acl::Ids();
+  for (size_t i = 0; i < ids.names.size(); i++) {
+    if (ids.categories[i] & (uint64_t{1} << c)) in.push_back(&ids.names[i]);
   }
   ctx.w.Array(static_cast<int64_t>(in.size()));
-  for (const char* n : in) ctx.w.Bulk(n);
+  for (const std::string* n : in) ctx.w.Bulk(*n);
   return Action::kNone;
 }
 
@@ -401,12 +402,29 @@ Action CmdAcl(CommandContext& ctx) {
   return Action::kNone;
 }
 
+// Redis 7.0's flags and categories of each subcommand (COMMAND INFO ACL).
+const SubcommandSpec kAclSubcommands[] = {
+    {"cat", kNoScript | kLoading | kStale, 0},
+    {"deluser", kAdmin | kNoScript | kLoading | kStale, 0},
+    {"dryrun", kAdmin | kNoScript | kLoading | kStale, 0},
+    {"genpass", kNoScript | kLoading | kStale, 0},
+    {"getuser", kAdmin | kNoScript | kLoading | kStale, 0},
+    {"help", kLoading | kStale, 0},
+    {"list", kAdmin | kNoScript | kLoading | kStale, 0},
+    {"load", kAdmin | kNoScript | kLoading | kStale, 0},
+    {"log", kAdmin | kNoScript | kLoading | kStale, 0},
+    {"save", kAdmin | kNoScript | kLoading | kStale, 0},
+    {"setuser", kAdmin | kNoScript | kLoading | kStale, 0},
+    {"users", kAdmin | kNoScript | kLoading | kStale, 0},
+    {"whoami", kNoScript | kLoading | kStale, 0},
+};
+
 // ACL's subcommands all run while loading (Redis: noscript, loading, stale);
 // SETUSER, DELUSER, LOAD, SAVE, LOG, LIST, USERS, GETUSER and DRYRUN are
 // admin (in the row's categories).
 const CommandSpec kAclCommands[] = {
     // name, arity, flags, first key, last key, step, handler, slot
-    {"acl", -2, 0, 0, 0, 0, CmdAcl, 60, kNoScript | kLoading | kStale},
+    {"acl", -2, 0, 0, 0, 0, 0, CmdAcl, 60, kNoScript | kLoading | kStale, kAclSubcommands},
 };
 
 }  // namespace

@@ -124,26 +124,36 @@ int CategoryIndex(std::string_view name) {
   return -1;
 }
 
-uint64_t CategoriesOf(const CommandSpec& spec) {
-  // The categories Redis derives from flags (setImplicitACLCategories);
-  // the rest come from the row.
-  auto bit = [](const char* name) { return uint64_t{1} << CategoryIndex(name); };
-  const uint32_t f = spec.check_flags();
-  uint64_t c = spec.acl_categories;
-  if (f & kWrite) c |= bit("write");
-  if (f & kReadOnly) c |= bit("read");
-  if (f & kAdmin) c |= bit("admin") | bit("dangerous");
-  if (f & kPubSub) c |= bit("pubsub");
-  if (f & kFast) c |= bit("fast");
-  if (!(f & kFast)) c |= bit("slow");
-  return c;
+uint64_t CategoriesOf(const CommandSpec& spec) { return AclCategories(spec); }
+
+const CommandIds& Ids() {
+  static const CommandIds ids = [] {
+    CommandIds t;
+    const auto& table = CommandTable();
+    for (size_t r = 0; r < table.size(); r++) {
+      t.names.emplace_back(table[r].name);
+      t.categories.push_back(AclCategories(table[r]));
+      t.row.push_back(r);
+    }
+    t.sub_base.resize(table.size());
+    for (size_t r = 0; r < table.size(); r++) {
+      t.sub_base[r] = t.names.size();
+      for (const SubcommandSpec& sub : table[r].subcommands) {
+        t.names.push_back(std::string(table[r].name) + "|" + sub.name);
+        t.categories.push_back(AclCategories(sub));
+        t.row.push_back(r);
+      }
+    }
+    return t;
+  }();
+  return ids;
 }
 
 User::User(std::string name) : name_(std::move(name)) {
-  const size_t n = CommandTable().size();
-  allowed_.assign(n, false);
-  allowed_subs_.assign(n, {});
-  denied_subs_.assign(n, {});
+  const size_t rows = CommandTable().size();
+  allowed_.assign(Ids().names.size(), false);
+  allowed_subs_.assign(rows, {});
+  denied_subs_.assign(rows, {});
 }
 
 bool User::ValidName(std::string_view name) { return !HasSpaces(name); }
@@ -176,21 +186,32 @@ bool User::CheckPassword(std::string_view password) const {
   return found;
 }
 
+// A row's bit and those of its subcommands, as Redis's ACLChangeSelectorPerm
+// (which also forgets the row's first-argument exceptions).
 void User::SetCommand(size_t slot, bool allow) {
   allowed_[slot] = allow;
+  const auto& subs = CommandTable()[slot].subcommands;
+  for (size_t j = 0; j < subs.size(); j++) allowed_[Ids().sub_base[slot] + j] = allow;
   allowed_subs_[slot].clear();
   denied_subs_[slot].clear();
 }
 
+// Every id in the category: a container's own bit by its own categories,
+// its subcommands' by theirs, as Redis walks commands and subcommands.
 void User::SetCategory(int category, bool allow) {
-  const auto& table = CommandTable();
-  for (size_t i = 0; i < table.size(); i++) {
-    if (CategoriesOf(table[i]) & (uint64_t{1} << category)) SetCommand(i, allow);
+  const CommandIds& ids = Ids();
+  for (size_t i = 0; i < ids.names.size(); i++) {
+    if ((ids.categories[i] & (uint64_t{1} << category)) == 0) continue;
+    allowed_[i] = allow;
+    allowed_subs_[ids.row[i]].clear();
+    denied_subs_[ids.row[i]].clear();
   }
 }
 
 void User::SetAll(bool allow) {
-  for (size_t i = 0; i < allowed_.size(); i++) SetCommand(i, allow);
+  allowed_.assign(allowed_.size(), allow);
+  for (auto& v : allowed_subs_) v.clear();
+  for (auto& v : denied_subs_) v.clear();
   future_commands_ = allow;
 }
 
@@ -227,9 +248,18 @@ std::string User::ApplyCommandRule(std::string_view rule) {
     }
     return "";
   }
+  const auto& subs = spec->subcommands;
+  for (size_t j = 0; j < subs.size(); j++) {
+    if (sub == subs[j].name) {
+      allowed_[Ids().sub_base[slot] + j] = allow;
+      return "";
+    }
+  }
+  // A subcommand Redis has and this server does not serve ("client|kill"):
+  // kept by name, relative to the container's own bit, so files written for
+  // Redis still load.
   auto& add = allowed_[slot] ? denied_subs_[slot] : allowed_subs_[slot];
   if (allow == allowed_[slot]) {
-    // The container's bit already says so: drop an exception saying otherwise.
     Erase(add, sub);
   } else if (std::find(add.begin(), add.end(), sub) == add.end()) {
     add.push_back(sub);
@@ -374,14 +404,18 @@ std::string User::ApplyAll(std::string_view rules) {
 
 void User::Recompute() {
   bool all = future_commands_;
-  for (size_t i = 0; all && i < allowed_.size(); i++) {
-    all = allowed_[i] && denied_subs_[i].empty();
-  }
+  for (size_t i = 0; all && i < allowed_.size(); i++) all = allowed_[i];
+  for (size_t i = 0; all && i < denied_subs_.size(); i++) all = denied_subs_[i].empty();
   unrestricted_ = all && all_keys_ && all_channels_;
 }
 
 bool User::CanRun(const CommandSpec& spec, std::string_view sub) const {
   const size_t slot = static_cast<size_t>(&spec - CommandTable().data());
+  if (IsContainer(spec) && !sub.empty()) {
+    for (size_t j = 0; j < spec.subcommands.size(); j++) {
+      if (EqualsNoCase(sub, spec.subcommands[j].name)) return allowed_[Ids().sub_base[slot] + j];
+    }
+  }
   if (allowed_[slot]) {
     if (denied_subs_[slot].empty()) return true;
     const std::string s = Lower(sub);
@@ -448,6 +482,7 @@ std::string User::DescribeChannels() const {
 // rules, applied to a new user, give back exactly this user's commands.
 std::string User::DescribeCommands() const {
   const auto& table = CommandTable();
+  const CommandIds& ids = Ids();
   const bool additive = !future_commands_;
   User fake("");
   fake.Apply(additive ? "-@all" : "+@all");
@@ -462,9 +497,8 @@ std::string User::DescribeCommands() const {
     for (size_t c = 0; c < kCategories; c++) {
       if (applied[c]) continue;
       size_t on = 0, off = 0;
-      for (size_t i = 0; i < table.size(); i++) {
-        if (!(CategoriesOf(table[i]) & (uint64_t{1} << c))) continue;
-        (temp[i] ? on : off)++;
+      for (size_t i = 0; i < ids.names.size(); i++) {
+        if (ids.categories[i] & (uint64_t{1} << c)) (temp[i] ? on : off)++;
       }
       const size_t diff = additive ? off : on;
       const size_t same = additive ? on : off;
@@ -477,15 +511,25 @@ std::string User::DescribeCommands() const {
     if (best < 0) break;
     applied[best] = true;
     fake.SetCategory(best, additive);
-    for (size_t i = 0; i < table.size(); i++) {
-      if (CategoriesOf(table[i]) & (uint64_t{1} << best)) temp[i] = !additive;
+    for (size_t i = 0; i < ids.names.size(); i++) {
+      if (ids.categories[i] & (uint64_t{1} << best)) temp[i] = !additive;
     }
     rules += std::string(additive ? " +@" : " -@") + kCategoryNames[best];
   }
-  for (size_t i = 0; i < table.size(); i++) {
-    if (fake.allowed_[i] != allowed_[i]) rules += std::string(allowed_[i] ? " +" : " -") + table[i].name;
-    for (const std::string& s : allowed_subs_[i]) rules += std::string(" +") + table[i].name + "|" + s;
-    for (const std::string& s : denied_subs_[i]) rules += std::string(" -") + table[i].name + "|" + s;
+  // Single commands, then subcommands, for what the categories left.
+  for (size_t r = 0; r < table.size(); r++) {
+    if (fake.allowed_[r] != allowed_[r]) {
+      rules += std::string(allowed_[r] ? " +" : " -") + table[r].name;
+      fake.SetCommand(r, allowed_[r]);
+    }
+    for (size_t j = 0; j < table[r].subcommands.size(); j++) {
+      const size_t id = ids.sub_base[r] + j;
+      if (fake.allowed_[id] != allowed_[id]) {
+        rules += std::string(allowed_[id] ? " +" : " -") + ids.names[id];
+      }
+    }
+    for (const std::string& s : allowed_subs_[r]) rules += std::string(" +") + table[r].name + "|" + s;
+    for (const std::string& s : denied_subs_[r]) rules += std::string(" -") + table[r].name + "|" + s;
   }
   return rules;
 }

@@ -9,10 +9,10 @@
 // Not supported: selectors ("(...)" rules, Redis 7.0's second sets of
 // permissions); such a rule is refused with a message saying so.
 //
-// Subcommands: the table has no rows of its own for them, so "+config|get"
-// and "-client|kill" are kept as exceptions to their container's bit, with
-// the same effect for CanRun as Redis's subcommand bits. A category rule
-// applies to a container as a whole, with the categories its row declares.
+// Subcommands: those a row lists (CommandSpec::subcommands) have bits of
+// their own, set by their own categories, as Redis's; one Redis has and this
+// server does not serve ("+client|kill") is kept by name as an exception to
+// its container's bit, so that ACL files written for Redis still load.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +34,16 @@ std::span<const char* const> CategoryNames();
 uint64_t CategoriesOf(const CommandSpec& spec);
 // Index of a category (case-insensitive), or -1.
 int CategoryIndex(std::string_view name);
+
+// What command rules name: every row of the table (id = its slot), then
+// each row's listed subcommands ("client|setname"), each with its categories.
+struct CommandIds {
+  std::vector<std::string> names;
+  std::vector<uint64_t> categories;
+  std::vector<size_t> row;       // the row an id belongs to
+  std::vector<size_t> sub_base;  // per row: the id of its first subcommand
+};
+const CommandIds& Ids();
 
 struct KeyPattern {
   uint8_t perms;  // KeyPerm
@@ -92,7 +102,7 @@ class User {
   bool sanitize_payload_ = false;  // shown only when set explicitly, as Redis
   bool skip_sanitize_payload_ = false;
   std::vector<std::string> passwords_;  // hex SHA-256, in the order added
-  std::vector<bool> allowed_;           // by slot
+  std::vector<bool> allowed_;           // by command id (Ids())
   bool future_commands_ = false;        // +@all: commands added later too
   // Per slot: first arguments allowed although the bit is off, and denied
   // although it is on ("+config|get", "-config|set"), lower case.

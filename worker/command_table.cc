@@ -103,6 +103,13 @@ const CommandSpec* LookupCommand(std::string_view name) {
   }
 }
 
+uint32_t LookupAclCategory(std::string_view name) {
+  for (const auto& c : kAclCategoryNames) {
+    if (EqualsNoCase(name, c.name)) return c.category;
+  }
+  return 0;
+}
+
 void UnknownCommand(resp::Writer& w, std::span<const std::string_view> args) {
   std::string msg = "ERR unknown command '";
   msg.append(args[0].substr(0, 128));

@@ -201,19 +201,29 @@ Action CmdClient(CommandContext& ctx) {
   return Action::kNone;
 }
 
+// The CLIENT subcommands CmdClient serves, as Redis 7.0 reports them.
+const SubcommandSpec kClientSubcommands[] = {
+    // name, flags, ACL categories
+    {"getname", kNoScript | kLoading | kStale, kAclConnection},
+    {"id", kNoScript | kLoading | kStale, kAclConnection},
+    {"info", kNoScript | kLoading | kStale, kAclConnection},
+    {"list", kAdmin | kNoScript | kLoading | kStale, kAclConnection},
+    {"setname", kNoScript | kLoading | kStale, kAclConnection},
+};
+
 // CLIENT's subcommands all run while loading (Redis: loading, stale).
 const CommandSpec kConnectionCommands[] = {
-    // name, arity, flags, first key, last key, step, handler, slot
-    {"auth", -2, kNoScript | kLoading | kStale | kFast | kNoAuth | kAllowBusy, 0, 0, 0, CmdAuth,
-     59},
-    {"client", -2, 0, 0, 0, 0, CmdClient, 0, kLoading | kStale},
-    {"echo", 2, kLoading | kStale | kFast, 0, 0, 0, CmdEcho, 3},
-    {"hello", -1, kNoScript | kLoading | kStale | kFast | kNoAuth | kAllowBusy, 0, 0, 0, CmdHello,
-     4},
-    {"ping", -1, kFast, 0, 0, 0, CmdPing, 6},
-    {"quit", -1, kNoScript | kLoading | kStale | kFast | kNoAuth | kAllowBusy | kRunsInMulti, 0, 0,
-     0, CmdQuit, 7},
-    {"select", 2, kLoading | kStale | kFast, 0, 0, 0, CmdSelect, 8},
+    // name, arity, flags, ACL categories, first key, last key, step, handler, slot
+    {"auth", -2, kNoScript | kLoading | kStale | kFast | kNoAuth | kAllowBusy, kAclConnection, 0, 0,
+     0, CmdAuth, 59},
+    {"client", -2, 0, 0, 0, 0, 0, CmdClient, 0, kLoading | kStale, kClientSubcommands},
+    {"echo", 2, kLoading | kStale | kFast, kAclConnection, 0, 0, 0, CmdEcho, 3},
+    {"hello", -1, kNoScript | kLoading | kStale | kFast | kNoAuth | kAllowBusy, kAclConnection, 0,
+     0, 0, CmdHello, 4},
+    {"ping", -1, kFast, kAclConnection, 0, 0, 0, CmdPing, 6},
+    {"quit", -1, kNoScript | kLoading | kStale | kFast | kNoAuth | kAllowBusy | kRunsInMulti,
+     kAclConnection, 0, 0, 0, CmdQuit, 7},
+    {"select", 2, kLoading | kStale | kFast, kAclConnection, 0, 0, 0, CmdSelect, 8},
 };
 
 }  // namespace
