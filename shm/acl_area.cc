@@ -88,8 +88,15 @@ struct AclArea::Impl {
     return reinterpret_cast<LogRecord*>(reinterpret_cast<char*>(h) + h->log_offset) + i;
   }
 
-  void Lock() {
-    if (LockRobustWaiting(&h->lock, "acl area", 0) == LockResult::kOwnerDied) {
+  void Lock() { Took(LockRobustWaiting(&h->lock, "acl area", 0)); }
+  bool TimedLock(long millis) {
+    LockResult r = TimedLockRobust(&h->lock, "acl area", 0, millis);
+    if (r == LockResult::kBusy) return false;
+    Took(r);
+    return true;
+  }
+  void Took(LockResult r) {
+    if (r == LockResult::kOwnerDied) {
       // The published copy is whole whatever the dead holder was doing (it
       // wrote only the other copy, or an invisible log record). Publishing
       // it again makes every reader re-read, in case the holder died
@@ -215,9 +222,15 @@ uint64_t AclArea::Read(std::string* text) {
   return p >> 1;
 }
 
-bool AclArea::Update(const UpdateFn& fn, std::string* error) {
+bool AclArea::Update(const UpdateFn& fn, std::string* error, long wait_ms,
+                     uint64_t* generation) {
   AreaHeader* h = impl_->h;
-  impl_->Lock();
+  if (wait_ms < 0) {
+    impl_->Lock();
+  } else if (!impl_->TimedLock(wait_ms)) {
+    *error = "the ACL area's lock stayed busy for " + std::to_string(wait_ms) + " ms";
+    return false;
+  }
   const uint64_t p = h->published.load(std::memory_order_relaxed);
   const uint32_t copy = static_cast<uint32_t>(p & 1);
   std::string current(impl_->text(copy), h->text_len[copy]);
@@ -241,7 +254,8 @@ bool AclArea::Update(const UpdateFn& fn, std::string* error) {
     h->text_len[other] = next.size();
     // One store publishes the copy and the generation: a reader that sees
     // the new generation reads the new text (it takes the lock to read).
-    h->published.store(((((p >> 1) + 1)) << 1) | other, std::memory_order_release);
+    h->published.store((((p >> 1) + 1) << 1) | other, std::memory_order_release);
+    if (generation != nullptr) *generation = (p >> 1) + 1;
   }
   impl_->Unlock();
   return ok;
@@ -285,6 +299,7 @@ void AclArea::LogAdd(const AclLogEntry& e) {
 std::vector<AclLogEntry> AclArea::LogGet(size_t count) {
   impl_->Lock();
   std::vector<AclLogEntry> out;
+  count = std::min<size_t>(count, impl_->h->log_max_len.load(std::memory_order_relaxed));
   for (LogRecord* r : impl_->Visible()) {
     if (out.size() >= count) break;
     AclLogEntry e;
@@ -308,11 +323,8 @@ void AclArea::LogReset() {
 }
 
 void AclArea::SetLogMaxLen(uint32_t max_len) {
-  impl_->Lock();
   impl_->h->log_max_len.store(std::min(max_len, impl_->h->log_capacity),
                               std::memory_order_relaxed);
-  impl_->Trim();
-  impl_->Unlock();
 }
 
 uint32_t AclArea::log_capacity() const { return impl_->h->log_capacity; }

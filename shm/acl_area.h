@@ -62,10 +62,14 @@ class AclArea {
   uint64_t Read(std::string* text);
   // Under the lock: fn gets the published text and writes the next one, or
   // returns false with *error (nothing changes). The next text is published
-  // with a new generation. False with *error also if it does not fit.
+  // with a new generation. False with *error also if it does not fit, or
+  // if wait_ms >= 0 and the lock stayed busy that long (the master: it must
+  // not wait on a hung worker); wait_ms < 0 waits, reporting progress.
   using UpdateFn = std::function<bool(const std::string& current, std::string* next,
                                       std::string* error)>;
-  bool Update(const UpdateFn& fn, std::string* error);
+  // *generation (if given): the generation the next text was published as.
+  bool Update(const UpdateFn& fn, std::string* error, long wait_ms = -1,
+              uint64_t* generation = nullptr);
 
   // ACL LOG, newest first. An entry with the same reason, context, object
   // and user as one logged in the last 60 s counts into it (and becomes the
@@ -73,6 +77,8 @@ class AclArea {
   void LogAdd(const AclLogEntry& entry);
   std::vector<AclLogEntry> LogGet(size_t count);
   void LogReset();
+  // Takes no lock (the master calls it); older entries beyond it are
+  // dropped at the next LogAdd and never listed.
   void SetLogMaxLen(uint32_t max_len);
   uint32_t log_capacity() const;
 

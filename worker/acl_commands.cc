@@ -68,7 +68,7 @@ Action AclSetUser(CommandContext& ctx) {
     ctx.w.Error("ERR Usernames can't contain spaces or null characters");
     return Action::kNone;
   }
-  std::string e = ctx.service.acl()->Modify([&](Users& users, uint64_t& next_id) -> std::string {
+  std::string e = ctx.service.ModifyUsers([&](Users& users, uint64_t& next_id) -> std::string {
     // All rules or none, as Redis applies them to a copy.
     auto it = users.find(name);
     auto u = it != users.end() ? std::make_shared<acl::User>(*it->second.user)
@@ -90,13 +90,12 @@ Action AclSetUser(CommandContext& ctx) {
   } else {
     ctx.w.OK();
   }
-  ctx.service.RefreshUsers();
   return Action::kNone;
 }
 
 Action AclDelUser(CommandContext& ctx) {
   int64_t deleted = 0;
-  std::string e = ctx.service.acl()->Modify([&](Users& users, uint64_t&) -> std::string {
+  std::string e = ctx.service.ModifyUsers([&](Users& users, uint64_t&) -> std::string {
     deleted = 0;
     for (size_t i = 2; i < ctx.args.size(); i++) {
       if (ctx.args[i] == kDefaultUser) return "ERR The 'default' user cannot be removed";
@@ -115,7 +114,6 @@ Action AclDelUser(CommandContext& ctx) {
   } else {
     ctx.w.Int(deleted);
   }
-  ctx.service.RefreshUsers();
   return Action::kNone;
 }
 
@@ -205,7 +203,15 @@ Action AclLog(CommandContext& ctx) {
     ctx.w.Bulk("username");
     ctx.w.Bulk(e.username);
     ctx.w.Bulk("age-seconds");
-    ctx.w.Double(static_cast<double>(now_ms - e.created_ms) / 1000.0);
+    // Redis 7.0's addReplyDouble: "%.17g" (0.021999999999999999), a bulk
+    // string in RESP2 and a double in RESP3.
+    char age[64];
+    snprintf(age, sizeof(age), "%.17g", static_cast<double>(now_ms - e.created_ms) / 1000.0);
+    if (ctx.conn.protocol() >= 3) {
+      ctx.w.Raw("," + std::string(age) + "\r\n");
+    } else {
+      ctx.w.Bulk(age);
+    }
     ctx.w.Bulk("client-info");
     ctx.w.Bulk(e.client_info);
   }
@@ -273,7 +279,7 @@ Action AclLoad(CommandContext& ctx) {
     ctx.w.Error("ERR " + e);
     return Action::kNone;
   }
-  std::string e = ctx.service.acl()->Modify([&](Users& users, uint64_t& next_id) {
+  std::string e = ctx.service.ModifyUsers([&](Users& users, uint64_t& next_id) {
     return acl::ReplaceUsers(users, next_id, loaded);
   });
   if (!e.empty()) {
@@ -281,7 +287,6 @@ Action AclLoad(CommandContext& ctx) {
   } else {
     ctx.w.OK();
   }
-  ctx.service.RefreshUsers();
   return Action::kNone;
 }
 
@@ -371,7 +376,7 @@ Action CmdAcl(CommandContext& ctx) {
     UnknownSubcommand(ctx.w, sub, "ACL");
     return Action::kNone;
   }
-  const int argc = static_cast<int>(ctx.args.size()) - 1;
+  const int argc = static_cast<int>(ctx.args.size());
   if ((found->arity > 0 && argc != found->arity) || (found->arity < 0 && argc < -found->arity)) {
     WrongArity(ctx.w, "acl|" + Lower(sub));
     return Action::kNone;

@@ -204,10 +204,12 @@ const Entry* Registry::Find(std::string_view name) const {
   return it == users_.end() ? nullptr : &it->second;
 }
 
-std::string Registry::Modify(const ModifyFn& fn) {
+std::string Registry::Modify(const ModifyFn& fn, long wait_ms) {
   if (area_ == nullptr) return "ERR no ACL area";
   std::string fn_error;
   std::string error;
+  std::string published;
+  uint64_t generation = 0;
   bool ok = area_->Update(
       [&](const std::string& current, std::string* next, std::string* err) {
         Users users;
@@ -219,11 +221,13 @@ std::string Registry::Modify(const ModifyFn& fn) {
         fn_error = fn(users, next_id);
         if (!fn_error.empty()) return false;
         *next = Serialize(users, next_id);
+        published = *next;
         return true;
       },
-      &error);
+      &error, wait_ms, &generation);
   if (!ok) return !fn_error.empty() ? fn_error : "ERR " + error;
-  Refresh();
+  // What was just published, without taking the lock again.
+  Load(published, generation);
   return "";
 }
 

@@ -76,7 +76,8 @@ class Registry {
   // new ones); "" once published (and read back here), else fn's error,
   // with nothing changed.
   using ModifyFn = std::function<std::string(Users& users, uint64_t& next_id)>;
-  std::string Modify(const ModifyFn& fn);
+  // wait_ms: as AclArea::Update (the master passes a bound).
+  std::string Modify(const ModifyFn& fn, long wait_ms = -1);
 
   // The master, at start: the first users (the default user, the ACL file's
   // users, requirepass applied by the caller through fn).

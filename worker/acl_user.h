@@ -23,6 +23,11 @@
 
 #include "command_table.h"
 
+namespace redhub::worker {
+// The user a new connection is, and the one requirepass sets the password of.
+inline constexpr char kDefaultUser[] = "default";
+}  // namespace redhub::worker
+
 namespace redhub::worker::acl {
 
 // Key permissions of a pattern and of a command's use of a key.

@@ -92,6 +92,13 @@ CommandService::~CommandService() {
   for (Session* s = sessions_; s != nullptr; s = s->next) s->service = nullptr;
 }
 
+void CommandService::set_config_parameters(ConfigParameterList p) {
+  info_.config_parameters = std::move(p);
+  for (const auto& [name, value] : info_.config_parameters) {
+    if (name == "protected-mode") protected_mode_ = value == "yes";
+  }
+}
+
 bool CommandService::Authenticated(const Conn& conn) const {
   return !acl_ || (conn.session_flags() & kSessionAuthenticated) != 0;
 }
@@ -151,6 +158,13 @@ void CommandService::CheckSessions() {
                UserName(*c).c_str());
     c->Close();
   }
+}
+
+std::string CommandService::ModifyUsers(const acl::Registry::ModifyFn& fn) {
+  if (!acl_) return "ERR this server has no users";
+  std::string e = acl_->Modify(fn);
+  CheckSessions();
+  return e;
 }
 
 void CommandService::RefreshUsers() {

@@ -46,7 +46,11 @@ void ForEachPublished(const ServerView* server, const CommandStats& stats, Fn&& 
 }  // namespace
 
 CommandService::CommandService(ServiceInfo info, shm::Store* store)
-    : info_(std::move(info)), store_(store), table_(Table().data()), prefetcher_(store, &clock_) {}
+    : store_(store), table_(Table().data()), prefetcher_(store, &clock_) {
+  ConfigParameterList p = std::move(info.config_parameters);
+  info_ = std::move(info);
+  set_config_parameters(std::move(p));
+}
 
 void CommandService::PublishLoopStats() {
   if (block_ == nullptr || server_ == nullptr) return;

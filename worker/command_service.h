@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "acl_registry.h"
 #include "command_table.h"
 #include "cycle_clock.h"
 #include "prefetch.h"
@@ -30,13 +31,8 @@ class AclArea;
 
 namespace redhub::worker {
 
-namespace acl {
-class Registry;
-}
 struct Session;  // auth.cc
 
-// The user a new connection is, and the one requirepass sets the password of.
-inline constexpr char kDefaultUser[] = "default";
 // Conn::user(), or "default" while it is empty.
 const std::string& UserName(const Conn& conn);
 
@@ -75,7 +71,8 @@ class CommandService {
   // The handlers to give the event loop.
   Handlers MakeHandlers();
   const ServiceInfo& info() const { return info_; }
-  void set_config_parameters(ConfigParameterList p) { info_.config_parameters = std::move(p); }
+  // Also where protected-mode is read from (a live setting).
+  void set_config_parameters(ConfigParameterList p);
 
   // nullptr for an unknown command.
   static const CommandSpec* Lookup(std::string_view name) { return LookupCommand(name); }
@@ -131,6 +128,10 @@ class CommandService {
   // An ACL LOG entry for `conn` (reason "command", "key", "channel", "auth").
   void LogAclDenial(Conn& conn, const char* reason, std::string_view object,
                     std::string_view user, std::string_view command);
+  // A change of the users (ACL SETUSER, DELUSER, LOAD) through the shared
+  // area; then this worker's connections are re-checked at once (the other
+  // workers' at their next command or tick). "" or the error reply.
+  std::string ModifyUsers(const acl::Registry::ModifyFn& fn);
   // Re-reads the users if any process changed them, and closes the
   // connections of users removed or disabled (every command and tick).
   void RefreshUsers();
