@@ -39,9 +39,12 @@ constexpr std::string_view kDenied =
     "the outside.";
 
 // As Redis 7.0 compares the peer's address text: exactly the loopback
-// addresses, so 127.0.0.2 is not one; a unix socket always is.
-bool IsLoopback(const std::string& addr) {
-  if (!addr.empty() && addr[0] == '/') return true;
+// addresses, so 127.0.0.2 is not one; a unix socket always is (its local
+// address is the socket's path; the peer's is usually unnamed, ":0").
+bool IsLocal(const Conn& conn) {
+  const std::string& local = conn.local_addr();
+  if (!local.empty() && local[0] == '/') return true;
+  const std::string& addr = conn.remote_addr();
   return addr.rfind("127.0.0.1:", 0) == 0 || addr.rfind("[::1]:", 0) == 0;
 }
 
@@ -175,7 +178,7 @@ Action CommandService::OnOpen(Conn& conn, resp::Writer& w) {
   if (!acl_) return Action::kNone;
   RefreshUsers();
   const acl::User& d = acl_->default_user();
-  if (protected_mode_ && d.nopass() && !IsLoopback(conn.remote_addr())) {
+  if (protected_mode_ && d.nopass() && !IsLocal(conn)) {
     if (block_ != nullptr) block_->Add(shm::slots::kProtectedModeRejections, 1);
     w.Error(kDenied);
     conn.Close();

@@ -34,7 +34,7 @@ TEST(SettingsTest, EveryRowHasAFlagHelpAndAClass) {
     EXPECT_TRUE(s.add && s.same && s.text) << s.name;
     EXPECT_EQ(FindSetting(s.name), &s);
   }
-  EXPECT_EQ(names.size(), 27u);  // every flag of --help but --help, --config and --version
+  EXPECT_EQ(names.size(), 31u);  // every flag of --help but --help, --config and --version
   for (const char* flag : {"bind", "port", "workers", "maxclients", "maxmemory", "shm-keep"}) {
     EXPECT_NE(FindSetting(flag), nullptr) << flag;
   }
@@ -81,6 +81,10 @@ TEST(SettingsTest, FlagsAndAConfigFileMakeTheConfigAndItsParameters) {
       {"maxmemory-policy", "allkeys-lru"},
       {"slowlog-log-slower-than", "10000"},
       {"slowlog-max-len", "7"},
+      {"requirepass", ""},
+      {"aclfile", ""},
+      {"protected-mode", "yes"},
+      {"acllog-max-len", "128"},
   };
   EXPECT_EQ(ConfigParameters(c), want);
 }
