@@ -216,7 +216,8 @@ TEST(AclAreaTest, BoundedWaitFailsWhileHeldAndWorksAfter) {
   const uint64_t g = area->generation();
   std::string error;
   auto t0 = Clock::now();
-  EXPECT_FALSE(Put(*area, "parent", &error, 200));
+  WithWatchdog("a bounded Update", std::chrono::seconds(5),
+               [&] { EXPECT_FALSE(Put(*area, "parent", &error, 200)); });
   const auto waited =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
   EXPECT_EQ(error, "the ACL area's lock stayed busy for 200 ms");

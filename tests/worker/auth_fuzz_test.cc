@@ -367,5 +367,41 @@ TEST_F(AuthFuzzTest, DeletedAndRecreatedUserIsANewIncarnation) {
   EXPECT_EQ(Run(*admin, {"PING"}), "+PONG\r\n");
 }
 
+// The same on another worker, which sees the deletion and the new user only
+// together, at its next command: the name is there, its id is not the one
+// the connection authenticated as, so the connection closes unrun.
+TEST_F(AuthFuzzTest, OtherWorkerClosesTheOldIncarnationsConnections) {
+  CommandService other(ServiceInfo{}, store_.get());
+  other.set_acl_area(area_.get());
+  Handlers other_handlers = other.MakeHandlers();
+  auto admin = Open();
+  ASSERT_EQ(Run(*admin, {"AUTH", kPassword}), "+OK\r\n");
+  ASSERT_EQ(Run(*admin, {"ACL", "SETUSER", "bob", "on", ">b", "~*", "+@all"}), "+OK\r\n");
+  TestConn bob;
+  std::string out;
+  resp::Writer w(out);
+  other_handlers.on_open(bob, w);
+  auto run_other = [&](std::vector<std::string> argv) {
+    std::vector<std::string_view> args(argv.begin(), argv.end());
+    resp::Command cmd;
+    cmd.args = args;
+    std::string reply;
+    resp::Writer rw(reply);
+    other.Dispatch(bob, cmd, rw);
+    return reply;
+  };
+  ASSERT_EQ(run_other({"AUTH", "bob", "b"}), "+OK\r\n");
+  ASSERT_EQ(run_other({"SET", "y", "1"}), "+OK\r\n");
+  ASSERT_EQ(Run(*admin, {"ACL", "DELUSER", "bob"}), ":1\r\n");
+  ASSERT_EQ(Run(*admin, {"ACL", "SETUSER", "bob", "on", ">b", "~*", "+@all"}), "+OK\r\n");
+  EXPECT_FALSE(bob.closing());  // that worker has not looked yet
+  EXPECT_EQ(run_other({"DEL", "y"}),
+            "-NOPERM this user has no permissions to run the 'del' command\r\n");
+  EXPECT_TRUE(bob.closing());
+  EXPECT_EQ(Sentinel(), "untouched");
+  EXPECT_EQ(store_->stats().keys, 2u);  // y was not deleted
+  bob.context().reset();                // its session goes before the service
+}
+
 }  // namespace
 }  // namespace redhub::worker
