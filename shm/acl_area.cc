@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "crash_point.h"
 #include "robust_mutex.h"
 #include "syserr.h"
 
@@ -249,8 +250,12 @@ bool AclArea::Update(const UpdateFn& fn, std::string* error, long wait_ms, uint6
   }
   if (ok) {
     const uint32_t other = copy ^ 1;
-    memcpy(impl_->text(other), next.data(), next.size());
+    const size_t half = next.size() / 2;
+    memcpy(impl_->text(other), next.data(), half);
+    MaybeCrash(CrashPoint::kAclCopyMid);
+    memcpy(impl_->text(other) + half, next.data() + half, next.size() - half);
     h->text_len[other] = next.size();
+    MaybeCrash(CrashPoint::kAclBeforePublish);
     // One store publishes the copy and the generation: a reader that sees
     // the new generation reads the new text (it takes the lock to read).
     h->published.store((((p >> 1) + 1) << 1) | other, std::memory_order_release);
@@ -279,17 +284,22 @@ void AclArea::LogAdd(const AclLogEntry& e) {
   // one is hidden: a death in between shows both, never a torn one. (With
   // no other record free, the oldest is reused, which may be the match
   // itself: then a death mid-write loses that entry, never tears it.)
+  // The seq stores are atomic (release) so that the compiler keeps them
+  // where they are: a plain `seq = 0` before the fields, overwritten after
+  // them, is a dead store it may drop, and a death mid-fill would then show
+  // the reused record torn.
   LogRecord* slot = impl_->Slot();
-  slot->seq = 0;
+  std::atomic_ref<uint64_t>(slot->seq).store(0, std::memory_order_release);
   slot->count = count;
   slot->created_ms = now;
   slot->reason.Set(e.reason);
   slot->context.Set(e.context);
   slot->object.Set(e.object);
+  MaybeCrash(CrashPoint::kAclLogAdd);
   slot->username.Set(e.username);
   slot->client_info.Set(e.client_info);
   const uint64_t seq = h->log_next_seq++;
-  slot->seq = seq;
+  std::atomic_ref<uint64_t>(slot->seq).store(seq, std::memory_order_release);
   if (match != nullptr && match != slot) match->seq = 0;
   impl_->Trim();
   impl_->Unlock();

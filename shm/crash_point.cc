@@ -59,6 +59,12 @@ const char* CrashPointName(CrashPoint point) {
       return "repair-txn";
     case CrashPoint::kTxnAbort:
       return "txn-abort";
+    case CrashPoint::kAclCopyMid:
+      return "acl-copy-mid";
+    case CrashPoint::kAclBeforePublish:
+      return "acl-before-publish";
+    case CrashPoint::kAclLogAdd:
+      return "acl-log-add";
     case CrashPoint::kCount:
       break;
   }

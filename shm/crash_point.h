@@ -31,6 +31,10 @@ enum class CrashPoint : uint32_t {
                   // its replaced entries and redo log not yet freed
   kRepairTxn,     // repair rolling a committed Txn's part forward, midway
   kTxnAbort,      // Txn::Abort: one staged entry freed, the others not yet
+  // The ACL area (acl_area.cc), under its lock:
+  kAclCopyMid,        // Update: half of the next text copied into the other copy
+  kAclBeforePublish,  // Update: the next text and its length written, not yet published
+  kAclLogAdd,         // LogAdd: a record half filled (hidden), not yet made visible
   kCount,
 };
 

@@ -366,18 +366,17 @@ std::string User::Apply(std::string_view rule) {
     std::string_view pattern = rule.substr(at);
     if (HasSpaces(pattern)) return kSyntaxError;
     if (all_keys_) return kKeyAfterAll;
+    // No early return: every rule ends in Recompute (a user whose last rule
+    // was "~*" or "&*" stayed not unrestricted).
+    auto same = [&](const KeyPattern& k) { return k.pattern == pattern; };
     if (pattern == "*" && perms == kKeyReadWrite) {
       all_keys_ = true;
       keys_.clear();
-      return "";
+    } else if (auto k = std::find_if(keys_.begin(), keys_.end(), same); k != keys_.end()) {
+      k->perms |= perms;
+    } else {
+      keys_.push_back({perms, std::string(pattern)});
     }
-    for (KeyPattern& k : keys_) {
-      if (k.pattern == pattern) {
-        k.perms |= perms;
-        return "";
-      }
-    }
-    keys_.push_back({perms, std::string(pattern)});
   } else if (rule[0] == '&') {
     std::string_view pattern = rule.substr(1);
     if (HasSpaces(pattern)) return kSyntaxError;
@@ -385,9 +384,7 @@ std::string User::Apply(std::string_view rule) {
     if (pattern == "*") {
       all_channels_ = true;
       channels_.clear();
-      return "";
-    }
-    if (std::find(channels_.begin(), channels_.end(), pattern) == channels_.end()) {
+    } else if (std::find(channels_.begin(), channels_.end(), pattern) == channels_.end()) {
       channels_.emplace_back(pattern);
     }
   } else if (rule[0] == '+' || rule[0] == '-') {
