@@ -43,6 +43,12 @@ struct Config {
   std::string admin_tls_key_file;
   int64_t slowlog_slower_than = 10000;  // microseconds; negative disables
   uint32_t slowlog_max_len = 128;
+  // Access control (Redis's): the default user's password, the ACL file
+  // (users at start, ACL LOAD and SAVE), protected mode, ACL LOG's length.
+  std::string requirepass;
+  std::string aclfile;
+  bool protected_mode = true;
+  uint32_t acllog_max_len = 128;
 };
 
 // Parses argv. Returns 0 to go on, -1 after --help or --version (exit 0),

@@ -2,6 +2,7 @@
 // --config file), refuse it if it is invalid or changes a setting only a
 // restart can (settings.h, Change::kRestart), apply the live settings to the
 // master and the running workers, then replace every worker slot by slot.
+#include "acl_setup.h"
 #include "channel.h"
 #include "counters.h"
 #include "fd_limit.h"
@@ -37,6 +38,9 @@ void Supervisor::PublishLiveConfig() {
 // The master's share of the live settings; the workers' share travels in
 // PublishLiveConfig.
 void Supervisor::ApplyLiveSettings(const Config& fresh) {
+  if (std::string e = ApplyAclSettings(acl_.get(), config_, fresh); !e.empty()) {
+    LOG_WARNING("Reload: %s", e.c_str());
+  }
   if (counters_ != nullptr) {
     counters_->SetSlowLogSettings(fresh.slowlog_slower_than, fresh.slowlog_max_len);
   }

@@ -330,11 +330,36 @@ void AddStoreRows(std::vector<Setting>& t) {
       [](auto& c) -> auto& { return c.shm_keep; }));
 }
 
+void AddSecurityRows(std::vector<Setting>& t) {
+  // A password on the command line is seen by everyone on the host (ps):
+  // the help says to put it in the config file.
+  t.push_back(Value(
+      "requirepass", C::kLive,
+      "The default user's password (Redis's requirepass); empty: none. Prefer the config "
+      "file: the command line is visible to other users. Ignored with aclfile, whose "
+      "default user rules",
+      [](auto& c) -> auto& { return c.requirepass; }, kNoDefault));
+  t.push_back(Value(
+      "aclfile", C::kLive,
+      "ACL users file in Redis's format (user <name> <rules>): loaded at start, and by ACL "
+      "LOAD; ACL SAVE writes it",
+      [](auto& c) -> auto& { return c.aclfile; }, kNoDefault));
+  t.push_back(Value(
+      "protected-mode", C::kLive,
+      "yes: while the default user has no password, serve only loopback and unix-socket "
+      "clients (Redis's protected mode)",
+      [](auto& c) -> auto& { return c.protected_mode; }, kShowDefault));
+  t.push_back(Value(
+      "acllog-max-len", C::kLive, "ACL LOG entries kept",
+      [](auto& c) -> auto& { return c.acllog_max_len; }, kShowDefault, InRange(0, 1024)));
+}
+
 std::vector<Setting> MakeTable() {
   std::vector<Setting> t;
   AddProcessRows(t);
   AddClientRows(t);
   AddStoreRows(t);
+  AddSecurityRows(t);
   return t;
 }
 
@@ -417,6 +442,10 @@ ConfigParameterList ConfigParameters(const Config& config) {
       {"maxmemory-policy", nullptr},
       {"slowlog-log-slower-than", nullptr},
       {"slowlog-max-len", nullptr},
+      {"requirepass", nullptr},
+      {"aclfile", nullptr},
+      {"protected-mode", nullptr},
+      {"acllog-max-len", nullptr},
   };
   ConfigParameterList out;
   for (const auto& [name, render] : kReported) {

@@ -4,6 +4,8 @@
 // and upgrade are reload.cc and upgrade.cc.
 #include "supervisor.h"
 
+#include "acl_setup.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -95,6 +97,12 @@ std::string Supervisor::Init() {
     err = Inherit(state);
   } else {
     err = CreateListeners();
+  }
+  // The users, before any worker (an upgrade from a binary without users
+  // starts them afresh).
+  if (err.empty() && !acl_) {
+    acl_ = CreateAcl(config_, &err);
+    if (!acl_ && !err.empty()) err = "users: " + err;
   }
   return err;
 }

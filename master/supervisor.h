@@ -22,6 +22,8 @@
 // table and backoff are child_table.h.
 #pragma once
 
+#include "acl_area.h"
+
 #include <ev.h>
 
 #include <deque>
@@ -137,6 +139,8 @@ class Supervisor {
   Config config_;
   shm::Store* store_ = nullptr;
   shm::CounterArea* counters_ = nullptr;
+  // The users (acl_setup.h): made in Init, or handed over by an upgrade.
+  std::unique_ptr<shm::AclArea> acl_;
   shm::CounterBlock* master_block_ = nullptr;
   Child admin_;  // pid 0 when not running
   Respawner admin_respawner_;

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "notify.h"
+#include "acl_setup.h"
 #include "supervisor.h"
 #include "syserr.h"
 #include "worker_counters.h"
@@ -36,6 +37,7 @@ UpgradeState Supervisor::CurrentState() const {
   st.seq = seq_;
   st.port = port_;
   st.shared_fds = shared_fds_;
+  st.acl_fd = acl_ ? acl_->fd() : -1;
   for (const Slot& s : slots_) st.slots.push_back({s.index, s.fds});
   // Retiring workers too: a lost one would see its control channel close
   // at execve and drop the connections it is still handing over, and a
@@ -59,6 +61,12 @@ std::string Supervisor::Inherit(const std::string& text) {
   seq_ = st.seq;
   port_ = st.port;
   shared_fds_ = st.shared_fds;
+  if (st.acl_fd >= 0) {
+    if (std::string e = SetFdCloexec(st.acl_fd, true); !e.empty()) return "inherited users: " + e;
+    std::string e;
+    acl_ = AdoptAcl(st.acl_fd, config_, &e);
+    if (!acl_) return "inherited users: " + e;
+  }
   for (const UpgradeState::Slot& s : st.slots) {
     if (s.index < 0 || s.index >= static_cast<int>(slots_.size())) {
       return "the previous binary had more worker slots; the worker count cannot change";
@@ -131,6 +139,7 @@ void Supervisor::SetCloexec(bool on) {
   }
   for (int fd : shared_fds_) set(fd);
   for (auto& w : workers_) set(w->control_fd);
+  if (acl_) set(acl_->fd());
 }
 
 void Supervisor::Upgrade() {

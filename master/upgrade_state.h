@@ -47,6 +47,7 @@ struct UpgradeState {
   uint64_t seq = 0;             // the last spawn sequence number
   uint16_t port = 0;            // the TCP port bound (for --port 0)
   std::vector<int> shared_fds;  // listeners every slot serves (unix socket)
+  int acl_fd = -1;              // the users' shared area (acl_setup.h); -1: none
   std::vector<Slot> slots;
   std::vector<Worker> workers;
   bool operator==(const UpgradeState&) const = default;
@@ -63,6 +64,7 @@ enum class StateField : uint16_t {
   // Required and last (value 0): a state cut short anywhere, even between
   // two fields, lacks it. A later binary's fields go before it.
   kEnd = 6,
+  kAclFd = 7,  // optional: the users' area; a binary without it starts users afresh
 };
 enum class SlotField : uint16_t { kIndex = 1, kFd = 2 };
 enum class WorkerField : uint16_t { kSlot = 1, kPid = 2, kControlFd = 3, kSeq = 4, kRetiring = 5 };

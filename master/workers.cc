@@ -46,6 +46,7 @@ worker::WorkerSpec Supervisor::MakeWorkerSpec(const Slot& slot, uint64_t seq, co
   spec.options = config_.server;
   spec.store = store_;
   spec.counters = counters_;
+  spec.acl = acl_.get();
   spec.info.bind = config_.bind.empty() ? "" : config_.bind.front();
   spec.info.port = port_;
   spec.info.config_file = config_.config_file;

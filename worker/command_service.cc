@@ -2,6 +2,8 @@
 // handlers, and the figures this worker publishes into its counter block.
 #include "command_service.h"
 
+#include "acl_registry.h"
+
 #include "counters.h"
 #include "progress.h"
 #include "store.h"
@@ -44,7 +46,11 @@ void ForEachPublished(const ServerView* server, const CommandStats& stats, Fn&& 
 }  // namespace
 
 CommandService::CommandService(ServiceInfo info, shm::Store* store)
-    : info_(std::move(info)), store_(store), table_(Table().data()), prefetcher_(store, &clock_) {}
+    : store_(store), table_(Table().data()), prefetcher_(store, &clock_) {
+  ConfigParameterList p = std::move(info.config_parameters);
+  info_ = std::move(info);
+  set_config_parameters(std::move(p));
+}
 
 void CommandService::PublishLoopStats() {
   if (block_ == nullptr || server_ == nullptr) return;
@@ -81,6 +87,7 @@ Handlers CommandService::MakeHandlers() {
     }
     return Dispatch(conn, cmd, w);
   };
+  h.on_open = [this](Conn& conn, resp::Writer& w) { return OnOpen(conn, w); };
   h.on_start = [this](const ServerView& server) {
     server_ = &server;
     started_at = server.now();
@@ -105,6 +112,9 @@ Handlers CommandService::MakeHandlers() {
   h.on_tick = [this] {
     store_->ExpireCycle(shm::Store::NowMs(), std::chrono::microseconds(1000));
     PublishLoopStats();
+    // A user removed or disabled on another worker: its connections here
+    // close within a tick even if they send nothing.
+    RefreshUsers();
     return Tick{std::chrono::milliseconds(100), Action::kNone};
   };
   return h;

@@ -9,12 +9,14 @@
 #include <redhub/server.h>
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "acl_registry.h"
 #include "command_table.h"
 #include "cycle_clock.h"
 #include "prefetch.h"
@@ -24,9 +26,15 @@ namespace redhub::shm {
 class Store;
 class CounterArea;
 class CounterBlock;
+class AclArea;
 }  // namespace redhub::shm
 
 namespace redhub::worker {
+
+struct Session;  // auth.cc
+
+// Conn::user(), or "default" while it is empty.
+const std::string& UserName(const Conn& conn);
 
 // Identity and settings the commands report (INFO, HELLO, CONFIG GET).
 // CONFIG GET's parameters, names and values, in reply order. The master
@@ -58,11 +66,13 @@ class CommandService {
   // store: the shared-memory store every worker serves (the master created
   // it before forking); it must outlive the service.
   CommandService(ServiceInfo info, shm::Store* store);
+  ~CommandService();
 
   // The handlers to give the event loop.
   Handlers MakeHandlers();
   const ServiceInfo& info() const { return info_; }
-  void set_config_parameters(ConfigParameterList p) { info_.config_parameters = std::move(p); }
+  // Also where protected-mode is read from (a live setting).
+  void set_config_parameters(ConfigParameterList p);
 
   // nullptr for an unknown command.
   static const CommandSpec* Lookup(std::string_view name) { return LookupCommand(name); }
@@ -99,8 +109,45 @@ class CommandService {
 
   double started_at = 0;
 
+  // Access control (auth.cc). The shared users (shm/acl_area.h): without
+  // them (an embedded service) every connection may run everything.
+  void set_acl_area(shm::AclArea* area);
+  acl::Registry* acl() { return acl_.get(); }
+  shm::AclArea* acl_area() const { return acl_area_; }
+  // Protected mode (Redis's): while the default user has no password, only
+  // loopback and unix-socket clients are served.
+  void set_protected_mode(bool on) { protected_mode_ = on; }
+  // AUTH and HELLO AUTH: "" once `conn` is authenticated as `user`, else
+  // the error reply (WRONGPASS), counted and in the ACL LOG. `command` is
+  // the command's name as typed (the log's object).
+  std::string Authenticate(Conn& conn, std::string_view user, std::string_view password,
+                           std::string_view command);
+  // Redis's c->authenticated (always, without users).
+  bool Authenticated(const Conn& conn) const;
+  bool DefaultUserHasNoPassword() const;
+  // An ACL LOG entry for `conn` (reason "command", "key", "channel", "auth").
+  void LogAclDenial(Conn& conn, const char* reason, std::string_view object,
+                    std::string_view user, std::string_view command);
+  // A change of the users (ACL SETUSER, DELUSER, LOAD) through the shared
+  // area; then this worker's connections are re-checked at once (the other
+  // workers' at their next command or tick). "" or the error reply.
+  std::string ModifyUsers(const acl::Registry::ModifyFn& fn);
+  // Re-reads the users if any process changed them, and closes the
+  // connections of users removed or disabled (every command and tick).
+  void RefreshUsers();
+
  private:
   friend struct DispatchChecks;  // dispatcher.cc
+  friend struct Session;
+
+  Action OnOpen(Conn& conn, resp::Writer& w);
+  Session* SessionOf(Conn& conn);
+  bool Resolve(Session* s);
+  void CheckSessions();
+  // The dispatcher's steps (auth.cc): true when they refused the command.
+  bool RefuseUnauthenticated(Conn& conn, const CommandSpec& spec, resp::Writer& w);
+  bool RefuseByAcl(Conn& conn, const CommandSpec& spec, std::span<const std::string_view> args,
+                   resp::Writer& w);
 
   // The writer's error hook while Dispatch runs: counts `error` (the text
   // after '-') by its first word (INFO errorstats, total_error_replies).
@@ -129,6 +176,10 @@ class CommandService {
   char last_name_[24];
   size_t last_name_len_ = 0;
   const CommandSpec* last_spec_ = nullptr;
+  std::unique_ptr<acl::Registry> acl_;
+  shm::AclArea* acl_area_ = nullptr;
+  bool protected_mode_ = false;
+  Session* sessions_ = nullptr;  // every connection's, newest first
 };
 
 }  // namespace redhub::worker

@@ -17,7 +17,8 @@ const std::vector<CommandSpec>& AllCommands() {
   static const std::vector<CommandSpec> table = [] {
     std::vector<CommandSpec> t;
     for (auto family : {ConnectionCommands(), ServerCommands(), InfoCommands(), ConfigCommands(),
-                        TransactionCommands(), StringCommands(), KeyspaceCommands()}) {
+                        TransactionCommands(), StringCommands(), KeyspaceCommands(),
+                        AclCommands()}) {
       for (const CommandSpec& spec : family) {
         if (spec.slot >= t.size()) t.resize(spec.slot + 1);
         if (t[spec.slot].name != nullptr) {
@@ -100,6 +101,13 @@ const CommandSpec* LookupCommand(std::string_view name) {
       return slot.spec;
     }
   }
+}
+
+uint32_t LookupAclCategory(std::string_view name) {
+  for (const auto& c : kAclCategoryNames) {
+    if (EqualsNoCase(name, c.name)) return c.category;
+  }
+  return 0;
 }
 
 void UnknownCommand(resp::Writer& w, std::span<const std::string_view> args) {

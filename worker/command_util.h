@@ -38,6 +38,10 @@ inline bool EqualsNoCase(std::string_view a, std::string_view b) {
 using resp::ParseInt64;
 
 void WrongArity(resp::Writer& w, std::string_view name);
+// One CLIENT LIST line, newline included (also the ACL LOG's client-info);
+// current_cmd is the cmd= field (connection_commands.cc).
+void WriteClientInfo(std::string& out, const ClientInfo& info, const CommandService& svc,
+                     std::string_view current_cmd);
 void UnknownSubcommand(resp::Writer& w, std::string_view sub, std::string_view cmd);
 // Redis's "unknown command '<name>', with args beginning with: ..." (the
 // name and each argument cut at 128 bytes, arguments up to ~256 bytes).

@@ -41,10 +41,16 @@ Action CmdConfig(CommandContext& ctx) {
   return Action::kNone;
 }
 
+// The CONFIG subcommands CmdConfig serves, as Redis 7.0 reports them.
+const SubcommandSpec kConfigSubcommands[] = {
+    // name, flags, ACL categories
+    {"get", kAdmin | kNoScript | kLoading | kStale, 0},
+};
+
 // CONFIG's subcommands all run while loading (Redis: loading, stale).
 const CommandSpec kConfigCommands[] = {
-    // name, arity, flags, first key, last key, step, handler, slot
-    {"config", -2, 0, 0, 0, 0, CmdConfig, 2, kLoading | kStale},
+    // name, arity, flags, ACL categories, first key, last key, step, handler, slot
+    {"config", -2, 0, 0, 0, 0, 0, CmdConfig, 2, kLoading | kStale, kConfigSubcommands},
 };
 
 }  // namespace

@@ -22,6 +22,7 @@ Connection::Connection(EventLoop* owner_loop, int fd, uint64_t id)
   id_ = id;
   writer_ = &writer;
   server_ = owner_loop;
+  loop_ = owner_loop;
   created_at_ = last_active_ = owner_loop->now();
   resp::ParserLimits limits;
   limits.max_bulk_len = owner_loop->options().max_bulk_len;

@@ -21,22 +21,31 @@ Action CmdPing(CommandContext& ctx) {
   return Action::kNone;
 }
 
-// AUTH [username] password, as Redis 7.0 answers it while the default user
-// has no password (nopass): the one-argument form says so, the default user
-// takes any password, every other user is unknown. Passwords and users
-// (requirepass, ACL) build on this handler and the dispatcher's
-// authentication step.
+// AUTH [username] password, as Redis 7.0's authCommand: the one-argument
+// form is the default user's, and says so when that user has no password.
 Action CmdAuth(CommandContext& ctx) {
   if (ctx.args.size() > 3) {
     ctx.w.Error(kErrSyntax);
-  } else if (ctx.args.size() == 2) {
-    ctx.w.Error(
-        "ERR AUTH <password> called without any password configured for the default user. Are "
-        "you sure your configuration is correct?");
-  } else if (ctx.args[1] == "default") {
-    ctx.w.OK();
+    return Action::kNone;
+  }
+  std::string_view user = kDefaultUser;
+  std::string_view password = ctx.args[1];
+  if (ctx.args.size() == 2) {
+    if (ctx.service.DefaultUserHasNoPassword()) {
+      ctx.w.Error(
+          "ERR AUTH <password> called without any password configured for the default user. "
+          "Are you sure your configuration is correct?");
+      return Action::kNone;
+    }
   } else {
-    ctx.w.Error("WRONGPASS invalid username-password pair or user is disabled.");
+    user = ctx.args[1];
+    password = ctx.args[2];
+  }
+  if (std::string e = ctx.service.Authenticate(ctx.conn, user, password, ctx.args[0]);
+      !e.empty()) {
+    ctx.w.Error(e);
+  } else {
+    ctx.w.OK();
   }
   return Action::kNone;
 }
@@ -118,11 +127,10 @@ Action CmdHello(CommandContext& ctx) {
   for (; i < ctx.args.size(); i++) {
     bool more = i + 1 < ctx.args.size();
     if (EqualsNoCase(ctx.args[i], "AUTH") && i + 2 < ctx.args.size()) {
-      // As Redis 7.0.15, each option in turn, AUTH too. No ACL users yet:
-      // only the default user exists, with no password (nopass: any
-      // password is accepted, as Redis's default user).
-      if (ctx.args[i + 1] != "default") {
-        ctx.w.Error("WRONGPASS invalid username-password pair or user is disabled.");
+      if (std::string e =
+              ctx.service.Authenticate(ctx.conn, ctx.args[i + 1], ctx.args[i + 2], ctx.args[0]);
+          !e.empty()) {
+        ctx.w.Error(e);
         return Action::kNone;
       }
       i += 2;
@@ -138,35 +146,19 @@ Action CmdHello(CommandContext& ctx) {
       return Action::kNone;
     }
   }
+  if (!ctx.service.Authenticated(ctx.conn)) {
+    ctx.w.Error(
+        "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
+        "AUTH <user> <pass> option can be used to authenticate the client and select the RESP "
+        "protocol version at the same time");
+    return Action::kNone;
+  }
   if (set_name) ctx.conn.set_name(std::string(name));
   ctx.conn.set_protocol(static_cast<int>(proto));
   WriteHello(ctx);
   return Action::kNone;
 }
 
-void WriteClientInfo(std::string& out, const ClientInfo& info, const CommandService& svc,
-                     std::string_view current_cmd) {
-  const Conn& c = *info.conn;
-  out += "id=" + std::to_string(c.id());
-  out += " addr=" + c.remote_addr();
-  out += " laddr=" + c.local_addr();
-  out += " fd=" + std::to_string(c.fd());
-  out += " name=" + c.name();
-  out += " age=" + std::to_string(c.age_seconds());
-  out += " idle=" + std::to_string(c.idle_seconds());
-  out += " flags=N db=0 sub=0 psub=0 ssub=0 multi=-1";
-  out += " qbuf=" + std::to_string(info.query_buffer);
-  out += " qbuf-free=" + std::to_string(info.query_buffer_free);
-  out += " obl=0 oll=0 omem=" + std::to_string(info.output_pending);
-  out += " tot-mem=" + std::to_string(info.memory);
-  out += " events=r";
-  if (info.output_pending > 0) out += 'w';
-  out += " cmd=" + std::string(current_cmd);
-  out += " user=default redir=-1 resp=" + std::to_string(c.protocol());
-  out += " worker=" + std::to_string(svc.info().worker_slot);
-  out += " pid=" + std::to_string(getpid());
-  out += '\n';
-}
 
 Action CmdClient(CommandContext& ctx) {
   std::string_view sub = ctx.args[1];
@@ -209,22 +201,57 @@ Action CmdClient(CommandContext& ctx) {
   return Action::kNone;
 }
 
+// The CLIENT subcommands CmdClient serves, as Redis 7.0 reports them.
+const SubcommandSpec kClientSubcommands[] = {
+    // name, flags, ACL categories
+    {"getname", kNoScript | kLoading | kStale, kAclConnection},
+    {"id", kNoScript | kLoading | kStale, kAclConnection},
+    {"info", kNoScript | kLoading | kStale, kAclConnection},
+    {"list", kAdmin | kNoScript | kLoading | kStale, kAclConnection},
+    {"setname", kNoScript | kLoading | kStale, kAclConnection},
+};
+
 // CLIENT's subcommands all run while loading (Redis: loading, stale).
 const CommandSpec kConnectionCommands[] = {
-    // name, arity, flags, first key, last key, step, handler, slot
-    {"auth", -2, kNoScript | kLoading | kStale | kFast | kNoAuth | kAllowBusy, 0, 0, 0, CmdAuth,
-     59},
-    {"client", -2, 0, 0, 0, 0, CmdClient, 0, kLoading | kStale},
-    {"echo", 2, kLoading | kStale | kFast, 0, 0, 0, CmdEcho, 3},
-    {"hello", -1, kNoScript | kLoading | kStale | kFast | kNoAuth | kAllowBusy, 0, 0, 0, CmdHello,
-     4},
-    {"ping", -1, kFast, 0, 0, 0, CmdPing, 6},
-    {"quit", -1, kNoScript | kLoading | kStale | kFast | kNoAuth | kAllowBusy | kRunsInMulti, 0, 0,
-     0, CmdQuit, 7},
-    {"select", 2, kLoading | kStale | kFast, 0, 0, 0, CmdSelect, 8},
+    // name, arity, flags, ACL categories, first key, last key, step, handler, slot
+    {"auth", -2, kNoScript | kLoading | kStale | kFast | kNoAuth | kAllowBusy, kAclConnection, 0, 0,
+     0, CmdAuth, 59},
+    {"client", -2, 0, 0, 0, 0, 0, CmdClient, 0, kLoading | kStale, kClientSubcommands},
+    {"echo", 2, kLoading | kStale | kFast, kAclConnection, 0, 0, 0, CmdEcho, 3},
+    {"hello", -1, kNoScript | kLoading | kStale | kFast | kNoAuth | kAllowBusy, kAclConnection, 0,
+     0, 0, CmdHello, 4},
+    {"ping", -1, kFast, kAclConnection, 0, 0, 0, CmdPing, 6},
+    {"quit", -1, kNoScript | kLoading | kStale | kFast | kNoAuth | kAllowBusy | kRunsInMulti,
+     kAclConnection, 0, 0, 0, CmdQuit, 7},
+    {"select", 2, kLoading | kStale | kFast, kAclConnection, 0, 0, 0, CmdSelect, 8},
 };
 
 }  // namespace
+
+// One CLIENT LIST line (also the ACL LOG's client-info).
+void WriteClientInfo(std::string& out, const ClientInfo& info, const CommandService& svc,
+                     std::string_view current_cmd) {
+  const Conn& c = *info.conn;
+  out += "id=" + std::to_string(c.id());
+  out += " addr=" + c.remote_addr();
+  out += " laddr=" + c.local_addr();
+  out += " fd=" + std::to_string(c.fd());
+  out += " name=" + c.name();
+  out += " age=" + std::to_string(c.age_seconds());
+  out += " idle=" + std::to_string(c.idle_seconds());
+  out += " flags=N db=0 sub=0 psub=0 ssub=0 multi=-1";
+  out += " qbuf=" + std::to_string(info.query_buffer);
+  out += " qbuf-free=" + std::to_string(info.query_buffer_free);
+  out += " obl=0 oll=0 omem=" + std::to_string(info.output_pending);
+  out += " tot-mem=" + std::to_string(info.memory);
+  out += " events=r";
+  if (info.output_pending > 0) out += 'w';
+  out += " cmd=" + std::string(current_cmd);
+  out += " user=" + UserName(c) + " redir=-1 resp=" + std::to_string(c.protocol());
+  out += " worker=" + std::to_string(svc.info().worker_slot);
+  out += " pid=" + std::to_string(getpid());
+  out += '\n';
+}
 
 std::span<const CommandSpec> ConnectionCommands() { return kConnectionCommands; }
 

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "acl_registry.h"
 #include "command_util.h"
 #include "counters.h"
 #include "log.h"
@@ -98,6 +99,25 @@ struct DispatchChecks {
     return false;
   }
 
+  // Redis's authRequired: while the default user needs a password, a
+  // connection that has not authenticated may run only the kNoAuth rows
+  // (AUTH, HELLO, QUIT). After Unknown and Arity, as Redis 7.0 answers
+  // those first. Also where this worker notices that the users changed
+  // (one load of a shared word).
+  static bool Auth(const Request& r) {
+    if (r.service.acl_ == nullptr) return false;  // an embedded service: no users
+    return r.service.RefuseUnauthenticated(r.conn, *r.spec, r.w);
+  }
+
+  // The user's command rules, then its key patterns (Redis's
+  // ACLCheckAllPerm): -NOPERM, counted and in the ACL LOG. A user that may
+  // do everything (the default user, unless changed) costs a test of one
+  // cached word.
+  static bool Acl(const Request& r) {
+    if (r.service.acl_ == nullptr) return false;
+    return r.service.RefuseByAcl(r.conn, *r.spec, r.args, r.w);
+  }
+
   // Redis refuses a deny-oom command before it runs while used memory is
   // over maxmemory and nothing can be evicted. The store refuses a write
   // that does not fit when it makes room (Store::Txn::Put, kOom), so its use
@@ -140,8 +160,9 @@ constexpr auto kChecks = Refused<DispatchChecks::CrossProtocol,
                                  DispatchChecks::InMulti,  // (moves to the end with transactions)
                                  DispatchChecks::Unknown,  //
                                  DispatchChecks::Arity,
-                                 // authentication: -NOAUTH unless the row is kNoAuth
-                                 // ACL: -NOPERM; kNoMulti commands inside MULTI
+                                 DispatchChecks::Auth,  // -NOAUTH unless the row is kNoAuth
+                                 DispatchChecks::Acl,   // -NOPERM
+                                 // kNoMulti commands inside MULTI
                                  DispatchChecks::DenyOom,
                                  // a RESP2 connection in pub/sub context: only kPubSub
                                  // rows (and PING, QUIT, RESET) run

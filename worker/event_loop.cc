@@ -632,6 +632,14 @@ void EventLoop::OnSignal(struct ev_loop* loop, ev_signal* w, int) {
   static_cast<EventLoop*>(ev_userdata(loop))->StartDraining();
 }
 
+void EventLoop::CloseRequested(Conn* conn) {
+  auto* c = static_cast<Connection*>(conn);  // loop_ is set only on Connections
+  if (c->in_handler || c->closed()) return;
+  if (c->abort_requested_) c->out.resize(c->out_sent);
+  CloseWhenFlushed(c, "closed by the server");
+  QueueFlush(c);
+}
+
 void EventLoop::CloseWhenFlushed(Connection* c, std::string_view reason) {
   c->close_after = true;
   if (c->close_reason_.empty()) c->close_reason_ = reason;

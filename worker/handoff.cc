@@ -54,6 +54,7 @@ std::string EncodeHandoff(const HandoffState& s) {
   f.Put(Tag(HandoffField::kName), s.name);
   f.Put(Tag(HandoffField::kUnparsed), s.unparsed);
   f.PutU64(Tag(HandoffField::kSessionFlags), s.session_flags);
+  if (!s.user.empty()) f.Put(Tag(HandoffField::kUser), s.user);
   return std::move(f.data());
 }
 
@@ -73,6 +74,8 @@ bool DecodeHandoff(std::string_view payload, HandoffState* s) {
       s->unparsed = v;
     } else if (field == HandoffField::kSessionFlags) {
       s->session_flags = static_cast<uint32_t>(FieldReader::U64(v));
+    } else if (field == HandoffField::kUser) {
+      s->user = std::string(v);
     } else {
       // A number, or kSelectedDb (reserved) or a newer binary's field: skipped.
       for (const NumberField& n : kNumberFields) {
@@ -113,6 +116,7 @@ void EventLoop::MaybeHandOff(Connection* c) {
   s.commands = c->commands;
   s.unparsed = std::string_view(c->in.data(), c->in.size());
   s.session_flags = c->session_flags_;
+  s.user = c->user_;
   int err = SendMessage(handoff_out_.fd, MessageType::kConnection, EncodeHandoff(s), c->fd_);
   if (err == EAGAIN) {
     // The successor is busy: offer again once the channel has room.
@@ -315,6 +319,7 @@ void EventLoop::Adopt(int fd, std::string_view payload) {
   c->set_protocol(s.protocol);
   c->name_ = std::move(s.name);
   c->session_flags_ = s.session_flags;
+  c->user_ = std::move(s.user);
   c->created_at_ = ev_now(loop_) - static_cast<double>(s.age_seconds);
   c->commands = s.commands;
   if (!s.unparsed.empty() && !c->in.Reserve(s.unparsed.size())) {

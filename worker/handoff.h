@@ -34,6 +34,7 @@ enum class HandoffField : uint16_t {
   kSelectedDb = 6,
   kUnparsed = 7,      // the bytes of a partial request, up to kMaxHandoffBytes
   kSessionFlags = 8,  // Conn::session_flags (the command layer's MULTI bit)
+  kUser = 9,          // Conn::user (AUTH); absent from older binaries: ""
 };
 
 constexpr uint64_t kHandoffFormatVersion = 1;
@@ -51,6 +52,7 @@ struct HandoffState {
   uint64_t commands = 0;
   std::string_view unparsed;  // decoded: a view into the payload
   uint32_t session_flags = 0;
+  std::string user;
 };
 
 std::string EncodeHandoff(const HandoffState& state);

@@ -326,8 +326,8 @@ Action CmdInfo(CommandContext& ctx) {
 }
 
 const CommandSpec kInfoCommands[] = {
-    // name, arity, flags, first key, last key, step, handler, slot
-    {"info", -1, kLoading | kStale, 0, 0, 0, CmdInfo, 5},
+    // name, arity, flags, ACL categories, first key, last key, step, handler, slot
+    {"info", -1, kLoading | kStale, kAclDangerous, 0, 0, 0, CmdInfo, 5},
 };
 
 }  // namespace

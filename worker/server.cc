@@ -12,9 +12,15 @@ void Conn::set_protocol(int protocol) {
   if (writer_ != nullptr) writer_->set_protocol(protocol);
 }
 
-void Conn::Close() { close_requested_ = true; }
+void Conn::Close() {
+  close_requested_ = true;
+  if (loop_ != nullptr) loop_->CloseRequested(this);
+}
 
-void Conn::Abort() { abort_requested_ = close_requested_ = true; }
+void Conn::Abort() {
+  abort_requested_ = true;
+  Close();
+}
 
 int64_t Conn::age_seconds() const { return static_cast<int64_t>(server_->now() - created_at_); }
 

@@ -24,8 +24,8 @@ Action CmdTime(CommandContext& ctx) {
 }
 
 // As Redis 7.0's COMMAND INFO: name, arity, flags (kCommandFlagNames, in
-// Redis's order), key positions; no ACL categories, tips, key specs or
-// subcommands.
+// Redis's order), key positions, ACL categories ("@read", in
+// kAclCategoryNames's order); no tips, key specs or subcommands.
 void WriteCommandInfo(resp::Writer& w, const CommandSpec& spec) {
   w.Array(10);
   w.Bulk(spec.name);
@@ -39,7 +39,13 @@ void WriteCommandInfo(resp::Writer& w, const CommandSpec& spec) {
   w.Int(spec.first_key);
   w.Int(spec.last_key);
   w.Int(spec.key_step);
-  w.Set(0);    // ACL categories
+  uint32_t categories = AclCategories(spec);
+  int64_t ncategories = 0;
+  for (const auto& c : kAclCategoryNames) ncategories += (categories & c.category) != 0;
+  w.Set(ncategories);
+  for (const auto& c : kAclCategoryNames) {
+    if (categories & c.category) w.String(std::string("@") + c.name);
+  }
   w.Set(0);    // tips
   w.Array(0);  // key specs
   w.Array(0);  // subcommands
@@ -64,7 +70,7 @@ Action CmdCommand(CommandContext& ctx) {
       for (size_t i = 2; i < ctx.args.size(); i++) {
         const CommandSpec* spec = CommandService::Lookup(ctx.args[i]);
         if (spec == nullptr) {
-          ctx.w.NullArray();
+          ctx.w.Null();  // Redis's addReplyNull: "$-1" in RESP2, not the null array
         } else {
           WriteCommandInfo(ctx.w, *spec);
         }
@@ -134,13 +140,30 @@ Action CmdSlowlog(CommandContext& ctx) {
   return Action::kNone;
 }
 
+// The subcommands the handlers serve, as Redis 7.0 reports them. COMMAND
+// is no container: without a subcommand it runs itself, so its row has its
+// own flags and categories as well.
+const SubcommandSpec kCommandSubcommands[] = {
+    // name, flags, ACL categories
+    {"count", kLoading | kStale, kAclConnection},
+    {"docs", kLoading | kStale, kAclConnection},
+    {"info", kLoading | kStale, kAclConnection},
+};
+const SubcommandSpec kSlowlogSubcommands[] = {
+    {"get", kAdmin | kLoading | kStale, 0},
+    {"help", kLoading | kStale, 0},
+    {"len", kAdmin | kLoading | kStale, 0},
+    {"reset", kAdmin | kLoading | kStale, 0},
+};
+
 // The container rows' subcommands all run while loading (Redis: loading,
 // stale on every COMMAND and SLOWLOG subcommand).
 const CommandSpec kServerCommands[] = {
-    // name, arity, flags, first key, last key, step, handler, slot
-    {"command", -1, kLoading | kStale, 0, 0, 0, CmdCommand, 1},
-    {"slowlog", -2, 0, 0, 0, 0, CmdSlowlog, 9, kLoading | kStale},
-    {"time", 1, kLoading | kStale | kFast, 0, 0, 0, CmdTime, 10},
+    // name, arity, flags, ACL categories, first key, last key, step, handler, slot
+    {"command", -1, kLoading | kStale, kAclConnection, 0, 0, 0, CmdCommand, 1, 0,
+     kCommandSubcommands},
+    {"slowlog", -2, 0, 0, 0, 0, 0, CmdSlowlog, 9, kLoading | kStale, kSlowlogSubcommands},
+    {"time", 1, kLoading | kStale | kFast, 0, 0, 0, 0, CmdTime, 10},
 };
 
 }  // namespace

@@ -64,14 +64,17 @@ Action CmdUnwatch(CommandContext& ctx) {
 // kRunsInMulti: the dispatcher lets them run inside MULTI (their handlers
 // know the state).
 const CommandSpec kTransactionCommands[] = {
-    // name, arity, flags, first key, last key, step, handler, slot
-    {"discard", 1, kNoScript | kLoading | kStale | kFast | kAllowBusy | kRunsInMulti, 0, 0, 0,
-     CmdDiscard, 54},
-    {"exec", 1, kNoScript | kLoading | kStale | kSkipSlowlog | kRunsInMulti, 0, 0, 0, CmdExec, 55},
-    {"multi", 1, kNoScript | kLoading | kStale | kFast | kAllowBusy | kRunsInMulti, 0, 0, 0,
-     CmdMulti, 56},
-    {"unwatch", 1, kNoScript | kLoading | kStale | kFast | kAllowBusy, 0, 0, 0, CmdUnwatch, 57},
-    {"watch", -2, kNoScript | kLoading | kStale | kFast | kAllowBusy, 1, -1, 1, CmdWatch, 58},
+    // name, arity, flags, ACL categories, first key, last key, step, handler, slot
+    {"discard", 1, kNoScript | kLoading | kStale | kFast | kAllowBusy | kRunsInMulti,
+     kAclTransaction, 0, 0, 0, CmdDiscard, 54},
+    {"exec", 1, kNoScript | kLoading | kStale | kSkipSlowlog | kRunsInMulti, kAclTransaction, 0, 0,
+     0, CmdExec, 55},
+    {"multi", 1, kNoScript | kLoading | kStale | kFast | kAllowBusy | kRunsInMulti, kAclTransaction,
+     0, 0, 0, CmdMulti, 56},
+    {"unwatch", 1, kNoScript | kLoading | kStale | kFast | kAllowBusy, kAclTransaction, 0, 0, 0,
+     CmdUnwatch, 57},
+    {"watch", -2, kNoScript | kLoading | kStale | kFast | kAllowBusy, kAclTransaction, 1, -1, 1,
+     CmdWatch, 58},
 };
 
 }  // namespace

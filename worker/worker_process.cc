@@ -205,6 +205,7 @@ int RunWorker(const WorkerSpec& spec) {
     LOG_WARNING("No free counter block: INFO and metrics will miss this worker's figures");
   }
   service.set_counters(spec.counters, block);
+  service.set_acl_area(spec.acl);
   // The watchdog's second sign of life: long commands and lock waits bump it.
   if (block != nullptr) shm::SetProgressWord(block->Word(shm::slots::kProgress));
   EventLoop loop(options, service.MakeHandlers());

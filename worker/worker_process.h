@@ -15,6 +15,7 @@
 namespace redhub::shm {
 class Store;
 class CounterArea;
+class AclArea;
 }  // namespace redhub::shm
 
 namespace redhub::worker {
@@ -31,6 +32,7 @@ struct WorkerSpec {
   ServiceInfo info;
   shm::Store* store = nullptr;           // mapped by the master before fork()
   shm::CounterArea* counters = nullptr;  // likewise; this worker claims a block
+  shm::AclArea* acl = nullptr;           // the users, likewise
   double drain_timeout = 30;
   double heartbeat_interval = 1;
 };

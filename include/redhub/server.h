@@ -78,6 +78,9 @@ struct Options {
 
 class Conn;
 struct ServerStats;
+namespace worker {
+class EventLoop;
+}
 
 // A client as the loop serving it sees it: the connection and its buffers
 // (CLIENT LIST, CLIENT INFO).
@@ -128,6 +131,12 @@ class Conn {
   const std::string& name() const { return name_; }
   void set_name(std::string name) { name_ = std::move(name); }
 
+  // The user the connection is authenticated as (AUTH, HELLO AUTH), as the
+  // application names it; "" until it sets one (redhubd: the default user).
+  // Moves with the connection to a successor worker.
+  const std::string& user() const { return user_; }
+  void set_user(std::string user) { user_ = std::move(user); }
+
   // State bits of the application's command layer (redhubd: inside MULTI),
   // 0 when new. A plain word, not context(), because a command handler may
   // test it on every request; it moves with the connection to a successor
@@ -140,7 +149,9 @@ class Conn {
   int64_t idle_seconds() const;
 
   // Closes the connection once the replies written so far are sent; commands
-  // already received after the current one are not run.
+  // already received after the current one are not run. Also from outside
+  // the connection's own handler (another connection's command, a tick):
+  // then it closes before the loop next waits for events.
   void Close();
   // Closes the connection at once, dropping the replies not yet sent (Redis's
   // CLIENT_CLOSE_ASAP): for a peer that is not a client, such as an HTTP
@@ -172,10 +183,12 @@ class Conn {
   double created_at_ = 0;  // ServerView::now() timestamps
   double last_active_ = 0;
   const ServerView* server_ = nullptr;
+  worker::EventLoop* loop_ = nullptr;  // the loop's own connections: Close from outside
   resp::Writer* writer_ = nullptr;
   std::string remote_addr_;
   std::string local_addr_;
   std::string name_;
+  std::string user_;
   std::any context_;
 };
 
@@ -226,10 +239,6 @@ struct ServerStats {
   uint64_t connected_clients = 0;
   uint64_t blocked_reading = 0;  // connections paused by backpressure now
 };
-
-namespace worker {
-class EventLoop;
-}
 
 class Server {
  public:

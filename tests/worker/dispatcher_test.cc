@@ -208,25 +208,58 @@ TEST_F(DispatcherTest, ErrorsAreCountedByTheWriterHook) {
   EXPECT_NE(info.find("errorstat_NOPROTO:count=1\r\n"), std::string::npos) << info;
 }
 
-// Redis 7.0's flags, in its order; a command with subcommands shows none.
+// Redis 7.0's flags and ACL categories, in its order; a command with
+// subcommands shows no flags and is @slow only.
 TEST_F(DispatcherTest, CommandInfoShowsRedisFlags) {
   auto info = [](const char* name, int arity, std::vector<const char*> flags, int first, int last,
-                 int step) {
+                 int step, std::vector<const char*> categories) {
     std::string s = "*10\r\n$" + std::to_string(strlen(name)) + "\r\n" + name +
                     "\r\n:" + std::to_string(arity) + "\r\n*" + std::to_string(flags.size()) +
                     "\r\n";
     for (const char* f : flags) s += std::string("+") + f + "\r\n";
     s += ":" + std::to_string(first) + "\r\n:" + std::to_string(last) +
-         "\r\n:" + std::to_string(step) + "\r\n*0\r\n*0\r\n*0\r\n*0\r\n";
-    return s;
+         "\r\n:" + std::to_string(step) + "\r\n*" + std::to_string(categories.size()) + "\r\n";
+    for (const char* c : categories) s += std::string("+") + c + "\r\n";
+    return s + "*0\r\n*0\r\n*0\r\n";
   };
   EXPECT_EQ(Run({"COMMAND", "INFO", "set", "get", "client", "exec", "hello", "nosuch"}),
-            "*6\r\n" + info("set", -3, {"write", "denyoom"}, 1, 1, 1) +
-                info("get", 2, {"readonly", "fast"}, 1, 1, 1) + info("client", -2, {}, 0, 0, 0) +
-                info("exec", 1, {"noscript", "loading", "stale", "skip_slowlog"}, 0, 0, 0) +
+            "*6\r\n" +
+                info("set", -3, {"write", "denyoom"}, 1, 1, 1, {"@write", "@string", "@slow"}) +
+                info("get", 2, {"readonly", "fast"}, 1, 1, 1, {"@read", "@string", "@fast"}) +
+                info("client", -2, {}, 0, 0, 0, {"@slow"}) +
+                info("exec", 1, {"noscript", "loading", "stale", "skip_slowlog"}, 0, 0, 0,
+                     {"@slow", "@transaction"}) +
                 info("hello", -1, {"noscript", "loading", "stale", "fast", "no_auth", "allow_busy"},
-                     0, 0, 0) +
-                "*-1\r\n");
+                     0, 0, 0, {"@fast", "@connection"}) +
+                "$-1\r\n");
+}
+
+// Redis's derivation from flags (setImplicitACLCategories), and the lookup
+// by name that ACL CAT uses.
+TEST(AclCategoryTest, ImplicitCategoriesAndLookup) {
+  EXPECT_EQ(ImplicitAclCategories(0, 0), kAclSlow);
+  EXPECT_EQ(ImplicitAclCategories(kWrite | kFast, kAclString), kAclWrite | kAclString | kAclFast);
+  EXPECT_EQ(ImplicitAclCategories(kReadOnly, kAclKeyspace), kAclKeyspace | kAclRead | kAclSlow);
+  // A read-only script command is not @read (Redis 7.0's EVAL_RO).
+  EXPECT_EQ(ImplicitAclCategories(kReadOnly, kAclScripting), kAclScripting | kAclSlow);
+  EXPECT_EQ(ImplicitAclCategories(kAdmin, 0), kAclAdmin | kAclDangerous | kAclSlow);
+  EXPECT_EQ(ImplicitAclCategories(kPubSub, 0), kAclPubSub | kAclSlow);
+  // Declared @fast without the flag is not also @slow.
+  EXPECT_EQ(ImplicitAclCategories(0, kAclFast), kAclFast);
+
+  EXPECT_EQ(LookupAclCategory("read"), kAclRead);
+  EXPECT_EQ(LookupAclCategory("SortedSet"), kAclSortedSet);
+  EXPECT_EQ(LookupAclCategory("SCRIPTING"), kAclScripting);
+  EXPECT_EQ(LookupAclCategory("@read"), 0u);  // as Redis: "Unknown category"
+  EXPECT_EQ(LookupAclCategory("rea"), 0u);
+  EXPECT_EQ(LookupAclCategory(""), 0u);
+  uint32_t all = 0;
+  for (const auto& c : kAclCategoryNames) {
+    EXPECT_EQ(LookupAclCategory(c.name), c.category) << c.name;
+    EXPECT_EQ(all & c.category, 0u) << c.name;
+    all |= c.category;
+  }
+  EXPECT_EQ(std::size(kAclCategoryNames), 21u);
 }
 
 // The table is dense by slot, and each slot keeps its command (a binary
@@ -235,11 +268,11 @@ TEST_F(DispatcherTest, TableSlotsAreStable) {
   const auto& table = CommandService::Table();
   // A new command takes the next slot; none moves (the counter blocks'
   // layout across an upgrade).
-  ASSERT_EQ(table.size(), 60u);
+  ASSERT_EQ(table.size(), 61u);
   const std::pair<uint32_t, const char*> pinned[] = {
       {0, "client"},  {1, "command"},  {2, "config"},  {5, "info"},
       {10, "time"},   {11, "append"},  {31, "substr"}, {32, "dbsize"},
-      {53, "unlink"}, {54, "discard"}, {58, "watch"},  {59, "auth"},
+      {53, "unlink"}, {54, "discard"}, {58, "watch"},  {59, "auth"},   {60, "acl"},
   };
   for (const auto& [slot, name] : pinned) {
     EXPECT_STREQ(table[slot].name, name);

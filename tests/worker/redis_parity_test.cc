@@ -1,6 +1,7 @@
 // The command table and the dispatcher against a real redis-server (7.0):
-// every command's COMMAND INFO flags, and the replies of SET, APPEND, INCR,
-// GET and DEL at a full noeviction store, byte for byte. The daemon's side
+// every command's COMMAND INFO flags and ACL categories (subcommands' too),
+// and the replies of SET, APPEND, INCR, GET and DEL at a full noeviction
+// store, byte for byte. The daemon's side
 // runs in process (CommandService::Dispatch over a real store).
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -24,10 +25,29 @@ using redhub::integration::Socket;
 using redhub::integration::StartRedisServer;
 
 // Our COMMAND INFO flags of a command, as "a b c".
-std::string OurFlags(const CommandSpec& spec) {
+std::string OurFlags(uint32_t flags) {
   std::string s;
   for (const auto& f : kCommandFlagNames) {
-    if (spec.flags & f.flag) s += (s.empty() ? "" : " ") + std::string(f.name);
+    if (flags & f.flag) s += (s.empty() ? "" : " ") + std::string(f.name);
+  }
+  return s;
+}
+std::string OurFlags(const CommandSpec& spec) { return OurFlags(spec.flags); }
+
+// Our full ACL category set, as COMMAND INFO shows it: "@a @b".
+std::string OurCategories(uint32_t categories) {
+  std::string s;
+  for (const auto& c : kAclCategoryNames) {
+    if (categories & c.category) s += (s.empty() ? "@" : " @") + std::string(c.name);
+  }
+  return s;
+}
+
+// The strings of a reply's array element, as "a b c".
+std::string Joined(const redisReply* array) {
+  std::string s;
+  for (size_t i = 0; i < array->elements; i++) {
+    s += (s.empty() ? "" : " ") + std::string(array->element[i]->str, array->element[i]->len);
   }
   return s;
 }
@@ -50,6 +70,38 @@ TEST(RedisParityTest, CommandFlagsAreRedisFlags) {
     EXPECT_EQ(OurFlags(spec), theirs) << spec.name;
     EXPECT_EQ(spec.arity, info->element[1]->integer) << spec.name;
   }
+}
+
+// Every row's full category set (declared plus derived from its flags), and
+// every subcommand a row lists, flags and categories, against redis-server's
+// COMMAND INFO: the command's 7th element, its subcommands' in the 10th.
+TEST(RedisParityTest, AclCategoriesAreRedisCategories) {
+  auto redis = StartRedisServer();
+  ASSERT_NE(redis, nullptr);
+  auto c = ConnectHiredis(redis->port());
+  ASSERT_NE(c, nullptr);
+  size_t subcommands_checked = 0;
+  for (const CommandSpec& spec : CommandService::Table()) {
+    auto r = Command(c.get(), {"COMMAND", "INFO", spec.name});
+    ASSERT_NE(r, nullptr);
+    ASSERT_EQ(r->elements, 1u) << spec.name;
+    const redisReply* info = r->element[0];
+    ASSERT_EQ(info->elements, 10u) << spec.name;
+    EXPECT_EQ(OurCategories(AclCategories(spec)), Joined(info->element[6])) << spec.name;
+    const redisReply* subs = info->element[9];
+    for (const SubcommandSpec& sub : spec.subcommands) {
+      const std::string full = std::string(spec.name) + "|" + sub.name;
+      const redisReply* theirs = nullptr;
+      for (size_t i = 0; i < subs->elements; i++) {
+        if (full == subs->element[i]->element[0]->str) theirs = subs->element[i];
+      }
+      ASSERT_NE(theirs, nullptr) << full << ": no such subcommand in redis-server";
+      EXPECT_EQ(OurFlags(sub.flags), Joined(theirs->element[2])) << full;
+      EXPECT_EQ(OurCategories(AclCategories(sub)), Joined(theirs->element[6])) << full;
+      subcommands_checked++;
+    }
+  }
+  EXPECT_GE(subcommands_checked, 13u);
 }
 
 // Both stores filled until SET answers OOM (noeviction), then the same
