@@ -163,24 +163,39 @@ std::vector<std::string> ConfigLines(const std::string& text, const std::string&
   return out;
 }
 
-TEST_F(EntrypointTest, PasswordFileGoesIntoAPrivateConfigNeverIntoArgv) {
+// The line the entrypoint writes for the default user: its password's
+// SHA-256, as sha256sum prints it.
+std::string DefaultUserLine(const std::string& password) {
+  auto r = testing::RunCommand({"/usr/bin/sha256sum"}, "", password);
+  return "user default on #" + r.output.substr(0, 64) + " ~* &* +@all\n";
+}
+
+TEST_F(EntrypointTest, PasswordFileBecomesAHashedUserNeverAnArgument) {
   ASSERT_EQ(access("/usr/bin/strace", X_OK), 0) << "deploy/install-deps.sh installs strace";
-  const std::string password = "it's a \"pw\" 7rQ";
+  // What a configuration file could not hold: quotes, spaces, '#', '\'.
+  const std::string password = "it's a \"pw\" #\\ 7rQ";
   Write("password", password + "\n");
   auto r = Run({"REDHUB_PASSWORD_FILE=" + File("password")}, {"--maxmemory", "64mb"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(ReadFile(File("argv")),
             File("redhubd") + "\n--config\n" + File("run/redhubd.conf") + "\n--maxmemory\n64mb\n");
   const std::string config = ReadFile(File("config"));
-  EXPECT_EQ(ConfigLines(config, "requirepass"),
-            std::vector<std::string>{"requirepass = '" + password + "'"})
+  EXPECT_EQ(ConfigLines(config, "aclfile"),
+            std::vector<std::string>{"aclfile = " + File("run/users.acl")})
       << config;
+  EXPECT_EQ(ConfigLines(config, "requirepass").size(), 0u) << config;
+  EXPECT_EQ(config.find("7rQ"), std::string::npos) << config;
+  EXPECT_EQ(ReadFile(File("run/users.acl")), DefaultUserLine(password));
+  struct stat st {};
+  ASSERT_EQ(stat(File("run/users.acl").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_EQ(ConfigLines(config, "bind"), std::vector<std::string>{"bind = 0.0.0.0"});
   EXPECT_EQ(ConfigLines(config, "port"), std::vector<std::string>{"port = 6379"});
   EXPECT_EQ(ReadFile(File("mode")), "600\n");
   EXPECT_EQ(ReadFile(File("dirmode")), "700\n");
   const std::string execs = Execs();
   EXPECT_NE(execs.find("execve(\"" + File("redhubd") + "\""), std::string::npos) << execs;
+  EXPECT_NE(execs.find("sha256sum"), std::string::npos) << execs;  // the trace sees the helpers
   EXPECT_EQ(execs.find("7rQ"), std::string::npos) << execs;
   EXPECT_EQ(ReadFile(File("env")).find("7rQ"), std::string::npos);
 }
@@ -188,8 +203,7 @@ TEST_F(EntrypointTest, PasswordFileGoesIntoAPrivateConfigNeverIntoArgv) {
 TEST_F(EntrypointTest, PasswordVariableIsUnsetBeforeRedhubdStarts) {
   auto r = Run({"REDHUB_PASSWORD=v4r-pass"}, {});
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(ConfigLines(ReadFile(File("config")), "requirepass"),
-            std::vector<std::string>{"requirepass = 'v4r-pass'"});
+  EXPECT_EQ(ReadFile(File("run/users.acl")), DefaultUserLine("v4r-pass"));
   const std::string env = ReadFile(File("env"));
   EXPECT_EQ(env.find("v4r-pass"), std::string::npos) << env;
   EXPECT_EQ(env.find("REDHUB_PASSWORD="), std::string::npos) << env;
@@ -244,16 +258,17 @@ TEST_F(EntrypointTest, LoopbackNoTcpOrAnExplicitProtectedModeNeedNoPassword) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
-TEST_F(EntrypointTest, RefusesPasswordsItCannotKeepOutOfArgvOrWriteFaithfully) {
+TEST_F(EntrypointTest, RefusesPasswordsOnTheCommandLineAndAmbiguousOnes) {
   auto r = Run({}, {"--requirepass", "x"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("--requirepass would show the password in ps"), std::string::npos)
       << r.output;
   r = Run({"REDHUB_PASSWORD=x"}, {"--requirepass=x"});
   EXPECT_EQ(r.exit_code, 1);
-  r = Run({"REDHUB_PASSWORD=has#hash"}, {});
+  r = Run({"REDHUB_PASSWORD=p"}, {"--aclfile", File("users.acl")});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.output.find("contains '#'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("give the default user's password in the ACL file"), std::string::npos)
+      << r.output;
   Write("two-lines", "one\ntwo\n");
   r = Run({"REDHUB_PASSWORD_FILE=" + File("two-lines")}, {});
   EXPECT_EQ(r.exit_code, 1);
