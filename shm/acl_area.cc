@@ -200,8 +200,8 @@ std::unique_ptr<AclArea> AclArea::Adopt(int fd, std::string* error) {
   if (impl->h->magic != kMagic || impl->h->version != kVersion ||
       impl->h->total_bytes != impl->bytes) {
     *error = "acl area fd " + std::to_string(fd) + " has another format (version " +
-             std::to_string(impl->h->version) + ", this binary reads " +
-             std::to_string(kVersion) + ")";
+             std::to_string(impl->h->version) + ", this binary reads " + std::to_string(kVersion) +
+             ")";
     return nullptr;
   }
   return std::unique_ptr<AclArea>(new AclArea(std::move(impl)));
@@ -222,8 +222,7 @@ uint64_t AclArea::Read(std::string* text) {
   return p >> 1;
 }
 
-bool AclArea::Update(const UpdateFn& fn, std::string* error, long wait_ms,
-                     uint64_t* generation) {
+bool AclArea::Update(const UpdateFn& fn, std::string* error, long wait_ms, uint64_t* generation) {
   AreaHeader* h = impl_->h;
   if (wait_ms < 0) {
     impl_->Lock();
@@ -323,8 +322,7 @@ void AclArea::LogReset() {
 }
 
 void AclArea::SetLogMaxLen(uint32_t max_len) {
-  impl_->h->log_max_len.store(std::min(max_len, impl_->h->log_capacity),
-                              std::memory_order_relaxed);
+  impl_->h->log_max_len.store(std::min(max_len, impl_->h->log_capacity), std::memory_order_relaxed);
 }
 
 uint32_t AclArea::log_capacity() const { return impl_->h->log_capacity; }

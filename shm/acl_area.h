@@ -65,8 +65,8 @@ class AclArea {
   // with a new generation. False with *error also if it does not fit, or
   // if wait_ms >= 0 and the lock stayed busy that long (the master: it must
   // not wait on a hung worker); wait_ms < 0 waits, reporting progress.
-  using UpdateFn = std::function<bool(const std::string& current, std::string* next,
-                                      std::string* error)>;
+  using UpdateFn =
+      std::function<bool(const std::string& current, std::string* next, std::string* error)>;
   // *generation (if given): the generation the next text was published as.
   bool Update(const UpdateFn& fn, std::string* error, long wait_ms = -1,
               uint64_t* generation = nullptr);

@@ -279,9 +279,8 @@ Action AclLoad(CommandContext& ctx) {
     ctx.w.Error("ERR " + e);
     return Action::kNone;
   }
-  std::string e = ctx.service.ModifyUsers([&](Users& users, uint64_t& next_id) {
-    return acl::ReplaceUsers(users, next_id, loaded);
-  });
+  std::string e = ctx.service.ModifyUsers(
+      [&](Users& users, uint64_t& next_id) { return acl::ReplaceUsers(users, next_id, loaded); });
   if (!e.empty()) {
     ctx.w.Error(e);
   } else {

@@ -107,8 +107,8 @@ std::string ParseFile(std::string_view path, std::string_view text,
       continue;
     }
     if (users->count(name) != 0) {
-      errors += "WARNING: Duplicate user '" + name + "' found on line " + std::to_string(line_no) +
-                ". ";
+      errors +=
+          "WARNING: Duplicate user '" + name + "' found on line " + std::to_string(line_no) + ". ";
       continue;
     }
     auto u = std::make_shared<User>(name);
@@ -128,8 +128,9 @@ std::string ParseFile(std::string_view path, std::string_view text,
     if (text.empty()) break;
   }
   if (!errors.empty()) {
-    errors += "WARNING: ACL errors detected, no change to the previously active ACL rules was "
-              "performed";
+    errors +=
+        "WARNING: ACL errors detected, no change to the previously active ACL rules was "
+        "performed";
   }
   return errors;
 }

@@ -15,13 +15,13 @@ namespace redhub::worker::acl {
 namespace {
 
 constexpr const char* kCategoryNames[] = {
-    "keyspace", "read",  "write",    "set",       "sortedset",  "list",        "hash",
-    "string",   "bitmap", "hyperloglog", "geo",   "stream",     "pubsub",      "admin",
-    "fast",     "slow",  "blocking", "dangerous", "connection", "transaction", "scripting"};
+    "keyspace", "read",   "write",       "set",       "sortedset",  "list",        "hash",
+    "string",   "bitmap", "hyperloglog", "geo",       "stream",     "pubsub",      "admin",
+    "fast",     "slow",   "blocking",    "dangerous", "connection", "transaction", "scripting"};
 constexpr size_t kCategories = sizeof(kCategoryNames) / sizeof(kCategoryNames[0]);
 
 // Redis's ACLSetUserStringErrno texts, by the errno its ACLSetUser sets.
-constexpr char kSyntaxError[] = "Syntax error";  // EINVAL
+constexpr char kSyntaxError[] = "Syntax error";                             // EINVAL
 constexpr char kUnknownName[] = "Unknown command or category name in ACL";  // ENOENT
 constexpr char kKeyAfterAll[] =
     "Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and does not have "
@@ -83,20 +83,34 @@ uint8_t KeyPermsOf(const CommandSpec& spec, size_t i, std::span<const std::strin
     uint8_t rest;   // keys after it
   };
   static constexpr Row kRows[] = {
-      {"del", kKeyWrite, kKeyWrite},           {"unlink", kKeyWrite, kKeyWrite},
-      {"exists", 0, 0},                        {"touch", 0, 0},
-      {"type", 0, 0},                          {"strlen", 0, 0},
-      {"expire", kKeyWrite, 0},                {"expireat", kKeyWrite, 0},
-      {"pexpire", kKeyWrite, 0},               {"pexpireat", kKeyWrite, 0},
-      {"persist", kKeyWrite, 0},               {"expiretime", kKeyRead, 0},
-      {"pexpiretime", kKeyRead, 0},            {"ttl", kKeyRead, 0},
-      {"pttl", kKeyRead, 0},                   {"rename", kKeyReadWrite, kKeyWrite},
-      {"renamenx", kKeyReadWrite, kKeyWrite},  {"append", kKeyWrite, 0},
-      {"setrange", kKeyWrite, 0},              {"get", kKeyRead, 0},
-      {"getrange", kKeyRead, 0},               {"substr", kKeyRead, 0},
-      {"mget", kKeyRead, kKeyRead},            {"mset", kKeyWrite, kKeyWrite},
-      {"msetnx", kKeyWrite, kKeyWrite},        {"psetex", kKeyWrite, 0},
-      {"setex", kKeyWrite, 0},                 {"setnx", kKeyWrite, 0},
+      {"del", kKeyWrite, kKeyWrite},
+      {"unlink", kKeyWrite, kKeyWrite},
+      {"exists", 0, 0},
+      {"touch", 0, 0},
+      {"type", 0, 0},
+      {"strlen", 0, 0},
+      {"expire", kKeyWrite, 0},
+      {"expireat", kKeyWrite, 0},
+      {"pexpire", kKeyWrite, 0},
+      {"pexpireat", kKeyWrite, 0},
+      {"persist", kKeyWrite, 0},
+      {"expiretime", kKeyRead, 0},
+      {"pexpiretime", kKeyRead, 0},
+      {"ttl", kKeyRead, 0},
+      {"pttl", kKeyRead, 0},
+      {"rename", kKeyReadWrite, kKeyWrite},
+      {"renamenx", kKeyReadWrite, kKeyWrite},
+      {"append", kKeyWrite, 0},
+      {"setrange", kKeyWrite, 0},
+      {"get", kKeyRead, 0},
+      {"getrange", kKeyRead, 0},
+      {"substr", kKeyRead, 0},
+      {"mget", kKeyRead, kKeyRead},
+      {"mset", kKeyWrite, kKeyWrite},
+      {"msetnx", kKeyWrite, kKeyWrite},
+      {"psetex", kKeyWrite, 0},
+      {"setex", kKeyWrite, 0},
+      {"setnx", kKeyWrite, 0},
   };
   for (const Row& r : kRows) {
     if (strcmp(r.name, spec.name) == 0) return i == 0 ? r.first : r.rest;
@@ -242,8 +256,8 @@ std::string User::ApplyCommandRule(std::string_view rule) {
     // Redis 7.0 still takes "+select|0" (a first argument) for a command
     // without subcommands, and nothing can take it away but "-select".
     if (!allow) return kUnknownName;
-    if (!allowed_[slot] && std::find(allowed_subs_[slot].begin(), allowed_subs_[slot].end(),
-                                     sub) == allowed_subs_[slot].end()) {
+    if (!allowed_[slot] && std::find(allowed_subs_[slot].begin(), allowed_subs_[slot].end(), sub) ==
+                               allowed_subs_[slot].end()) {
       allowed_subs_[slot].push_back(sub);
     }
     return "";
@@ -304,8 +318,8 @@ std::string User::Apply(std::string_view rule) {
     SetAll(false);
   } else if (lower == "reset") {
     // As Redis 7.0 with acl-pubsub-default resetchannels.
-    for (const char* r : {"resetpass", "resetkeys", "resetchannels", "off", "sanitize-payload",
-                          "-@all"}) {
+    for (const char* r :
+         {"resetpass", "resetkeys", "resetchannels", "off", "sanitize-payload", "-@all"}) {
       Apply(r);
     }
   } else if (rule[0] == '>' || rule[0] == '#') {
@@ -528,8 +542,10 @@ std::string User::DescribeCommands() const {
         rules += std::string(allowed_[id] ? " +" : " -") + ids.names[id];
       }
     }
-    for (const std::string& s : allowed_subs_[r]) rules += std::string(" +") + table[r].name + "|" + s;
-    for (const std::string& s : denied_subs_[r]) rules += std::string(" -") + table[r].name + "|" + s;
+    for (const std::string& s : allowed_subs_[r])
+      rules += std::string(" +") + table[r].name + "|" + s;
+    for (const std::string& s : denied_subs_[r])
+      rules += std::string(" -") + table[r].name + "|" + s;
   }
   return rules;
 }
@@ -584,7 +600,8 @@ std::string DenialOf(const User& user, const CommandSpec& spec,
   if (d.kind == Denial::kCommand) {
     return "This user has no permissions to run the '" + d.object + "' command";
   }
-  if (d.kind == Denial::kKey) return "This user has no permissions to access the '" + d.object + "' key";
+  if (d.kind == Denial::kKey)
+    return "This user has no permissions to access the '" + d.object + "' key";
   return "";
 }
 

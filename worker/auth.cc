@@ -191,8 +191,7 @@ Action CommandService::OnOpen(Conn& conn, resp::Writer& w) {
   return Action::kNone;
 }
 
-bool CommandService::RefuseUnauthenticated(Conn& conn, const CommandSpec& spec,
-                                           resp::Writer& w) {
+bool CommandService::RefuseUnauthenticated(Conn& conn, const CommandSpec& spec, resp::Writer& w) {
   RefreshUsers();
   if ((conn.session_flags() & kSessionAuthenticated) != 0) [[likely]] {
     return false;

@@ -747,6 +747,11 @@ bool ServerProcess::WaitReady(milliseconds timeout) {
   Clock::time_point deadline = Clock::now() + timeout;
   while (Running()) {
     Socket s = Socket::Connect(port_, milliseconds(std::max(RemainingMs(deadline), 1)));
+    if (s.valid() && !password_.empty() &&
+        !(s.SendAll(FormatCommand({"AUTH", password_}), milliseconds(RemainingMs(deadline))) &&
+          s.RecvN(5, milliseconds(RemainingMs(deadline))) == "+OK\r\n")) {
+      s.Close();
+    }
     if (s.valid() && s.SendAll(kPing, milliseconds(RemainingMs(deadline))) &&
         s.RecvN(7, milliseconds(RemainingMs(deadline))) == "+PONG\r\n") {
       // Leave no probe connection behind: the server closes it on QUIT, so
@@ -798,9 +803,14 @@ static std::unique_ptr<ServerProcess> StartOnFreePort(
 
 std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extra_args,
                                             const StartOptions& options) {
+  std::string password = options.password;
+  for (size_t i = 0; i + 1 < extra_args.size(); i++) {
+    if (extra_args[i] == "--requirepass") password = extra_args[i + 1];
+  }
   auto start = [&](ServerProcess& server, uint16_t port) {
     server.set_nofile_limit(options.nofile_soft, options.nofile_hard);
     server.set_env(options.env);
+    server.set_password(password);
     // No admin process unless a test asks for one: the default port 9121 is
     // shared by every daemon and often taken.
     std::vector<std::string> args = {"--bind", "127.0.0.1", "--port", std::to_string(port)};
@@ -815,7 +825,10 @@ std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extr
   auto ours = [](ServerProcess& server, uint16_t port, std::string* why) {
     Socket s = Socket::Connect(port);
     std::string info;
-    if (s.valid() && s.SendAll("*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n*1\r\n$4\r\nQUIT\r\n") &&
+    const std::string auth =
+        server.password().empty() ? "" : FormatCommand({"AUTH", server.password()});
+    if (s.valid() &&
+        s.SendAll(auth + "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n*1\r\n$4\r\nQUIT\r\n") &&
         s.WaitForClose(kTimeout, &info)) {
       size_t at = info.find("\r\nprocess_id:");
       pid_t answered = at == std::string::npos ? -1 : atoi(info.c_str() + at + 13);

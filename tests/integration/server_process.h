@@ -240,6 +240,9 @@ class ServerProcess {
   // "NAME=value" entries added to the child's environment (the test's own
   // environment otherwise).
   void set_env(std::vector<std::string> env) { env_ = std::move(env); }
+  // The default user's password, for WaitReady's probe ("" : none).
+  void set_password(std::string password) { password_ = std::move(password); }
+  const std::string& password() const { return password_; }
 
   // Connects and PINGs every 10 ms until "+PONG" comes back, then QUITs and
   // waits for the server to close, so that the probe connection is gone
@@ -280,6 +283,7 @@ class ServerProcess {
   uint64_t nofile_soft_ = 0;
   uint64_t nofile_hard_ = 0;
   std::vector<std::string> env_;
+  std::string password_;
 };
 
 // How to start a server besides its flags.
@@ -288,6 +292,9 @@ struct StartOptions {
   uint64_t nofile_hard = 0;
   std::string binary = {};            // "" is REDHUBD_PATH; REDHUBD_CRASHTEST_PATH for crash points
   std::vector<std::string> env = {};  // added to the environment, see set_env
+  // The default user's password when it is not given as --requirepass
+  // (a config file): the start-up probes authenticate with it.
+  std::string password = {};
 };
 
 // redhubd on a free port of 127.0.0.1 with extra flags, ready to serve (and
