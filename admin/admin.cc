@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "admin_tls.h"
+#include "civetweb_openssl.h"
 #include "counters.h"
 #include "health_checks.h"
 #include "log.h"
@@ -170,6 +171,14 @@ int RunAdmin(const AdminSpec& spec) {
   if (std::string e = CheckTlsFiles(spec.tls_cert_file, spec.tls_key_file); !e.empty()) {
     LOG_WARNING("Admin: %s", e.c_str());
     return 1;
+  }
+  // Here, not in the master's CheckAdminSpec: the stand-ins' memfds would
+  // stay open in the master and in every worker it forks.
+  if (tls) {
+    if (std::string e = LoadOpenSslForCivetweb(); !e.empty()) {
+      LOG_WARNING("Admin: cannot load OpenSSL for civetweb: %s", e.c_str());
+      return 1;
+    }
   }
   std::unique_ptr<shm::CounterArea> counters = shm::CounterArea::Attach(spec.counters_name, &error);
   if (!counters) {

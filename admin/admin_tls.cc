@@ -6,7 +6,6 @@
 
 #include <cerrno>
 
-#include "civetweb_openssl.h"
 #include "syserr.h"
 
 namespace redhub::admin {
@@ -61,9 +60,6 @@ std::string CheckTlsFiles(const std::string& cert_file, const std::string& key_f
   std::string error = ConfigureTls(ctx, cert_file, key_file);
   SSL_CTX_free(ctx);
   if (!error.empty()) return error;
-  if (std::string e = LoadOpenSslForCivetweb(); !e.empty()) {
-    return "admin-tls-cert-file: cannot load OpenSSL for civetweb: " + e;
-  }
   return "";
 }
 

@@ -4,7 +4,7 @@
 // civetweb's init_ssl callback, into the SSL_CTX civetweb made.
 //
 // civetweb's own way to OpenSSL does not work on Debian 12 as packaged
-// (civetweb_openssl.h); CheckTlsFiles loads what it needs.
+// (civetweb_openssl.h): RunAdmin loads what it needs first.
 #pragma once
 
 #include <string>
@@ -17,8 +17,7 @@ namespace redhub::admin {
 std::string ConfigureTls(void* ssl_ctx, const std::string& cert_file, const std::string& key_file);
 
 // What RunAdmin will need: both files or neither, both loading into a fresh
-// context and matching, and OpenSSL loaded for civetweb (which stays
-// loaded, in this process and its children). "" or the
+// context and matching. "" or the
 // reason, naming the setting (admin-tls-cert-file, admin-tls-key-file).
 std::string CheckTlsFiles(const std::string& cert_file, const std::string& key_file);
 
