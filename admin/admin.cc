@@ -135,6 +135,13 @@ MetricsAuthFiles AuthFiles(const AdminSpec& spec) {
 }  // namespace
 
 std::string CheckAdminSpec(const AdminSpec& spec) {
+  // Debian 12 builds civetweb without IPv6 (mg_check_feature(8) is 0): the
+  // admin process would fail to listen and be respawned forever.
+  if (spec.bind.find(':') != std::string::npos && mg_check_feature(8) == 0) {
+    return "admin-bind " + spec.bind +
+           ": this civetweb has no IPv6 support (Debian 12's is built without it); use an "
+           "IPv4 address";
+  }
   std::string error;
   if (!MetricsGuard::Load(AuthFiles(spec), &error)) return error;
   return CheckTlsFiles(spec.tls_cert_file, spec.tls_key_file);

@@ -30,7 +30,7 @@
 namespace redhub::admin {
 
 struct AdminSpec {
-  std::string bind = "127.0.0.1";  // an IPv4 or IPv6 address (no brackets)
+  std::string bind = "127.0.0.1";  // IPv4 (CheckAdminSpec refuses IPv6 without civetweb support)
   uint16_t port = 9121;            // 0 = disabled: the master does not start the process
   std::string store_name;          // shm name of the store
   std::string counters_name;       // shm name of the counter area

@@ -306,7 +306,8 @@ void AddStoreRows(std::vector<Setting>& t) {
         return "";
       }));
   t.push_back(Value(
-      "admin-bind", C::kRestart, "Address of the metrics and health endpoint (IPv4 or IPv6)",
+      "admin-bind", C::kRestart,
+      "Address of the metrics and health endpoint (IPv4: Debian 12's civetweb has no IPv6)",
       [](auto& c) -> auto& { return c.admin_bind; }, kShowDefault));
   t.push_back(Value(
       "admin-port", C::kRestart,

@@ -431,6 +431,9 @@ TEST_F(AdminTest, FailsOnABadSecretOrCertificateFile) {
       CheckAdminSpec(tls).rfind("admin-tls-cert-file: access(/nonexistent/cert.pem, R_OK)", 0), 0u)
       << CheckAdminSpec(tls);
   EXPECT_EQ(CheckAdminSpec(Spec()), "");
+  AdminSpec v6 = Spec();
+  v6.bind = "::1";
+  EXPECT_NE(CheckAdminSpec(v6).find("no IPv6 support"), std::string::npos) << CheckAdminSpec(v6);
 }
 
 TEST_F(AdminTest, PromtoolAcceptsMetrics) {
