@@ -12,6 +12,10 @@
 //   GET /readyz   200 "ok" when every configured worker slot is serving,
 //                 else 503 and one line saying why ("1 of 2 worker slots serving")
 //
+// /metrics (and any path but the two probes) may require HTTP basic
+// authentication or a bearer token (401 otherwise, counted in
+// redhub_admin_auth_failures_total), and the endpoint may serve HTTPS only.
+//
 // In the master, after creating the store and the counter area:
 //
 //   pid_t pid = fork();
@@ -26,7 +30,7 @@
 namespace redhub::admin {
 
 struct AdminSpec {
-  std::string bind = "127.0.0.1";  // an IPv4 or IPv6 address (no brackets)
+  std::string bind = "127.0.0.1";  // IPv4 (CheckAdminSpec refuses IPv6 without civetweb support)
   uint16_t port = 9121;            // 0 = disabled: the master does not start the process
   std::string store_name;          // shm name of the store
   std::string counters_name;       // shm name of the counter area
@@ -34,15 +38,30 @@ struct AdminSpec {
   std::string version;             // redhub_build_info{version}
   double started_at_unix = 0;      // the master's start, for redis_uptime_in_seconds
   int max_clients = 0;             // redis_max_clients
+  // Who may read /metrics (metrics_auth.h); all empty: anyone who reaches
+  // the port. The secrets are read from the files when the process starts.
+  std::string auth_user;
+  std::string auth_password_file;
+  std::string auth_token_file;
+  // Both set: HTTPS only on the port (admin_tls.h), PEM files.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
+
+// Reads and checks the spec's secret, certificate and key files as RunAdmin
+// will, so that the master can refuse to start on a bad setting instead of
+// respawning an admin process that exits at once. "" or the reason, naming
+// the setting ("admin-tls-cert-file: open(/x.pem) failed: ...").
+std::string CheckAdminSpec(const AdminSpec& spec);
 
 // Runs the admin process until SIGTERM or SIGINT (exit code 0), or until the
 // master dies (0 as well: nothing is left to report on). Call it in a fresh
 // child of the master, right after fork(): it closes the sockets it inherited
 // (a copy of a SO_REUSEPORT listener would keep taking connections that no
 // one accepts), sets PR_SET_PDEATHSIG, attaches both segments and starts the
-// HTTP threads. Returns 1 if a segment cannot be attached or the address
-// cannot be bound, after a message on stderr.
+// HTTP threads. Returns 1 if a segment cannot be attached, a file of the
+// spec is bad (CheckAdminSpec) or the address cannot be bound, after a
+// message on stderr.
 int RunAdmin(const AdminSpec& spec);
 
 }  // namespace redhub::admin

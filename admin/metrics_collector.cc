@@ -192,6 +192,12 @@ void AddRedhubFamilies(FamilyList& out, const Snapshot& s, const StaticInfo& inf
               static_cast<double>(s.stripe_repairs));
   out.Counter("redhub_store_pool_repairs_total", "Page pool repairs after its lock holder died",
               static_cast<double>(s.pool_repairs));
+  MetricFamily& auth = out.Add("redhub_admin_auth_failures_total",
+                               "/metrics requests refused with 401, by reason: no credentials "
+                               "(missing) or wrong ones (invalid); since the admin process started",
+                               MetricType::Counter);
+  FamilyList::AddSample(auth, static_cast<double>(s.auth_missing), {{"reason", "missing"}});
+  FamilyList::AddSample(auth, static_cast<double>(s.auth_invalid), {{"reason", "invalid"}});
   out.Gauge("redhub_build_info", "redhubd's version", 1, {{"version", info.version}});
 }
 
@@ -206,8 +212,8 @@ std::vector<MetricFamily> BuildFamilies(const Snapshot& s, const StaticInfo& inf
 }
 
 MetricsCollector::MetricsCollector(shm::CounterArea* counters, const shm::Store* store,
-                                   StaticInfo info)
-    : counters_(counters), store_(store), info_(std::move(info)) {}
+                                   StaticInfo info, const AdminCounters* own)
+    : counters_(counters), store_(store), info_(std::move(info)), own_(own) {}
 
 Snapshot MetricsCollector::TakeSnapshot() const {
   Snapshot s;
@@ -227,6 +233,10 @@ Snapshot MetricsCollector::TakeSnapshot() const {
   s.evicted = st.evicted;
   s.stripe_repairs = st.repairs;
   s.pool_repairs = st.pool_repairs;
+  if (own_ != nullptr) {
+    s.auth_missing = own_->auth_missing.load(std::memory_order_relaxed);
+    s.auth_invalid = own_->auth_invalid.load(std::memory_order_relaxed);
+  }
   s.now_unix =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   return s;

@@ -12,6 +12,7 @@
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -36,7 +37,17 @@ struct Snapshot {
   uint64_t evicted = 0;
   uint64_t stripe_repairs = 0;
   uint64_t pool_repairs = 0;
+  // The admin process's own counters (AdminCounters).
+  uint64_t auth_missing = 0;
+  uint64_t auth_invalid = 0;
   double now_unix = 0;
+};
+
+// What only the admin process counts, hence not in shared memory: they
+// start at 0 when it (re)starts, a reset Prometheus's rate() handles.
+struct AdminCounters {
+  std::atomic<uint64_t> auth_missing{0};  // /metrics requests without credentials
+  std::atomic<uint64_t> auth_invalid{0};  // with wrong ones
 };
 
 // Fixed for the life of the admin process.
@@ -53,8 +64,9 @@ std::vector<prometheus::MetricFamily> BuildFamilies(const Snapshot& snapshot,
 // threads at once (the area's lock serialises the sums).
 class MetricsCollector : public prometheus::Collectable {
  public:
-  // Both must outlive the collector.
-  MetricsCollector(shm::CounterArea* counters, const shm::Store* store, StaticInfo info);
+  // All three must outlive the collector; own may be null (counted as 0).
+  MetricsCollector(shm::CounterArea* counters, const shm::Store* store, StaticInfo info,
+                   const AdminCounters* own = nullptr);
   Snapshot TakeSnapshot() const;
   std::vector<prometheus::MetricFamily> Collect() const override;
 
@@ -62,6 +74,7 @@ class MetricsCollector : public prometheus::Collectable {
   shm::CounterArea* counters_;
   const shm::Store* store_;
   StaticInfo info_;
+  const AdminCounters* own_;
 };
 
 }  // namespace redhub::admin

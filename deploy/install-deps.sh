@@ -7,10 +7,11 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake ninja-build pkg-config clang-format
-  libboost-dev libev-dev libcli11-dev prometheus-cpp-dev
-  # tests and benchmarks
+  libboost-dev libev-dev libcli11-dev prometheus-cpp-dev libssl-dev
+  # tests and benchmarks (openssl makes test certificates; curl fetches over
+  # HTTPS; strace records every execve of the container entrypoint)
   libgtest-dev libgmock-dev libbenchmark-dev libhiredis-dev
-  redis-tools redis-server python3-redis procps
+  redis-tools redis-server python3-redis procps openssl curl strace shellcheck
   # metrics: promtool checks /metrics and deploy/*.yml; the Redis exporter for comparison
   prometheus prometheus-redis-exporter
   # deploy/: twemproxy for the scale-out recipe; systemd-analyze checks the units

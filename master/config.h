@@ -34,6 +34,13 @@ struct Config {
   // The admin process: /metrics, /healthz, /readyz. Port 0 disables it.
   std::string admin_bind = "127.0.0.1";
   uint16_t admin_port = 9121;
+  // Who may read /metrics, from files (never the secret itself: ps shows
+  // argv), and HTTPS for the endpoint. Empty: off.
+  std::string admin_auth_user;
+  std::string admin_auth_password_file;
+  std::string admin_auth_token_file;
+  std::string admin_tls_cert_file;
+  std::string admin_tls_key_file;
   int64_t slowlog_slower_than = 10000;  // microseconds; negative disables
   uint32_t slowlog_max_len = 128;
   // Access control (Redis's): the default user's password, the ACL file

@@ -238,6 +238,47 @@ void AddClientRows(std::vector<Setting>& t) {
                  }));
 }
 
+// Protecting the admin endpoint: paths only, the secrets stay in their files
+// (the admin process reads them when it starts; main checks them at start,
+// admin::CheckAdminSpec). Pairs that only work together are checked here.
+void AddAdminSecurityRows(std::vector<Setting>& t) {
+  t.push_back(Value(
+      "admin-auth-user", C::kRestart,
+      "/metrics requires HTTP basic authentication as this user (with --admin-auth-password-file)",
+      [](auto& c) -> auto& { return c.admin_auth_user; }, kNoDefault));
+  t.push_back(
+      WithFinish(Value(
+                     "admin-auth-password-file", C::kRestart,
+                     "File holding the password of --admin-auth-user (one line)",
+                     [](auto& c) -> auto& { return c.admin_auth_password_file; }, kNoDefault),
+                 [](Config* c) -> std::string {
+                   if (c->admin_auth_user.empty() != c->admin_auth_password_file.empty()) {
+                     return "--admin-auth-user and --admin-auth-password-file go together";
+                   }
+                   return "";
+                 }));
+  t.push_back(Value(
+      "admin-auth-token-file", C::kRestart,
+      "/metrics accepts 'Authorization: Bearer <token>' with the token in this file (one line); "
+      "with basic authentication too, either one is enough",
+      [](auto& c) -> auto& { return c.admin_auth_token_file; }, kNoDefault));
+  t.push_back(Value(
+      "admin-tls-cert-file", C::kRestart,
+      "The admin port serves HTTPS only, with this PEM certificate chain (with "
+      "--admin-tls-key-file)",
+      [](auto& c) -> auto& { return c.admin_tls_cert_file; }, kNoDefault));
+  t.push_back(
+      WithFinish(Value(
+                     "admin-tls-key-file", C::kRestart, "PEM private key of --admin-tls-cert-file",
+                     [](auto& c) -> auto& { return c.admin_tls_key_file; }, kNoDefault),
+                 [](Config* c) -> std::string {
+                   if (c->admin_tls_cert_file.empty() != c->admin_tls_key_file.empty()) {
+                     return "--admin-tls-cert-file and --admin-tls-key-file go together";
+                   }
+                   return "";
+                 }));
+}
+
 void AddStoreRows(std::vector<Setting>& t) {
   t.push_back(Memory("maxmemory", C::kLive,
                      "Memory for keys and values; the shared segment is sized from it "
@@ -265,12 +306,14 @@ void AddStoreRows(std::vector<Setting>& t) {
         return "";
       }));
   t.push_back(Value(
-      "admin-bind", C::kRestart, "Address of the metrics and health endpoint (IPv4 or IPv6)",
+      "admin-bind", C::kRestart,
+      "Address of the metrics and health endpoint (IPv4: Debian 12's civetweb has no IPv6)",
       [](auto& c) -> auto& { return c.admin_bind; }, kShowDefault));
   t.push_back(Value(
       "admin-port", C::kRestart,
       "Port of /metrics, /healthz and /readyz; 0 disables the admin process",
       [](auto& c) -> auto& { return c.admin_port; }, kShowDefault));
+  AddAdminSecurityRows(t);
   t.push_back(Value(
       "slowlog-log-slower-than", C::kLive,
       "Log commands slower than this many microseconds in SLOWLOG (<0: off)",

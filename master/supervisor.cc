@@ -54,6 +54,23 @@ Supervisor::~Supervisor() {
   for (int fd : shared_fds_) close(fd);
 }
 
+namespace {
+
+// What the admin process takes from the configuration.
+admin::AdminSpec AdminSpecOf(const Config& config) {
+  admin::AdminSpec spec;
+  spec.bind = config.admin_bind;
+  spec.port = config.admin_port;
+  spec.auth_user = config.admin_auth_user;
+  spec.auth_password_file = config.admin_auth_password_file;
+  spec.auth_token_file = config.admin_auth_token_file;
+  spec.tls_cert_file = config.admin_tls_cert_file;
+  spec.tls_key_file = config.admin_tls_key_file;
+  return spec;
+}
+
+}  // namespace
+
 std::string Supervisor::Init() {
   slots_.resize(config_.workers);
   for (int i = 0; i < config_.workers; i++) {
@@ -66,6 +83,13 @@ std::string Supervisor::Init() {
   const char* inherited = getenv(kUpgradeStateEnv);
   if (inherited == nullptr) inherited = getenv(kLegacyUpgradeStateEnv);
   std::string err;
+  // The admin endpoint's files, read as the admin process will read them:
+  // a bad one fails the start here, not the admin process over and over.
+  // Not after an upgrade: the old image is gone, and the workers serve on
+  // without the admin process (which logs why it cannot start).
+  if (inherited == nullptr && config_.admin_port != 0) {
+    if (err = admin::CheckAdminSpec(AdminSpecOf(config_)); !err.empty()) return err;
+  }
   if (inherited != nullptr) {
     std::string state = inherited;
     unsetenv(kUpgradeStateEnv);  // workers must not see them
@@ -310,9 +334,7 @@ void Supervisor::Count(uint32_t slot) {
 
 void Supervisor::SpawnAdmin() {
   if (config_.admin_port == 0 || stopping_ || admin_.pid != 0 || counters_ == nullptr) return;
-  admin::AdminSpec spec;
-  spec.bind = config_.admin_bind;
-  spec.port = config_.admin_port;
+  admin::AdminSpec spec = AdminSpecOf(config_);
   spec.store_name = config_.shm_name;
   spec.counters_name = config_.shm_name + "-stats";
   spec.master_pid = getpid();

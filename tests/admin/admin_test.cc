@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <thread>
@@ -338,6 +339,101 @@ TEST_F(AdminTest, HealthAndReadiness) {
   EXPECT_EQ(ready.status, 200);
   EXPECT_EQ(ready.body, "ok\n");
   EXPECT_EQ(HttpGet(port_, "/nothing-here").status, 404);
+}
+
+// With credentials configured, /metrics (and any other path) answers 401
+// with a challenge per scheme until a request carries the right ones, and
+// each refusal is counted by reason; the probes never ask.
+TEST_F(AdminTest, MetricsNeedCredentialsAndProbesDoNot) {
+  char dir[] = "/tmp/admin_auth_test_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string password_file = std::string(dir) + "/password";
+  const std::string token_file = std::string(dir) + "/token";
+  std::ofstream(password_file) << "s3cret pass\n";
+  std::ofstream(token_file) << "t0ken\n";
+  AdminSpec spec = Spec();
+  spec.auth_user = "prom";
+  spec.auth_password_file = password_file;
+  spec.auth_token_file = token_file;
+  MasterBlock()->Set(slots::kConfiguredSlots, 1);
+  MasterBlock()->Set(slots::kServingSlots, 1);
+  StartAdmin(spec);
+  // Read once at start: the files may go (as a tmpfs secret can).
+  unlink(password_file.c_str());
+  unlink(token_file.c_str());
+  rmdir(dir);
+  ASSERT_GT(admin_pid_, 0);
+
+  const std::string right_basic = "Authorization: Basic cHJvbTpzM2NyZXQgcGFzcw==\r\n";
+  const std::string wrong_basic = "Authorization: Basic cHJvbTpzM2NyZXQ=\r\n";  // prom:s3cret
+  HttpReply none = HttpGet(port_, "/metrics");
+  EXPECT_EQ(none.status, 401);
+  EXPECT_NE(none.headers.find("WWW-Authenticate: Basic realm=\"redhubd\", charset=\"UTF-8\"\r\n"),
+            std::string::npos)
+      << none.headers;
+  EXPECT_NE(none.headers.find("WWW-Authenticate: Bearer realm=\"redhubd\"\r\n"), std::string::npos)
+      << none.headers;
+  EXPECT_EQ(none.body, "unauthorized\n");
+  EXPECT_EQ(HttpGet(port_, "/metrics", wrong_basic).status, 401);
+  EXPECT_EQ(HttpGet(port_, "/metrics", "Authorization: Bearer t0ke\r\n").status, 401);
+  EXPECT_EQ(HttpGet(port_, "/nothing-here").status, 401);  // no path list for strangers
+
+  EXPECT_EQ(HttpGet(port_, "/healthz").status, 200);
+  EXPECT_EQ(HttpGet(port_, "/readyz").status, 200);
+  EXPECT_EQ(HttpGet(port_, "/nothing-here", right_basic).status, 404);
+  EXPECT_EQ(HttpGet(port_, "/metrics", "Authorization: Bearer t0ken\r\n").status, 200);
+  HttpReply ok = HttpGet(port_, "/metrics", right_basic);
+  ASSERT_EQ(ok.status, 200);
+  auto m = ParseSamples(ok.body);
+  EXPECT_EQ(m["redis_up"], 1);
+  EXPECT_EQ(m["redhub_admin_auth_failures_total{reason=missing}"], 2);
+  EXPECT_EQ(m["redhub_admin_auth_failures_total{reason=invalid}"], 2);
+}
+
+// Without settings the family is there, at 0, so that an alert on it has a
+// series to watch.
+TEST_F(AdminTest, AuthFailuresAreZeroWithoutAuthentication) {
+  StartAdmin(Spec());
+  ASSERT_GT(admin_pid_, 0);
+  HttpReply reply = HttpGet(port_, "/metrics");
+  ASSERT_EQ(reply.status, 200);
+  auto m = ParseSamples(reply.body);
+  ASSERT_EQ(m.count("redhub_admin_auth_failures_total{reason=missing}"), 1u) << reply.body;
+  EXPECT_EQ(m["redhub_admin_auth_failures_total{reason=missing}"], 0);
+  EXPECT_EQ(m["redhub_admin_auth_failures_total{reason=invalid}"], 0);
+}
+
+// A bad file ends the process with 1 before it listens (the master checks
+// the same at start, CheckAdminSpec).
+TEST_F(AdminTest, FailsOnABadSecretOrCertificateFile) {
+  AdminSpec spec = Spec();
+  spec.auth_user = "prom";
+  spec.auth_password_file = "/nonexistent/password";
+  EXPECT_EQ(CheckAdminSpec(spec).rfind("admin-auth-password-file: open(/nonexistent/password)", 0),
+            0u)
+      << CheckAdminSpec(spec);
+  spec.port = testing::FreePort();
+  pid_t pid = fork();
+  if (pid == 0) {
+    freopen("/dev/null", "w", stderr);
+    _exit(RunAdmin(spec));
+  }
+  int status = WaitExit(pid, std::chrono::seconds(10));
+  ASSERT_NE(status, -1);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+
+  AdminSpec tls = Spec();
+  tls.tls_cert_file = "/nonexistent/cert.pem";
+  EXPECT_EQ(CheckAdminSpec(tls), "admin-tls-cert-file needs admin-tls-key-file");
+  tls.tls_key_file = "/nonexistent/key.pem";
+  EXPECT_EQ(
+      CheckAdminSpec(tls).rfind("admin-tls-cert-file: access(/nonexistent/cert.pem, R_OK)", 0), 0u)
+      << CheckAdminSpec(tls);
+  EXPECT_EQ(CheckAdminSpec(Spec()), "");
+  AdminSpec v6 = Spec();
+  v6.bind = "::1";
+  EXPECT_NE(CheckAdminSpec(v6).find("no IPv6 support"), std::string::npos) << CheckAdminSpec(v6);
 }
 
 TEST_F(AdminTest, PromtoolAcceptsMetrics) {

@@ -17,11 +17,14 @@
 namespace redhub::admin::testing {
 
 struct HttpReply {
-  int status = 0;  // 0: no connection or no reply
+  int status = 0;       // 0: no connection or no reply
+  std::string headers;  // the header lines, each ending in "\r\n"
   std::string body;
 };
 
-inline HttpReply HttpGet(uint16_t port, const std::string& path) {
+// extra_headers: whole lines, each ending in "\r\n" ("Authorization: ...\r\n").
+inline HttpReply HttpGet(uint16_t port, const std::string& path,
+                         const std::string& extra_headers = "") {
   HttpReply reply;
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return reply;
@@ -35,7 +38,8 @@ inline HttpReply HttpGet(uint16_t port, const std::string& path) {
     close(fd);
     return reply;
   }
-  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  const std::string request =
+      "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n" + extra_headers + "\r\n";
   if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(request.size())) {
     close(fd);
@@ -56,6 +60,8 @@ inline HttpReply HttpGet(uint16_t port, const std::string& path) {
     return reply;
   }
   reply.status = atoi(raw.c_str() + space + 1);
+  const size_t first_line_end = raw.find("\r\n");
+  reply.headers = raw.substr(first_line_end + 2, end + 2 - (first_line_end + 2));
   reply.body = raw.substr(end + 4);
   return reply;
 }

@@ -1,6 +1,8 @@
 // The operator files in deploy/ that run programs: the systemd units must
-// pass systemd-analyze verify, and the scale-out recipe (twemproxy in front
-// of several redhubd) must shard keys over real redhubd processes.
+// pass systemd-analyze verify, the scale-out recipe (twemproxy in front of
+// several redhubd) must shard keys over real redhubd processes, and the
+// container entrypoint must start a real redhubd that asks for the password
+// it was given (and nothing on a command line shows it).
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -193,6 +195,78 @@ TEST(DeployTest, TwemproxyRecipeShardsKeysOverRedhubds) {
   EXPECT_TRUE(proxy.Signal(SIGTERM));
   int status = 0;
   EXPECT_TRUE(proxy.WaitExit(seconds(10), &status));
+}
+
+// /proc/<pid>/environ, NULs as newlines.
+std::string Environment(pid_t pid) {
+  std::string env = ReadFile("/proc/" + std::to_string(pid) + "/environ");
+  for (char& c : env) {
+    if (c == '\0') c = '\n';
+  }
+  return env;
+}
+
+// The image's entrypoint and configuration around the real binary: the
+// password file's password (quotes and spaces in it) is the default user's,
+// /metrics wants the token, and neither secret is in any process's command
+// line or environment.
+TEST(DeployTest, ContainerEntrypointStartsARedhubdThatWantsThePassword) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string password = "it's a \"pw\" " + std::to_string(getpid()) + "Zq";
+  const std::string token = "metrics-" + std::to_string(getpid()) + "Tk";
+  uint16_t port = PickFreePort();
+  uint16_t admin_port = PickFreePort();
+  ASSERT_NE(port, 0);
+  ASSERT_NE(admin_port, 0);
+  ServerProcess server("redhubd-entrypoint");
+  server.set_env({"REDHUB_CONFIG=" + kDeploy + "/redhubd-container.conf",
+                  "REDHUB_RUNTIME_DIR=" + dir.File("run"), "REDHUB_BINARY=" REDHUBD_PATH,
+                  "REDHUB_PASSWORD_FILE=" + dir.Write("password", password + "\n"),
+                  "REDHUB_ADMIN_TOKEN_FILE=" + dir.Write("token", token + "\n")});
+  ASSERT_TRUE(server.Start(
+      "/bin/sh", {kDeploy + "/docker-entrypoint.sh", "--port", std::to_string(port), "--admin-port",
+                  std::to_string(admin_port), "--workers", "1", "--maxmemory", "16mb", "--shm-name",
+                  "/redhub-entrypoint-" + std::to_string(getpid())}));
+  server.set_port(port);
+  Socket s;
+  ASSERT_TRUE(WaitUntil([&] {
+    s = Socket::Connect(port, milliseconds(500));
+    return s.valid() && s.SendAll("PING\r\n") && s.RecvUntil("\r\n").starts_with("-NOAUTH");
+  })) << server.Log();
+  EXPECT_EQ(DescribeReply(SocketCommand(s, {"AUTH", "wrong"}).get()).substr(0, 10), "-WRONGPASS");
+  EXPECT_EQ(DescribeReply(SocketCommand(s, {"AUTH", password}).get()), "+OK");
+  EXPECT_EQ(DescribeReply(SocketCommand(s, {"PING"}).get()), "+PONG");
+
+  auto get = [&](const std::string& headers) {
+    Socket h = Socket::Connect(admin_port);
+    std::string data;
+    if (!h.valid() || !h.SendAll("GET /metrics HTTP/1.0\r\n" + headers + "\r\n") ||
+        !h.WaitForClose(kTimeout, &data)) {
+      return std::string();
+    }
+    return data;
+  };
+  std::string metrics;
+  ASSERT_TRUE(WaitUntil([&] {
+    metrics = get("");
+    return !metrics.empty();
+  })) << server.Log();
+  EXPECT_EQ(metrics.substr(8, 4), " 401") << metrics;
+  metrics = get("Authorization: Bearer " + token + "\r\n");
+  EXPECT_EQ(metrics.substr(8, 4), " 200") << metrics.substr(0, 200);
+  EXPECT_NE(metrics.find("\nredis_up 1\n"), std::string::npos);
+
+  std::vector<pid_t> pids = ChildPids(server.pid());
+  pids.push_back(server.pid());
+  ASSERT_GE(pids.size(), 3u);
+  for (pid_t pid : pids) {
+    const std::string title = ProcessTitle(pid);
+    EXPECT_EQ(title.find("Zq"), std::string::npos) << title;
+    EXPECT_EQ(title.find("Tk"), std::string::npos) << title;
+    EXPECT_EQ(Environment(pid).find("Zq"), std::string::npos) << pid;
+  }
+  EXPECT_EQ(server.Stop(), 0);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 // slots, and Debian's redis_exporter scraping redhubd agrees.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -25,10 +26,12 @@ struct HttpReply {
   std::string body;
 };
 
-HttpReply HttpGet(uint16_t port, const std::string& path) {
+// extra_headers: whole lines, each ending in "\r\n".
+HttpReply HttpGet(uint16_t port, const std::string& path, const std::string& extra_headers = "") {
   HttpReply reply;
   Socket s = Socket::Connect(port);
-  if (!s.valid() || !s.SendAll("GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")) {
+  if (!s.valid() ||
+      !s.SendAll("GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n" + extra_headers + "\r\n")) {
     return reply;
   }
   std::string data;
@@ -393,6 +396,186 @@ TEST_F(MetricsTest, RedisExporterScrapingRedhubdAgrees) {
   exp.Signal(SIGTERM);
   int status = 0;
   EXPECT_TRUE(exp.WaitExit(kTimeout, &status));
+}
+
+// ---- protecting the admin endpoint ----
+
+// redhubd with the given admin flags, ready on its admin port (its /healthz
+// answers: plain HTTP, or HTTPS through curl when tls).
+std::unique_ptr<ServerProcess> StartWithAdmin(uint16_t admin_port,
+                                              const std::vector<std::string>& admin_flags) {
+  std::vector<std::string> args = {
+      "--workers", "1", "--maxmemory", "8mb", "--admin-port", std::to_string(admin_port)};
+  args.insert(args.end(), admin_flags.begin(), admin_flags.end());
+  return StartRedhubd(args);
+}
+
+// A self-signed certificate for 127.0.0.1 and its key (openssl req), in dir.
+bool MakeCertificate(const TempDir& dir, const std::string& name) {
+  RunResult r = RunCommand(
+      {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+       "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+       "-keyout", dir.File(name + ".key"), "-out", dir.File(name + ".crt")},
+      milliseconds(20000));
+  if (!r.ok()) ADD_FAILURE() << "openssl (deploy/install-deps.sh installs it): " << r.Describe();
+  return r.ok();
+}
+
+// curl over HTTPS, trusting only ca; "<status>\n<body>", or "" if curl failed.
+std::string Curl(uint16_t port, const std::string& path, const std::string& ca,
+                 const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv = {"curl", "-sS", "--max-time",     "5",  "--cacert",
+                                   ca,     "-w",  "%{http_code}\n", "-o", "-"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back("https://127.0.0.1:" + std::to_string(port) + path);
+  RunResult r = RunCommand(argv, milliseconds(10000));
+  if (!r.ok()) return "";
+  // -w prints after the body: move the status to the front.
+  std::string out = r.out;
+  size_t last = out.rfind('\n', out.size() - 2);
+  std::string status = out.substr(last == std::string::npos ? 0 : last + 1);
+  status.pop_back();
+  return status + "\n" + out.substr(0, last == std::string::npos ? 0 : last + 1);
+}
+
+// Basic authentication and a bearer token through the daemon's flags: the
+// secrets come from files and never show in the processes' command lines.
+TEST(AdminAuthTest, MetricsNeedCredentialsProbesDoNot) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string password = "pw-" + std::to_string(getpid()) + "-sEcReT";
+  const std::string token = "tok-" + std::to_string(getpid()) + "-sEcReT";
+  uint16_t admin_port = PickFreePort();
+  auto server =
+      StartWithAdmin(admin_port, {"--admin-auth-user", "prom", "--admin-auth-password-file",
+                                  dir.Write("password", password + "\n"), "--admin-auth-token-file",
+                                  dir.Write("token", token + "\n")});
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(WaitUntil([&] { return HttpGet(admin_port, "/readyz").status == 200; }))
+      << server->Log();
+  EXPECT_EQ(HttpGet(admin_port, "/healthz").status, 200);
+  HttpReply none = HttpGet(admin_port, "/metrics");
+  EXPECT_EQ(none.status, 401);
+  EXPECT_EQ(none.body.find("redis_up"), std::string::npos);
+  EXPECT_EQ(HttpGet(admin_port, "/metrics", "Authorization: Bearer wrong\r\n").status, 401);
+  HttpReply ok = HttpGet(admin_port, "/metrics", "Authorization: Bearer " + token + "\r\n");
+  ASSERT_EQ(ok.status, 200);
+  std::map<std::string, double> m = Samples(ok.body);
+  EXPECT_EQ(Sample(m, "redis_up"), 1);
+  EXPECT_EQ(Sample(m, "redhub_admin_auth_failures_total{reason=\"missing\"}"), 1);
+  EXPECT_EQ(Sample(m, "redhub_admin_auth_failures_total{reason=\"invalid\"}"), 1);
+  // curl's -u sends basic authentication as a browser or Prometheus does.
+  RunResult basic = RunCommand({"curl", "-sS", "--max-time", "5", "-u", "prom:" + password,
+                                "http://127.0.0.1:" + std::to_string(admin_port) + "/metrics"},
+                               milliseconds(10000));
+  EXPECT_TRUE(basic.ok()) << basic.Describe();
+  EXPECT_NE(basic.out.find("\nredis_up 1\n"), std::string::npos) << basic.out.substr(0, 300);
+
+  std::vector<pid_t> pids = ChildPids(server->pid());
+  pids.push_back(server->pid());
+  ASSERT_GE(pids.size(), 3u);  // master, admin, worker at least
+  for (pid_t pid : pids) {
+    std::string title = ProcessTitle(pid);
+    EXPECT_EQ(title.find(password), std::string::npos) << pid << ": " << title;
+    EXPECT_EQ(title.find(token), std::string::npos) << pid << ": " << title;
+  }
+}
+
+// HTTPS only on the admin port, with the certificate given: curl that
+// trusts it gets the metrics (with the token) and the probes, a plain HTTP
+// request gets nothing.
+TEST(AdminTlsTest, ServesHttpsWithTheGivenCertificate) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  ASSERT_TRUE(MakeCertificate(dir, "admin"));
+  uint16_t admin_port = PickFreePort();
+  auto server = StartWithAdmin(
+      admin_port, {"--admin-tls-cert-file", dir.File("admin.crt"), "--admin-tls-key-file",
+                   dir.File("admin.key"), "--admin-auth-token-file", dir.Write("token", "t0k\n")});
+  ASSERT_NE(server, nullptr);
+  const std::string ca = dir.File("admin.crt");
+  std::string ready;
+  ASSERT_TRUE(WaitUntil([&] {
+    ready = Curl(admin_port, "/readyz", ca);
+    return ready == "200\nok\n";
+  })) << ready
+      << server->Log();
+  EXPECT_EQ(Curl(admin_port, "/healthz", ca), "200\nok\n");
+  EXPECT_EQ(Curl(admin_port, "/metrics", ca).substr(0, 4), "401\n");
+  std::string metrics = Curl(admin_port, "/metrics", ca, {"-H", "Authorization: Bearer t0k"});
+  EXPECT_EQ(metrics.substr(0, 4), "200\n");
+  EXPECT_NE(metrics.find("\nredis_up 1\n"), std::string::npos) << metrics.substr(0, 300);
+  // TLS 1.1 is refused by the server, even to a client that allows it
+  // (security level 0): below 1.2 is never negotiated.
+  RunResult old =
+      RunCommand({"bash", "-c",
+                  "echo | openssl s_client -connect 127.0.0.1:" + std::to_string(admin_port) +
+                      " -tls1_1 -cipher DEFAULT@SECLEVEL=0 2>&1"},
+                 milliseconds(10000));
+  EXPECT_NE(old.out.find("alert protocol version"), std::string::npos) << old.Describe();
+  // Plain HTTP on the HTTPS port: no HTTP answer.
+  EXPECT_EQ(HttpGet(admin_port, "/healthz").status, 0);
+  // The admin process still serves after those (no crash: civetweb's
+  // OpenSSL stand-ins, admin/civetweb_openssl.h).
+  EXPECT_EQ(Curl(admin_port, "/healthz", ca), "200\nok\n");
+  EXPECT_EQ(server->Log().find("Admin process (pid"), std::string::npos) << server->Log();
+}
+
+// A bad admin setting fails the start, naming the setting, and leaves no
+// segment behind; one without its pair is a usage error.
+TEST(AdminTlsTest, BadSettingsFailTheStartWithTheReason) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  ASSERT_TRUE(MakeCertificate(dir, "one"));
+  ASSERT_TRUE(MakeCertificate(dir, "two"));
+  struct Case {
+    std::vector<std::string> flags;
+    int exit_code;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"--admin-tls-cert-file", dir.File("missing.crt"), "--admin-tls-key-file",
+        dir.File("one.key")},
+       1,
+       "Cannot start: admin-tls-cert-file: access(" + dir.File("missing.crt") + ", R_OK) failed"},
+      {{"--admin-tls-cert-file", dir.File("one.crt"), "--admin-tls-key-file", dir.File("two.key")},
+       1,
+       "Cannot start: admin-tls-key-file " + dir.File("two.key") + ": "},
+      {{"--admin-tls-cert-file", dir.File("one.key"), "--admin-tls-key-file", dir.File("one.key")},
+       1,
+       "Cannot start: admin-tls-cert-file " + dir.File("one.key") + ": "},
+      {{"--admin-auth-user", "prom", "--admin-auth-password-file", dir.File("missing")},
+       1,
+       "Cannot start: admin-auth-password-file: open(" + dir.File("missing") + ") failed"},
+      {{"--admin-tls-key-file", dir.File("one.key")},
+       2,
+       "--admin-tls-cert-file and --admin-tls-key-file go together"},
+      {{"--admin-auth-user", "prom"},
+       2,
+       "--admin-auth-user and --admin-auth-password-file go together"},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    const std::string shm_name =
+        "/redhub-admin-bad-" + std::to_string(getpid()) + "-" + std::to_string(n++);
+    std::vector<std::string> args = {"--port",       "0",
+                                     "--workers",    "1",
+                                     "--maxmemory",  "8mb",
+                                     "--shm-name",   shm_name,
+                                     "--admin-port", std::to_string(PickFreePort())};
+    args.insert(args.end(), c.flags.begin(), c.flags.end());
+    ServerProcess server("redhubd-bad-admin");
+    ASSERT_TRUE(server.Start(REDHUBD_PATH, args));
+    int status = 0;
+    ASSERT_TRUE(server.WaitExit(kTimeout, &status)) << server.Log();
+    server.Stop();  // it exited, as it should
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == c.exit_code)
+        << c.message << ": status " << status << "\n"
+        << server.Log();
+    EXPECT_NE(server.Log().find(c.message), std::string::npos) << server.Log();
+    EXPECT_NE(access(("/dev/shm" + shm_name).c_str(), F_OK), 0) << shm_name << " left behind";
+    EXPECT_NE(access(("/dev/shm" + shm_name + "-stats").c_str(), F_OK), 0);
+  }
 }
 
 }  // namespace

@@ -34,7 +34,10 @@ TEST(SettingsTest, EveryRowHasAFlagHelpAndAClass) {
     EXPECT_TRUE(s.add && s.same && s.text) << s.name;
     EXPECT_EQ(FindSetting(s.name), &s);
   }
-  EXPECT_EQ(names.size(), 31u);  // every flag of --help but --help, --config and --version
+  // Every flag of --help but --help, --config and --version: 27, the ACL
+  // settings (requirepass, aclfile, protected-mode, acllog-max-len) and the
+  // admin endpoint's protection (admin-auth-*, admin-tls-*).
+  EXPECT_EQ(names.size(), 36u);
   for (const char* flag : {"bind", "port", "workers", "maxclients", "maxmemory", "shm-keep"}) {
     EXPECT_NE(FindSetting(flag), nullptr) << flag;
   }
@@ -143,9 +146,22 @@ TEST(SettingsTest, ARestartOnlyChangeIsNamedAndALiveOneIsNot) {
 TEST(SettingsTest, ReloadClassesAreTheFormerOnes) {
   // What the hand-written SameExceptLive and RestartOnlyChange decided
   // before the table (settings that have a flag).
-  const std::set<std::string> restart = {"bind",     "port",       "unixsocket",
-                                         "workers",  "daemonize",  "pidfile",
-                                         "shm-name", "admin-bind", "admin-port"};
+  // The admin endpoint's protection came later, restart-only as the admin
+  // process's other settings.
+  const std::set<std::string> restart = {"bind",
+                                         "port",
+                                         "unixsocket",
+                                         "workers",
+                                         "daemonize",
+                                         "pidfile",
+                                         "shm-name",
+                                         "admin-bind",
+                                         "admin-port",
+                                         "admin-auth-user",
+                                         "admin-auth-password-file",
+                                         "admin-auth-token-file",
+                                         "admin-tls-cert-file",
+                                         "admin-tls-key-file"};
   const std::set<std::string> new_workers = {"read-buffer", "tcp-backlog", "logfile",
                                              "worker-timeout", "drain-timeout"};
   for (const Setting& s : Settings()) {
