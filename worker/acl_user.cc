@@ -237,7 +237,20 @@ std::string User::ApplyCommandRule(std::string_view rule) {
     return "";
   }
   const std::string sub = Lower(what.substr(bar + 1));
-  if (sub.empty() || sub.find('|') != std::string::npos) return kSyntaxError;
+  // Redis 7.0 looks "-a|b|c" up whole (no such command), and splits
+  // "+a|b|c" at its last bar: "+config|get|x" names a first argument of a
+  // subcommand, which it refuses; anything else is no command it knows.
+  if (!allow && (sub.empty() || sub.find('|') != std::string::npos)) return kUnknownName;
+  if (const size_t last = sub.rfind('|'); last != std::string::npos) {
+    const std::string_view head = std::string_view(sub).substr(0, last);
+    if (IsContainer(*spec)) {
+      for (const auto& listed : spec->subcommands) {
+        if (head == listed.name) return "Allowing first-arg of a subcommand is not supported";
+      }
+    }
+    return kUnknownName;
+  }
+  if (sub.empty()) return kSyntaxError;
   if (!IsContainer(*spec)) {
     // Redis 7.0 still takes "+select|0" (a first argument) for a command
     // without subcommands, and nothing can take it away but "-select".
@@ -332,27 +345,32 @@ std::string User::Apply(std::string_view rule) {
     if (it == passwords_.end()) return kNoSuchPassword;
     passwords_.erase(it);
   } else if (rule[0] == '~' || rule[0] == '%') {
+    // Redis 7.0's order: allkeys first, then the permission letters (each
+    // once; "%R" without a '~' is the empty pattern), then spaces.
+    if (all_keys_) return kKeyAfterAll;
     uint8_t perms = kKeyReadWrite;
     size_t at = 1;
     if (rule[0] == '%') {
       perms = 0;
-      for (; at < rule.size() && rule[at] != '~'; at++) {
+      for (; at < rule.size(); at++) {
         char c = rule[at];
-        if (c == 'R' || c == 'r') {
+        if ((c == 'R' || c == 'r') && !(perms & kKeyRead)) {
           perms |= kKeyRead;
-        } else if (c == 'W' || c == 'w') {
+        } else if ((c == 'W' || c == 'w') && !(perms & kKeyWrite)) {
           perms |= kKeyWrite;
+        } else if (c == '~') {
+          at++;
+          break;
         } else {
           return kSyntaxError;
         }
       }
-      if (at == rule.size() || perms == 0) return kSyntaxError;
-      at++;
+      if (perms == 0) return kSyntaxError;
     }
-    std::string_view pattern = rule.substr(at);
+    std::string_view pattern = rule.substr(std::min(at, rule.size()));
     if (HasSpaces(pattern)) return kSyntaxError;
-    if (all_keys_) return kKeyAfterAll;
-    if (pattern == "*" && perms == kKeyReadWrite) {
+    // Only "~*" is allkeys; "%RW~*" is a pattern like any other.
+    if (pattern == "*" && rule[0] == '~') {
       all_keys_ = true;
       keys_.clear();
       return "";
