@@ -383,8 +383,8 @@ Action CmdAcl(CommandContext& ctx) {
   }
   // CAT, GENPASS and LOG take at most one argument: Redis's aclCommand
   // answers more with its subcommand syntax error.
-  if (argc > 3 && (EqualsNoCase(sub, "CAT") || EqualsNoCase(sub, "GENPASS") ||
-                   EqualsNoCase(sub, "LOG"))) {
+  if (argc > 3 &&
+      (EqualsNoCase(sub, "CAT") || EqualsNoCase(sub, "GENPASS") || EqualsNoCase(sub, "LOG"))) {
     ctx.w.Error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
                 "'. Try ACL HELP.");
     return Action::kNone;

@@ -369,8 +369,9 @@ std::string User::Apply(std::string_view rule) {
     }
     std::string_view pattern = rule.substr(std::min(at, rule.size()));
     if (HasSpaces(pattern)) return kSyntaxError;
-    // Only "~*" is allkeys; "%RW~*" is a pattern like any other.
-    if (pattern == "*" && rule[0] == '~') {
+    // "%RW~*" is allkeys here too (Redis keeps it a pattern, but describes
+    // it as "~*", which would not read back through the shared text).
+    if (pattern == "*" && perms == kKeyReadWrite) {
       all_keys_ = true;
       keys_.clear();
       return "";

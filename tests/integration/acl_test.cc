@@ -238,8 +238,10 @@ TEST_F(AclParityTest, UnauthenticatedClientsAnswerAsRedis) {
 // HELLO 3 AUTH right: RESP3 from then on, ACL GETUSER as a map, ACL LOG's
 // age as a double (only its type compares).
 TEST_F(AclParityTest, Hello3AuthAndGetuserInResp3AnswerAsRedis) {
-  Expect({{"ACL", "SETUSER", "alice", "on", ">apw", "#" + std::string(64, 'a'), "~a*",
-           "%R~r*", "%W~w*", "&news.*", "-@all", "+@string", "-set", "+config|get"}});
+  Expect({{"ACL", "SETUSER", "alice", "on", ">apw", "#" + std::string(64, 'a'), "~a*", "%R~r*",
+           "%W~w*", "&news.*", "-@all", "+@string", "+config|get"}});
+  // (One single command only: Redis lists several in its command dict's
+  // order, which its random hash seed changes from run to run.)
   auto [ours, ref] = Pair();
   for (Socket* s : {&ours, &ref}) {
     std::string hello = Raw3(*s, {"HELLO", "3", "AUTH", "default", kPassword});
@@ -315,13 +317,13 @@ TEST_F(AclParityTest, SetuserRulesAnswerAsRedis) {
       {"ACL", "SETUSER", "p2", "%rw~k", "%WR~j", "%W~k"},
       {"ACL", "SETUSER", "p3", "%R~", "~", "&"},
       {"ACL", "SETUSER", "p4", "%R~*", "%W~*"},
-      {"ACL", "SETUSER", "p5", "%RW~*", "~x"},
+      // (Not compared: "%RW~*" then "~x", which Redis takes, as "%RW~*" is
+      // not allkeys there, and describes as "~* ~x", a line it cannot load.)
       {"ACL", "SETUSER", "p6", "~k", "%R~k"},
       {"ACL", "GETUSER", "p1"},
       {"ACL", "GETUSER", "p2"},
       {"ACL", "GETUSER", "p3"},
       {"ACL", "GETUSER", "p4"},
-      {"ACL", "GETUSER", "p5"},
       {"ACL", "GETUSER", "p6"},
       {"ACL", "SETUSER", "w", "on", "nopass", "~*", "&*", "+@all"},
       {"ACL", "GETUSER", "w"},
@@ -466,7 +468,6 @@ TEST_F(AclParityTest, NopermAnswersAsRedis) {
           {"CONFIG", "GET", "maxclients"},
           {"CONFIG", "RESETSTAT"},
           {"CONFIG", "SET", "maxclients", "10"},
-          {"ACL", "LIST"},
           {"ACL", "WHOAMI"},
           {"PING"},
           {"NOSUCHCOMMAND"},
@@ -505,8 +506,10 @@ TEST_F(AclParityTest, AclLogAnswersAsRedis) {
       {"ACL", "LOG", "RESET"},
       {"ACL", "SETUSER", "alice", "on", ">apw", "~a*", "-@all", "+get", "+config|get"},
   }));
-  ASSERT_NO_FATAL_FAILURE(Expect({{"AUTH", "wrong"}, {"AUTH", "nosuchuser", "x"},
-                                  {"auth", "default", "wrong"}, {"AUTH", "wrong"},
+  ASSERT_NO_FATAL_FAILURE(Expect({{"AUTH", "wrong"},
+                                  {"AUTH", "nosuchuser", "x"},
+                                  {"auth", "default", "wrong"},
+                                  {"AUTH", "wrong"},
                                   {"HELLO", "2", "AUTH", "alice", "wrong"}},
                                  {}));
   ASSERT_NO_FATAL_FAILURE(Expect({{"GET", "b"},
@@ -573,7 +576,8 @@ TEST(AclStatsTest, DenialsAreCountedInInfoAndMetrics) {
   const std::map<std::string, int64_t> expected = {
       {"acl_access_denied_auth", 3}, {"acl_access_denied_cmd", 1}, {"acl_access_denied_key", 2}};
   for (const auto& [field, n] : expected) {
-    EXPECT_EQ(InfoInt(b.get(), "stats", field), n) << "redis-server " << field;
+    // (redis-server 7.0.15 has none of these fields: they came with 7.2,
+    // whose counting the expected figures follow.)
     EXPECT_EQ(InfoInt(a.get(), "stats", field), n) << field;
   }
   // /metrics: the admin process sums the workers' blocks.
@@ -596,6 +600,28 @@ TEST(AclStatsTest, DenialsAreCountedInInfoAndMetrics) {
     return true;
   });
   EXPECT_TRUE(all) << body;
+}
+
+// Known divergences, failing until fixed (see the report of fix/acltest):
+// subcommands Redis has and we do not serve get no categories here, so
+// "+@all -@dangerous" leaves CONFIG SET and CLIENT KILL allowed (DRYRUN
+// says OK; the command answers "unknown subcommand" where Redis says
+// NOPERM); an unknown subcommand of a restricted user is refused by the
+// ACL (and logged) where Redis answers "unknown subcommand"; and a
+// category none of whose commands we have ("+@hash") drops out of the
+// user's description, so ACL SAVE writes a file that grants Redis less.
+TEST_F(AclParityTest, SubcommandsAndCategoriesOutsideOurTableAnswerAsRedis) {
+  ASSERT_NO_FATAL_FAILURE(Expect({
+      {"ACL", "SETUSER", "ops", "on", ">op", "allkeys", "+@all", "-@dangerous"},
+      {"ACL", "SETUSER", "cfg", "on", ">cp", "allkeys", "-@all", "+config|get"},
+      {"ACL", "DRYRUN", "ops", "config", "set", "maxclients", "10"},
+      {"ACL", "DRYRUN", "ops", "config", "resetstat"},
+      {"ACL", "DRYRUN", "ops", "client", "kill", "1.2.3.4:5"},
+      {"ACL", "SETUSER", "h", "-@all", "+@hash"},
+      {"ACL", "GETUSER", "h"},
+  }));
+  ASSERT_NO_FATAL_FAILURE(Expect({{"CONFIG", "SET", "maxclients", "10"}}, {"ops", "op"}));
+  ASSERT_NO_FATAL_FAILURE(Expect({{"CONFIG", "NOSUCH"}}, {"cfg", "cp"}));
 }
 
 // ---- real clients ----
@@ -696,8 +722,7 @@ TEST_F(AclClientsTest, RedisExporterScrapesWithAPassword) {
       return h.valid() && h.SendAll("GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n") &&
              h.WaitForClose(kTimeout, &body) && body.find("\nredis_up ") != std::string::npos;
     })) << exp.Log();
-    EXPECT_NE(body.find("\nredis_up " + up + "\n"), std::string::npos) << password << "\n"
-                                                                       << body;
+    EXPECT_NE(body.find("\nredis_up " + up + "\n"), std::string::npos) << password << "\n" << body;
     if (up == "1") {
       EXPECT_NE(body.find("\nredis_db_keys{db=\"db0\"} 1\n"), std::string::npos) << body;
     }
@@ -732,7 +757,6 @@ TEST_F(AclFileTest, UsersOfTheFileWorkFromTheStart) {
   Socket a = Connect(ours->port()), b = Connect(ref->port());
   ASSERT_NO_FATAL_FAILURE(ExpectRepliesAsReference(a, b,
                                                    {
-                                                       {"ACL", "LIST"},
                                                        {"AUTH", "alice", "apw"},
                                                        {"ACL", "WHOAMI"},
                                                        {"SET", "a1", "v"},
@@ -742,13 +766,16 @@ TEST_F(AclFileTest, UsersOfTheFileWorkFromTheStart) {
                                                        {"AUTH", "bob", "bpw"},  // off
                                                        {"AUTH", "alice", "wrong"},
                                                    }));
+  Socket x = Connect(ours->port()), y = Connect(ref->port());
+  Reply lx = SocketCommand(x, {"ACL", "LIST"}), ly = SocketCommand(y, {"ACL", "LIST"});
+  EXPECT_EQ(ListWords(lx.get()), ListWords(ly.get())) << DescribeReply(lx.get());
 }
 
 // A file with an error: no start, exit status 1, Redis's text in the log
 // (as redis-server logs it for the same file).
 TEST_F(AclFileTest, AnInvalidFileRefusesTheStartWithRedisText) {
-  const std::string file = dir_.Write(
-      "bad.acl", "user default on nopass ~* &* +@all\nuser carol on +nosuchcommand\n");
+  const std::string file =
+      dir_.Write("bad.acl", "user default on nopass ~* &* +@all\nuser carol on +nosuchcommand\n");
   // (With --port 0 redis-server exits before it reads the file.)
   RunResult redis = RunCommand({REDIS_SERVER_PATH, "--bind", "127.0.0.1", "--port",
                                 std::to_string(PickFreePort()), "--save", "", "--aclfile", file},
@@ -759,25 +786,30 @@ TEST_F(AclFileTest, AnInvalidFileRefusesTheStartWithRedisText) {
   ASSERT_NE(at, std::string::npos) << redis.Describe();
   std::string text = redis.out.substr(at + kPrefix.size());
   text = text.substr(0, text.find('\n'));
-  EXPECT_EQ(text, file + ":2: Unknown command or category name in ACL. ");
+  // Redis 7.0.15: "<file>:2: Error in applying operation '+nosuchcommand':
+  // Unknown command or category name in ACL. WARNING: ACL errors detected,
+  // no change to the previously active ACL rules was performed".
+  EXPECT_NE(text.find(file + ":2: "), std::string::npos) << text;
 
   ServerProcess ours("redhubd");
-  ASSERT_TRUE(ours.Start(REDHUBD_PATH, {"--bind", "127.0.0.1", "--port",
-                                        std::to_string(PickFreePort()), "--admin-port", "0",
-                                        "--maxmemory", "8mb", "--aclfile", file}));
+  ASSERT_TRUE(
+      ours.Start(REDHUBD_PATH, {"--bind", "127.0.0.1", "--port", std::to_string(PickFreePort()),
+                                "--admin-port", "0", "--maxmemory", "8mb", "--aclfile", file}));
   int status = 0;
   ASSERT_TRUE(ours.WaitExit(kTimeout, &status)) << ours.Log();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << status << "\n" << ours.Log();
-  EXPECT_NE(ours.Log().find(text), std::string::npos) << ours.Log();
+  EXPECT_NE(ours.Log().find(text), std::string::npos) << "Redis: " << text << "\n" << ours.Log();
+  ours.Stop();
 
   // A missing file too.
   ServerProcess missing("redhubd");
-  ASSERT_TRUE(missing.Start(REDHUBD_PATH, {"--bind", "127.0.0.1", "--port",
-                                           std::to_string(PickFreePort()), "--admin-port", "0",
-                                           "--maxmemory", "8mb", "--aclfile",
-                                           dir_.File("nosuchfile.acl")}));
+  ASSERT_TRUE(missing.Start(
+      REDHUBD_PATH,
+      {"--bind", "127.0.0.1", "--port", std::to_string(PickFreePort()), "--admin-port", "0",
+       "--maxmemory", "8mb", "--aclfile", dir_.File("nosuchfile.acl")}));
   ASSERT_TRUE(missing.WaitExit(kTimeout, &status)) << missing.Log();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << status << "\n" << missing.Log();
+  missing.Stop();
 }
 
 // ACL SAVE writes Redis's format: redis-server started on the saved file
@@ -880,9 +912,10 @@ TEST_F(AclFileTest, AnInvalidFileAtLoadLeavesTheUsers) {
            std::string("user bad name on\n"),
        }) {
     dir_.Write("users.acl", text);
-    ASSERT_NO_FATAL_FAILURE(
-        ExpectRepliesAsReference(a, b, {{"ACL", "LOAD"}, {"ACL", "LIST"}, {"ACL", "USERS"}}))
+    ASSERT_NO_FATAL_FAILURE(ExpectRepliesAsReference(a, b, {{"ACL", "LOAD"}, {"ACL", "USERS"}}))
         << text;
+    Reply x = SocketCommand(a, {"ACL", "LIST"}), y = SocketCommand(b, {"ACL", "LIST"});
+    EXPECT_EQ(ListWords(x.get()), ListWords(y.get())) << DescribeReply(x.get());
   }
   unlink(file.c_str());
   ASSERT_NO_FATAL_FAILURE(ExpectRepliesAsReference(a, b, {{"ACL", "LOAD"}}));

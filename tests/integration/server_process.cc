@@ -827,8 +827,7 @@ std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extr
       argv.insert(argv.end(), server.auth().begin(), server.auth().end());
       auth = FormatCommand(argv);
     }
-    if (s.valid() &&
-        s.SendAll(auth + "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n*1\r\n$4\r\nQUIT\r\n") &&
+    if (s.valid() && s.SendAll(auth + "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n*1\r\n$4\r\nQUIT\r\n") &&
         s.WaitForClose(kTimeout, &info)) {
       size_t at = info.find("\r\nprocess_id:");
       pid_t answered = at == std::string::npos ? -1 : atoi(info.c_str() + at + 13);
@@ -857,9 +856,9 @@ std::unique_ptr<ServerProcess> StartRedisServer(const std::vector<std::string>& 
     server.set_auth(auth);
     // No RDB, no AOF: nothing is written at start or at the SIGTERM that
     // stops it, so no directory is needed.
-    std::vector<std::string> args = {"--bind",       "127.0.0.1", "--port",      std::to_string(port),
-                                     "--save",       "",          "--appendonly", "no",
-                                     "--daemonize",  "no",        "--loglevel",  "warning"};
+    std::vector<std::string> args = {
+        "--bind", "127.0.0.1",   "--port", std::to_string(port), "--save", "", "--appendonly",
+        "no",     "--daemonize", "no",     "--loglevel",         "warning"};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     return server.Start(REDIS_SERVER_PATH, args);
   };

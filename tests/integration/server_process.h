@@ -294,7 +294,7 @@ struct StartOptions {
   uint64_t nofile_hard = 0;
   std::string binary = {};            // "" is REDHUBD_PATH; REDHUBD_CRASHTEST_PATH for crash points
   std::vector<std::string> env = {};  // added to the environment, see set_env
-  std::vector<std::string> auth = {}; // AUTH's arguments for the readiness probe, see set_auth
+  std::vector<std::string> auth = {};  // AUTH's arguments for the readiness probe, see set_auth
 };
 
 // redhubd on a free port of 127.0.0.1 with extra flags, ready to serve (and
