@@ -345,7 +345,7 @@ Action AclHelp(CommandContext& ctx) {
       "WHOAMI",
       "    Return the current connection username.",
       "HELP",
-      "    Print this help.",
+      "    Prints this help.",
   };
   ctx.w.Array(static_cast<int64_t>(std::size(kLines)));
   for (const char* l : kLines) ctx.w.String(l);
@@ -378,6 +378,14 @@ Action CmdAcl(CommandContext& ctx) {
   const int argc = static_cast<int>(ctx.args.size());
   if ((found->arity > 0 && argc != found->arity) || (found->arity < 0 && argc < -found->arity)) {
     WrongArity(ctx.w, "acl|" + Lower(sub));
+    return Action::kNone;
+  }
+  // CAT, GENPASS and LOG take at most one argument: Redis's aclCommand
+  // answers more with its subcommand syntax error.
+  if (argc > 3 &&
+      (EqualsNoCase(sub, "CAT") || EqualsNoCase(sub, "GENPASS") || EqualsNoCase(sub, "LOG"))) {
+    ctx.w.Error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
+                "'. Try ACL HELP.");
     return Action::kNone;
   }
   if (ctx.service.acl() == nullptr) {

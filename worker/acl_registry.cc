@@ -5,9 +5,9 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 
 #include "acl_area.h"
-#include "syserr.h"
 
 namespace redhub::worker::acl {
 namespace {
@@ -137,7 +137,7 @@ std::string ParseFile(std::string_view path, std::string_view text,
 
 std::string ReadFile(const std::string& path, std::string* text) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoText(errno);
+  if (fd < 0) return strerror(errno);
   text->clear();
   char buf[65536];
   while (true) {
@@ -146,7 +146,7 @@ std::string ReadFile(const std::string& path, std::string* text) {
     if (n < 0) {
       int err = errno;
       close(fd);
-      return ErrnoText(err);
+      return strerror(err);
     }
     if (n == 0) break;
     text->append(buf, static_cast<size_t>(n));

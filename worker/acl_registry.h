@@ -47,7 +47,7 @@ std::shared_ptr<const User> DefaultUser();
 // "/etc/users.acl:3: Unknown command or category name in ACL. ".
 std::string ParseFile(std::string_view path, std::string_view text,
                       std::map<std::string, std::shared_ptr<const User>>* users);
-// Reads the whole file: "" or the failed call with errno.
+// Reads the whole file: "" or strerror's text (Redis's ACL LOAD error ends with it).
 std::string ReadFile(const std::string& path, std::string* text);
 // ACL LOAD and the start with an ACL file (Redis's ACLLoadFromFile): the
 // users become `loaded`; the default user keeps its id (its connections

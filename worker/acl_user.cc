@@ -140,6 +140,13 @@ int CategoryIndex(std::string_view name) {
 
 uint64_t CategoriesOf(const CommandSpec& spec) { return AclCategories(spec); }
 
+bool CategoryHasCommands(int category) {
+  for (uint64_t c : Ids().categories) {
+    if (c & (uint64_t{1} << category)) return true;
+  }
+  return false;
+}
+
 const CommandIds& Ids() {
   static const CommandIds ids = [] {
     CommandIds t;
@@ -223,6 +230,7 @@ void User::SetCategory(int category, bool allow) {
 }
 
 void User::SetAll(bool allow) {
+  foreign_categories_.clear();
   allowed_.assign(allowed_.size(), allow);
   for (auto& v : allowed_subs_) v.clear();
   for (auto& v : denied_subs_) v.clear();
@@ -240,6 +248,15 @@ std::string User::ApplyCommandRule(std::string_view rule) {
     const int c = CategoryIndex(what.substr(1));
     if (c < 0) return kUnknownName;
     SetCategory(c, allow);
+    if (!CategoryHasCommands(c)) {
+      // No command here is in it (@hash, @list...): the rule changes
+      // nothing today, but it is kept, so that ACL LIST and ACL SAVE give
+      // Redis (and a later binary with those commands) the same rights.
+      const std::string rule_text = std::string(allow ? "+@" : "-@") + kCategoryNames[c];
+      std::erase_if(foreign_categories_,
+                    [&](const std::string& r) { return r.substr(2) == kCategoryNames[c]; });
+      foreign_categories_.push_back(rule_text);
+    }
     return "";
   }
   const size_t bar = what.find('|');
@@ -251,7 +268,20 @@ std::string User::ApplyCommandRule(std::string_view rule) {
     return "";
   }
   const std::string sub = Lower(what.substr(bar + 1));
-  if (sub.empty() || sub.find('|') != std::string::npos) return kSyntaxError;
+  // Redis 7.0 looks "-a|b|c" up whole (no such command), and splits
+  // "+a|b|c" at its last bar: "+config|get|x" names a first argument of a
+  // subcommand, which it refuses; anything else is no command it knows.
+  if (!allow && (sub.empty() || sub.find('|') != std::string::npos)) return kUnknownName;
+  if (const size_t last = sub.rfind('|'); last != std::string::npos) {
+    const std::string_view head = std::string_view(sub).substr(0, last);
+    if (IsContainer(*spec)) {
+      for (const auto& listed : spec->subcommands) {
+        if (head == listed.name) return "Allowing first-arg of a subcommand is not supported";
+      }
+    }
+    return kUnknownName;
+  }
+  if (sub.empty()) return kSyntaxError;
   if (!IsContainer(*spec)) {
     // Redis 7.0 still takes "+select|0" (a first argument) for a command
     // without subcommands, and nothing can take it away but "-select".
@@ -346,28 +376,32 @@ std::string User::Apply(std::string_view rule) {
     if (it == passwords_.end()) return kNoSuchPassword;
     passwords_.erase(it);
   } else if (rule[0] == '~' || rule[0] == '%') {
+    // Redis 7.0's order: allkeys first, then the permission letters (each
+    // once; "%R" without a '~' is the empty pattern), then spaces.
+    if (all_keys_) return kKeyAfterAll;
     uint8_t perms = kKeyReadWrite;
     size_t at = 1;
     if (rule[0] == '%') {
       perms = 0;
-      for (; at < rule.size() && rule[at] != '~'; at++) {
+      for (; at < rule.size(); at++) {
         char c = rule[at];
-        if (c == 'R' || c == 'r') {
+        if ((c == 'R' || c == 'r') && !(perms & kKeyRead)) {
           perms |= kKeyRead;
-        } else if (c == 'W' || c == 'w') {
+        } else if ((c == 'W' || c == 'w') && !(perms & kKeyWrite)) {
           perms |= kKeyWrite;
+        } else if (c == '~') {
+          at++;
+          break;
         } else {
           return kSyntaxError;
         }
       }
-      if (at == rule.size() || perms == 0) return kSyntaxError;
-      at++;
+      if (perms == 0) return kSyntaxError;
     }
-    std::string_view pattern = rule.substr(at);
+    std::string_view pattern = rule.substr(std::min(at, rule.size()));
     if (HasSpaces(pattern)) return kSyntaxError;
-    if (all_keys_) return kKeyAfterAll;
-    // No early return: every rule ends in Recompute (a user whose last rule
-    // was "~*" or "&*" stayed not unrestricted).
+    // "%RW~*" is allkeys here too (Redis keeps it a pattern, but describes
+    // it as "~*", which would not read back through the shared text).
     auto same = [&](const KeyPattern& k) { return k.pattern == pattern; };
     if (pattern == "*" && perms == kKeyReadWrite) {
       all_keys_ = true;
@@ -527,6 +561,7 @@ std::string User::DescribeCommands() const {
     }
     rules += std::string(additive ? " +@" : " -@") + kCategoryNames[best];
   }
+  for (const std::string& r : foreign_categories_) rules += " " + r;
   // Single commands, then subcommands, for what the categories left.
   for (size_t r = 0; r < table.size(); r++) {
     if (fake.allowed_[r] != allowed_[r]) {

@@ -49,6 +49,8 @@ struct CommandIds {
   std::vector<size_t> sub_base;  // per row: the id of its first subcommand
 };
 const CommandIds& Ids();
+// Whether any command or subcommand here is in the category.
+bool CategoryHasCommands(int category);
 
 struct KeyPattern {
   uint8_t perms;  // KeyPerm
@@ -113,6 +115,9 @@ class User {
   // although it is on ("+config|get", "-config|set"), lower case.
   std::vector<std::vector<std::string>> allowed_subs_;
   std::vector<std::vector<std::string>> denied_subs_;
+  // "+@hash"-like rules naming categories none of this server's commands
+  // is in, in the order given (the last for each category).
+  std::vector<std::string> foreign_categories_;
   bool all_keys_ = false;
   std::vector<KeyPattern> keys_;
   bool all_channels_ = false;

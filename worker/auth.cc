@@ -211,11 +211,10 @@ bool CommandService::RefuseByAcl(Conn& conn, const CommandSpec& spec,
                                  std::span<const std::string_view> args, resp::Writer& w) {
   Session* s = SessionOf(conn);
   if (!Resolve(s)) {
-    // Its user went away since the last sweep: the connection closes after
-    // this reply.
-    conn.Close();
-    w.Error("NOPERM this user has no permissions to run the '" + std::string(spec.name) +
-            "' command");
+    // Its user went away since the last sweep (this worker learnt it at
+    // this command): closed with no reply, as Redis frees the clients of a
+    // removed user at once (freeClientAsync) and they never see an answer.
+    conn.Abort();
     return true;
   }
   if (s->user->unrestricted()) [[likely]] {

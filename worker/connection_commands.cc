@@ -104,10 +104,10 @@ bool ValidClientName(std::string_view name) {
   return true;
 }
 
-// As Redis 7.0's helloCommand: the options are checked in order, AUTH
-// authenticated and SETNAME's name validated as each is met, and only when
-// all pass are the name and the protocol set. An invalid name fails HELLO
-// as a whole: no protocol switch, no name.
+// As Redis 7.0.15's helloCommand: the options are checked in order, AUTH
+// authenticated and SETNAME's name validated and set as each is met (so a
+// valid name stays set when a later option or the NOAUTH check fails), and
+// only when all pass is the protocol set. An invalid name sets nothing.
 Action CmdHello(CommandContext& ctx) {
   int64_t proto = ctx.conn.protocol();
   size_t i = 1;
@@ -123,7 +123,6 @@ Action CmdHello(CommandContext& ctx) {
     i = 2;
   }
   std::string_view name;
-  bool set_name = false;
   for (; i < ctx.args.size(); i++) {
     bool more = i + 1 < ctx.args.size();
     if (EqualsNoCase(ctx.args[i], "AUTH") && i + 2 < ctx.args.size()) {
@@ -140,7 +139,9 @@ Action CmdHello(CommandContext& ctx) {
         ctx.w.Error(kErrClientName);
         return Action::kNone;
       }
-      set_name = true;
+      // Redis 7.0 sets it here (clientSetNameOrReply), so a later failure
+      // of the same HELLO (NOAUTH, a bad option) leaves the name set.
+      ctx.conn.set_name(std::string(name));
     } else {
       ctx.w.Error("ERR Syntax error in HELLO option '" + std::string(ctx.args[i]) + "'");
       return Action::kNone;
@@ -153,7 +154,6 @@ Action CmdHello(CommandContext& ctx) {
         "protocol version at the same time");
     return Action::kNone;
   }
-  if (set_name) ctx.conn.set_name(std::string(name));
   ctx.conn.set_protocol(static_cast<int>(proto));
   WriteHello(ctx);
   return Action::kNone;

@@ -174,7 +174,7 @@ TEST(AuthTest, RequirepassChangesAtReloadAndAuthenticatedClientsStay) {
   TempDir dir;
   ASSERT_TRUE(dir.ok());
   const std::string config = dir.Write("redhub.conf", "requirepass = \"first\"\n");
-  auto server = StartRedhubd({"--workers", "1", "--config", config}, {.password = "first"});
+  auto server = StartRedhubd({"--workers", "1", "--config", config}, {.auth = {"first"}});
   ASSERT_NE(server, nullptr);
   Socket old = Socket::Connect(server->port());
   ASSERT_EQ(Cmd(old, {"AUTH", "first"}), "+OK");

@@ -745,15 +745,15 @@ bool ServerProcess::WaitReady(milliseconds timeout) {
   static const std::string kPing = "*1\r\n$4\r\nPING\r\n";
   static const std::string kQuit = "*1\r\n$4\r\nQUIT\r\n";
   Clock::time_point deadline = Clock::now() + timeout;
+  // With a password the probe authenticates first; "+OK" then "+PONG".
+  std::vector<std::string> auth = {"AUTH"};
+  auth.insert(auth.end(), auth_.begin(), auth_.end());
+  const std::string probe = auth_.empty() ? kPing : FormatCommand(auth) + kPing;
+  const std::string answer = auth_.empty() ? "+PONG\r\n" : "+OK\r\n+PONG\r\n";
   while (Running()) {
     Socket s = Socket::Connect(port_, milliseconds(std::max(RemainingMs(deadline), 1)));
-    if (s.valid() && !password_.empty() &&
-        !(s.SendAll(FormatCommand({"AUTH", password_}), milliseconds(RemainingMs(deadline))) &&
-          s.RecvN(5, milliseconds(RemainingMs(deadline))) == "+OK\r\n")) {
-      s.Close();
-    }
-    if (s.valid() && s.SendAll(kPing, milliseconds(RemainingMs(deadline))) &&
-        s.RecvN(7, milliseconds(RemainingMs(deadline))) == "+PONG\r\n") {
+    if (s.valid() && s.SendAll(probe, milliseconds(RemainingMs(deadline))) &&
+        s.RecvN(answer.size(), milliseconds(RemainingMs(deadline))) == answer) {
       // Leave no probe connection behind: the server closes it on QUIT, so
       // once we see EOF it no longer counts it.
       return s.SendAll(kQuit, milliseconds(RemainingMs(deadline))) &&
@@ -803,14 +803,16 @@ static std::unique_ptr<ServerProcess> StartOnFreePort(
 
 std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extra_args,
                                             const StartOptions& options) {
-  std::string password = options.password;
-  for (size_t i = 0; i + 1 < extra_args.size(); i++) {
-    if (extra_args[i] == "--requirepass") password = extra_args[i + 1];
+  // A --requirepass among the flags is the probes' password unless the
+  // test says otherwise.
+  std::vector<std::string> auth = options.auth;
+  for (size_t i = 0; auth.empty() && i + 1 < extra_args.size(); i++) {
+    if (extra_args[i] == "--requirepass") auth = {extra_args[i + 1]};
   }
   auto start = [&](ServerProcess& server, uint16_t port) {
     server.set_nofile_limit(options.nofile_soft, options.nofile_hard);
     server.set_env(options.env);
-    server.set_password(password);
+    server.set_auth(auth);
     // No admin process unless a test asks for one: the default port 9121 is
     // shared by every daemon and often taken.
     std::vector<std::string> args = {"--bind", "127.0.0.1", "--port", std::to_string(port)};
@@ -825,10 +827,13 @@ std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extr
   auto ours = [](ServerProcess& server, uint16_t port, std::string* why) {
     Socket s = Socket::Connect(port);
     std::string info;
-    const std::string auth =
-        server.password().empty() ? "" : FormatCommand({"AUTH", server.password()});
-    if (s.valid() &&
-        s.SendAll(auth + "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n*1\r\n$4\r\nQUIT\r\n") &&
+    std::string auth;
+    if (!server.auth().empty()) {
+      std::vector<std::string> argv = {"AUTH"};
+      argv.insert(argv.end(), server.auth().begin(), server.auth().end());
+      auth = FormatCommand(argv);
+    }
+    if (s.valid() && s.SendAll(auth + "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n*1\r\n$4\r\nQUIT\r\n") &&
         s.WaitForClose(kTimeout, &info)) {
       size_t at = info.find("\r\nprocess_id:");
       pid_t answered = at == std::string::npos ? -1 : atoi(info.c_str() + at + 13);
@@ -847,20 +852,33 @@ std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extr
   return StartOnFreePort("redhubd", start, ours);
 }
 
-std::unique_ptr<ServerProcess> StartRedisServer() {
+std::unique_ptr<ServerProcess> StartRedisServer(const std::vector<std::string>& extra_args,
+                                                const std::vector<std::string>& auth) {
   if (std::string(REDIS_SERVER_PATH).empty()) {
     ADD_FAILURE() << "redis-server not found (deploy/install-deps.sh installs it)";
     return nullptr;
   }
-  auto start = [](ServerProcess& server, uint16_t port) {
+  auto start = [&](ServerProcess& server, uint16_t port) {
+    server.set_auth(auth);
     // No RDB, no AOF: nothing is written at start or at the SIGTERM that
     // stops it, so no directory is needed.
-    return server.Start(REDIS_SERVER_PATH,
-                        {"--bind", "127.0.0.1", "--port", std::to_string(port), "--save", "",
-                         "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"});
+    std::vector<std::string> args = {
+        "--bind", "127.0.0.1",   "--port", std::to_string(port), "--save", "", "--appendonly",
+        "no",     "--daemonize", "no",     "--loglevel",         "warning"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    return server.Start(REDIS_SERVER_PATH, args);
   };
   auto ours = [](ServerProcess& server, uint16_t port, std::string* why) {
     Socket s = Socket::Connect(port);
+    if (!server.auth().empty()) {
+      std::vector<std::string> argv = {"AUTH"};
+      argv.insert(argv.end(), server.auth().begin(), server.auth().end());
+      Reply ok = SocketCommand(s, argv);
+      if (!ok || ok->type != REDIS_REPLY_STATUS) {
+        *why = "AUTH refused on port " + std::to_string(port);
+        return false;
+      }
+    }
     Reply info = SocketCommand(s, {"INFO", "server"});
     std::optional<std::string> pid =
         info && info->type == REDIS_REPLY_STRING

@@ -240,9 +240,11 @@ class ServerProcess {
   // "NAME=value" entries added to the child's environment (the test's own
   // environment otherwise).
   void set_env(std::vector<std::string> env) { env_ = std::move(env); }
-  // The default user's password, for WaitReady's probe ("" : none).
-  void set_password(std::string password) { password_ = std::move(password); }
-  const std::string& password() const { return password_; }
+  // AUTH's arguments ({"password"} or {"user", "password"}) that WaitReady
+  // sends before its PING, for a server that requires a password; empty
+  // (the default): none.
+  void set_auth(std::vector<std::string> auth) { auth_ = std::move(auth); }
+  const std::vector<std::string>& auth() const { return auth_; }
 
   // Connects and PINGs every 10 ms until "+PONG" comes back, then QUITs and
   // waits for the server to close, so that the probe connection is gone
@@ -283,7 +285,7 @@ class ServerProcess {
   uint64_t nofile_soft_ = 0;
   uint64_t nofile_hard_ = 0;
   std::vector<std::string> env_;
-  std::string password_;
+  std::vector<std::string> auth_;
 };
 
 // How to start a server besides its flags.
@@ -292,9 +294,7 @@ struct StartOptions {
   uint64_t nofile_hard = 0;
   std::string binary = {};            // "" is REDHUBD_PATH; REDHUBD_CRASHTEST_PATH for crash points
   std::vector<std::string> env = {};  // added to the environment, see set_env
-  // The default user's password when it is not given as --requirepass
-  // (a config file): the start-up probes authenticate with it.
-  std::string password = {};
+  std::vector<std::string> auth = {};  // AUTH's arguments for the readiness probe, see set_auth
 };
 
 // redhubd on a free port of 127.0.0.1 with extra flags, ready to serve (and
@@ -308,7 +308,11 @@ std::unique_ptr<ServerProcess> StartRedhubd(const std::vector<std::string>& extr
 // ours as StartRedhubd does. Retries on a bind failure, up to 3 starts.
 // Null (after an ADD_FAILURE) if it is not installed or does not come up.
 // Tests compare redhubd's replies with its replies byte for byte.
-std::unique_ptr<ServerProcess> StartRedisServer();
+// extra_args come after the defaults (e.g. {"--requirepass", "pw"} or
+// {"--aclfile", path}); auth is AUTH's arguments for the readiness probe
+// when the default user needs a password (see set_auth).
+std::unique_ptr<ServerProcess> StartRedisServer(const std::vector<std::string>& extra_args = {},
+                                                const std::vector<std::string>& auth = {});
 // memory_kv on port 0, with the port read from its "listening on" line.
 std::unique_ptr<ServerProcess> StartMemoryKv(const StartOptions& options = {});
 

@@ -56,7 +56,7 @@ TEST(AclUserTest, EveryRuleKindAndRedisErrorTexts) {
       {"bogus", kSyntax},
       {"%X~k", kSyntax},
       {"%~k", kSyntax},
-      {"%R", kSyntax},
+      {"%R", ""},  // as redis-server 7.0.15: %R with no "~" is taken (AclParityTest)
       {"~a b", kSyntax},
       {"&a\tb", kSyntax},
       {"+nosuch", kUnknown},
@@ -65,7 +65,7 @@ TEST(AclUserTest, EveryRuleKindAndRedisErrorTexts) {
       {"+@", kUnknown},
       {"-select|0", kUnknown},  // a first argument can only be added
       {"+client|", kSyntax},
-      {"+client|list|x", kSyntax},
+      {"+client|list|x", "Allowing first-arg of a subcommand is not supported"},
       {"<never-set", "The password you are trying to remove from the user does not exist"},
       {"#abc",
        "The password hash must be exactly 64 characters and contain only lowercase hexadecimal "
