@@ -7,10 +7,10 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake ninja-build pkg-config clang-format
-  libboost-dev libev-dev libcli11-dev prometheus-cpp-dev
+  libboost-dev libev-dev libcli11-dev prometheus-cpp-dev libssl-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev libhiredis-dev
-  redis-tools redis-server python3-redis procps
+  redis-tools redis-server python3-redis procps openssl
   # metrics: promtool checks /metrics and deploy/*.yml; the Redis exporter for comparison
   prometheus prometheus-redis-exporter
   # deploy/: twemproxy for the scale-out recipe; systemd-analyze checks the units
