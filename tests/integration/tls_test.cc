@@ -8,6 +8,7 @@
 // What each test proves is in its comment. Waits poll with deadlines.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -187,7 +188,10 @@ class TlsClient {
       if (reader_.error()) return nullptr;
       char buf[16384];
       size_t n = 0;
-      if (SSL_read_ex(ssl_, buf, sizeof(buf), &n) != 1) return nullptr;
+      if (int ret = SSL_read_ex(ssl_, buf, sizeof(buf), &n); ret != 1) {
+        closed_cleanly_ = SSL_get_error(ssl_, ret) == SSL_ERROR_ZERO_RETURN;
+        return nullptr;
+      }
       reader_.Feed(std::string_view(buf, n));
     }
   }
@@ -219,13 +223,24 @@ class TlsClient {
     return out;
   }
   std::string Version() const { return SSL_get_version(ssl_); }
+  // The last Read ended with the server's close_notify (not a bare EOF).
+  bool closed_cleanly() const { return closed_cleanly_; }
+  // TLS 1.3: new keys, and asks the server for new keys too (it answers
+  // with a KeyUpdate of its own); sent with the next write.
+  bool RequestKeyUpdate() { return SSL_key_update(ssl_, SSL_KEY_UPDATE_REQUESTED) == 1; }
   int fd() const { return fd_; }
+  // TCP_CORK: what is written meanwhile leaves in one segment at uncork.
+  void Cork(bool on) {
+    int v = on ? 1 : 0;
+    setsockopt(fd_, IPPROTO_TCP, TCP_CORK, &v, sizeof(v));
+  }
 
  private:
   TlsClient() = default;
   SSL_CTX* ctx_ = nullptr;
   SSL* ssl_ = nullptr;
   int fd_ = -1;
+  bool closed_cleanly_ = false;
   ReplyReader reader_;
 };
 
@@ -235,6 +250,22 @@ pid_t ServingPid(const redisReply* r) {
   std::string_view s(r->str, r->len);
   size_t at = s.find(" pid=");
   return at == std::string_view::npos ? -1 : atoi(std::string(s.substr(at + 5)).c_str());
+}
+
+// Sockets listening on 127.0.0.1:port, of any process (/proc/net/tcp).
+int ListeningSockets(uint16_t port) {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  char want[16];
+  snprintf(want, sizeof(want), "0100007F:%04X", port);
+  int n = 0;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string slot, local, remote, state;
+    f >> slot >> local >> remote >> state;
+    n += local == want && state == "0A";
+  }
+  return n;
 }
 
 // ---- the fixture ----
@@ -717,12 +748,37 @@ TEST_P(TlsRollTest, TlsClientsStayWithTheOldWorkerUntilTheyClose) {
   tls.reset();
   EXPECT_TRUE(WaitUntil([&] { return !ProcessExists(old_pid); }, milliseconds(5000)));
   EXPECT_EQ(DescribeReply(SocketCommand(plain, {"PING"}).get()), "+PONG");
+  // The master kept its TLS listener (an upgrade passes it on): still one
+  // socket, not a second one beside a leaked first.
+  EXPECT_EQ(ListeningSockets(tls_port_), 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Signals, TlsRollTest, ::testing::Values(SIGHUP, SIGUSR2),
                          [](const ::testing::TestParamInfo<int>& info) {
                            return std::string(info.param == SIGHUP ? "Reload" : "Upgrade");
                          });
+
+// An upgrade whose new image could not load the certificate is refused
+// before execve (there would be no way back): the daemon goes on serving
+// TLS with the running workers, and upgrades once the files are good.
+TEST_F(TlsTest, UpgradeWithACertificateThatDoesNotLoadIsRefused) {
+  auto server = Start({"--workers", "1"});
+  ASSERT_NE(server, nullptr);
+  const std::string good = ReadFile(certs_.server_crt);
+  ReplaceFile(certs_.server_crt, "not a certificate\n");
+  ASSERT_TRUE(server->Signal(SIGUSR2));
+  EXPECT_TRUE(server->WaitForLogLine("Upgrade refused: tls-cert-file: cannot load certificate"));
+  auto client = Connect(WithCert());
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(DescribeReply(client->Command({"PING"}).get()), "+PONG");
+  ReplaceFile(certs_.server_crt, good);
+  ASSERT_TRUE(server->Signal(SIGUSR2));
+  EXPECT_TRUE(server->WaitForLogLine("Upgraded in place"));
+  EXPECT_TRUE(server->WaitForLogLine("ready, replacing the previous one"));
+  auto after = Connect(WithCert());
+  ASSERT_NE(after, nullptr);
+  EXPECT_EQ(DescribeReply(after->Command({"PING"}).get()), "+PONG");
+}
 
 // A TLS client that stays connected through a reload is closed by the old
 // worker at the drain timeout, at a request boundary: its last acknowledged
@@ -742,10 +798,58 @@ TEST_F(TlsTest, DrainTimeoutClosesTlsClientsThatStay) {
   Clock::time_point start = Clock::now();
   EXPECT_EQ(tls->Read(), nullptr);
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 4.5);
+  EXPECT_TRUE(tls->closed_cleanly()) << "no close_notify before the close";
   EXPECT_TRUE(WaitUntil([&] { return !ProcessExists(old_pid); }));
   Context plain = ConnectHiredis(server->port());
   ASSERT_NE(plain, nullptr);
   EXPECT_EQ(DescribeReply(Command(plain.get(), {"GET", "last"}).get()), "$4 kept");
+}
+
+// Bytes OpenSSL has taken from the socket but not yet given to the server
+// are served without waiting for a readable event that never comes. With
+// --read-buffer 512 a connection's empty input buffer has 16 KB of room.
+// 16,478 bytes of PINGs written at once (corked: one TCP segment) are two
+// TLS records, 16 KB and 94 bytes; OpenSSL's read-ahead takes both from the
+// socket, the first alone fills the room, and the second waits inside
+// OpenSSL with the socket empty: without the pending list its 7 PINGs
+// would never be answered. Big values across many records, and a TLS 1.3
+// key update in both directions, go through too.
+TEST_F(TlsTest, BytesBufferedInsideOpenSslAreServedWithoutANewEvent) {
+  auto server = Start({"--read-buffer", "512", "--workers", "1"});
+  ASSERT_NE(server, nullptr);
+  const std::string ping = FormatCommand({"PING"});
+  std::string pings;
+  while (pings.size() + ping.size() <= 16384 + 100) pings += ping;
+  const size_t count = pings.size() / ping.size();
+  for (int round = 0; round < 10; round++) {
+    auto c = Connect(WithCert());
+    ASSERT_NE(c, nullptr);
+    ASSERT_EQ(DescribeReply(c->Command({"PING"}).get()), "+PONG");
+    c->Cork(true);
+    ASSERT_TRUE(c->Send(pings));
+    c->Cork(false);
+    for (size_t i = 0; i < count; i++) {
+      ASSERT_EQ(DescribeReply(c->Read().get()), "+PONG") << "round " << round << " reply " << i;
+    }
+  }
+  auto c = Connect(WithCert());
+  ASSERT_NE(c, nullptr);
+  const std::string value(200000, 'p');
+  for (int round = 0; round < 5; round++) {
+    std::string batch = FormatCommand({"SET", "pending", value});
+    for (int i = 0; i < 20; i++) batch += FormatCommand({"GET", "pending"});
+    ASSERT_TRUE(c->Send(batch));
+    ASSERT_EQ(DescribeReply(c->Read().get()), "+OK") << "round " << round;
+    for (int i = 0; i < 20; i++) {
+      Reply r = c->Read();
+      ASSERT_NE(r, nullptr) << "round " << round << " reply " << i;
+      ASSERT_EQ(r->len, value.size());
+    }
+  }
+  ASSERT_EQ(c->Version(), "TLSv1.3");
+  ASSERT_TRUE(c->RequestKeyUpdate());
+  EXPECT_EQ(DescribeReply(c->Command({"PING"}).get()), "+PONG");
+  EXPECT_EQ(DescribeReply(c->Command({"GET", "missing"}).get()), "(nil)");
 }
 
 // A slow TLS reader is held to the output limits as a plaintext one is:
