@@ -21,6 +21,10 @@
 # divided by the request count. It is read from /proc before and after every run. On a
 # busy or shared machine it moves far less than req/s does.
 #
+# --baseline PATH adds a third server, another redhubd binary (the commit
+# before a change, say), run with the same flags in the same rounds and
+# turns, so that a regression shows against the same drift.
+#
 # --tls adds a TLS twin of every case: both servers also listen on a TLS
 # port (a certificate made by the openssl CLI for the run, no client
 # certificates), redis-benchmark --tls runs against it, and a second table
@@ -51,6 +55,7 @@ BENCH_TIMEOUT=120    # seconds allowed for each redis-benchmark run
 READY_TIMEOUT=10     # seconds allowed for a server to answer PING
 STOP_TIMEOUT=5       # seconds between SIGTERM and SIGKILL at shutdown
 TLS=0                # --tls: every case also over TLS
+BASELINE=""          # --baseline PATH: a second redhubd, in the same rounds
 
 # label|clients|pipeline|default requests|tls (1: over the TLS port)
 CASES=(
@@ -66,6 +71,7 @@ usage() {
 Usage: bench/compare.sh [--redhubd PATH] [--rounds N] [--requests N] [--quick]
                         [--workers N] [--redhubd-args "ARGS"] [--keyspace N]
                         [--cases LIST] [--cmds LIST] [--tls]
+                        [--baseline PATH]
 
 Benchmarks redhubd and redis-server side by side on 127.0.0.1 with
 redis-benchmark (SET and GET; -c 512 -P 1024, -c 50 -P 16, -c 50 -P 1) and
@@ -97,6 +103,9 @@ reply stops the script with exit status 1.
                         against redis-server --tls-port and redhubd
                         --tls-port, certificates made with the openssl CLI)
                         and print the TLS cost per request next to plaintext
+  --baseline PATH       also run this redhubd binary (same flags, same
+                        rounds, taking turns with the others) and add its
+                        columns and redhub/base ratios to the table
   -h, --help            show this help
 EOF
 }
@@ -123,7 +132,7 @@ while (($#)); do
       val=${opt#*=}
       opt=${opt%%=*}
       ;;
-    --redhubd | --rounds | --requests | --workers | --redhubd-args | --keyspace | --cases | --cmds)
+    --redhubd | --rounds | --requests | --workers | --redhubd-args | --keyspace | --cases | --cmds | --baseline)
       (($# >= 2)) || die "$opt needs a value"
       val=$2
       shift
@@ -131,6 +140,7 @@ while (($#)); do
   esac
   case $opt in
     --redhubd) REDHUBD=$val ;;
+    --baseline) BASELINE=$val ;;
     --rounds)
       is_uint "$val" || die "--rounds needs a positive integer, got '$val'"
       ROUNDS=$val
@@ -278,6 +288,10 @@ for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found in PATH"
 done
 [[ -x $REDHUBD ]] || die "redhubd not found or not executable: $REDHUBD (build it, or pass --redhubd PATH)"
+if [[ -n $BASELINE ]]; then
+  [[ -x $BASELINE ]] || die "--baseline: not found or not executable: $BASELINE"
+  SERVERS+=(base)
+fi
 CLK_TCK=$(getconf CLK_TCK)
 is_uint "$CLK_TCK" || die "getconf CLK_TCK gave '$CLK_TCK'"
 
@@ -438,7 +452,7 @@ wait_ready() {
 # --tls: the TLS port answers PING too (after the plaintext one did).
 wait_tls_ready() {
   local name=$1 start=$SECONDS reply
-  ((TLS)) || return 0
+  ((TLS)) && [[ $name != base ]] || return 0
   while ((SECONDS - start < READY_TIMEOUT)); do
     kill -0 "${SRV_PID[$name]}" 2>/dev/null || return 1
     reply=$(timeout 2 redis-cli -h 127.0.0.1 -p "${SRV_TLS_PORT[$name]}" --tls \
@@ -479,7 +493,8 @@ start_server() {
   local -a tls_args=()
   for attempt in 1 2 3; do
     port=$(free_port)
-    if ((TLS)); then
+    # The baseline may predate TLS: it runs the plaintext cases only.
+    if ((TLS)) && [[ $name != base ]]; then
       tls_port=$(free_port)
       tls_args=(--tls-port "$tls_port" --tls-cert-file "$TLS_DIR/server.crt"
         --tls-key-file "$TLS_DIR/server.key" --tls-auth-clients no)
@@ -490,8 +505,10 @@ start_server() {
         setsid redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
           --daemonize no --protected-mode no ${tls_args[@]+"${tls_args[@]}"} >"$log" 2>&1 &
         ;;
-      redhub)
-        setsid "$REDHUBD" --bind 127.0.0.1 --port "$port" ${tls_args[@]+"${tls_args[@]}"} \
+      redhub | base)
+        local binary=$REDHUBD
+        [[ $name == base ]] && binary=$BASELINE
+        setsid "$binary" --bind 127.0.0.1 --port "$port" ${tls_args[@]+"${tls_args[@]}"} \
           ${REDHUB_EXTRA[@]+"${REDHUB_EXTRA[@]}"} >"$log" 2>&1 &
         ;;
       *) die "unknown server $name" ;;
@@ -844,6 +861,7 @@ run_one() {
   n=$(case_requests "$_def")
   local pid=${SRV_PID[$name]} port=${SRV_PORT[$name]}
   local -a tls_args=()
+  [[ $tls == 1 && $name == base ]] && return 0
   if ((tls)); then
     port=${SRV_TLS_PORT[$name]}
     tls_args=(--tls --cacert "$TLS_DIR/ca.crt")
@@ -919,8 +937,9 @@ median() {
 
 # ------------------------------------------------------------------ main
 ((TLS)) && make_tls_certs
-start_server redis
-start_server redhub
+for name in "${SERVERS[@]}"; do
+  start_server "$name"
+done
 
 for name in "${SERVERS[@]}"; do
   check_server "$name"
@@ -957,7 +976,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
   # neither server always runs right after the other has loaded the machine.
   order=("${SERVERS[@]}")
   if ((round % 2 == 0)); then
-    order=("${SERVERS[1]}" "${SERVERS[0]}")
+    # Reversed: each server runs right after a different one.
+    order=()
+    for ((i = ${#SERVERS[@]} - 1; i >= 0; i--)); do
+      order+=("${SERVERS[$i]}")
+    done
   fi
   log "round $round/$ROUNDS"
   for ci in "${!CASES[@]}"; do
@@ -1010,8 +1033,16 @@ if ((TLS)); then
 fi
 echo "redhubd: \`$redhub_cmd\` at $git_rev; redis-benchmark on 127.0.0.1, $keys_text$preload_text, $rounds_text; replies verified; requests per run: $counts$tls_text."
 echo
-echo "| case | cmd | redis req/s | redhub req/s | ratio | redis µs CPU/req | redhub µs CPU/req | redis p50/p99 ms | redhub p50/p99 ms |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+base_head=""
+base_rule=""
+if [[ -n $BASELINE ]]; then
+  echo "base: \`${BASELINE#"$REPO_ROOT"/}\` with the same flags, in the same rounds; redhub/base < 1.00x in req/s (or > 1.00x in CPU) is a regression."
+  echo
+  base_head=" base req/s | redhub/base | base µs CPU/req | redhub/base CPU |"
+  base_rule="---:|---:|---:|---:|"
+fi
+echo "| case | cmd | redis req/s | redhub req/s | ratio | redis µs CPU/req | redhub µs CPU/req | redis p50/p99 ms | redhub p50/p99 ms |$base_head"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|$base_rule"
 for ci in "${!CASES[@]}"; do
   IFS='|' read -r label _ pipeline_of_case _ <<<"${CASES[$ci]}"
   for cmd in "${CMDS[@]}"; do
@@ -1042,8 +1073,21 @@ for ci in "${!CASES[@]}"; do
     h_rps=$(fmt_num 0 "$h_rps" FAIL)
     r_cpu=$(fmt_num 3 "$r_cpu" –)
     h_cpu=$(fmt_num 3 "$h_cpu" –)
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
-      "$label" "$cmd" "$r_rps" "$h_rps" "$ratio" "$r_cpu" "$h_cpu" "$r_lat" "$h_lat"
+    base_cols=""
+    IFS='|' read -r _ _ _ _ case_tls <<<"${CASES[$ci]}"
+    if [[ -n $BASELINE && $case_tls == 1 ]]; then
+      base_cols=" – | – | – | – |" # the baseline runs plaintext only
+    elif [[ -n $BASELINE ]]; then
+      b_rps=$(median "$ci|$cmd|base|rps")
+      b_cpu=$(median "$ci|$cmd|base|cpu")
+      h_rps_raw=$(median "$ci|$cmd|redhub|rps")
+      h_cpu_raw=$(median "$ci|$cmd|redhub|cpu")
+      rr=$(awk -v a="$h_rps_raw" -v b="$b_rps" 'BEGIN { if (a != "" && b > 0) printf "%.2fx", a / b; else print "–" }')
+      cr=$(awk -v a="$h_cpu_raw" -v b="$b_cpu" 'BEGIN { if (a != "" && b > 0) printf "%.2fx", a / b; else print "–" }')
+      base_cols=" $(fmt_num 0 "$b_rps" FAIL) | $rr | $(fmt_num 3 "$b_cpu" –) | $cr |"
+    fi
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |%s\n' \
+      "$label" "$cmd" "$r_rps" "$h_rps" "$ratio" "$r_cpu" "$h_cpu" "$r_lat" "$h_lat" "$base_cols"
   done
 done
 # --tls: what TLS costs each server per request, case by case.
