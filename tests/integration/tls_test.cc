@@ -854,6 +854,40 @@ TEST_F(TlsTest, BytesBufferedInsideOpenSslAreServedWithoutANewEvent) {
   EXPECT_EQ(DescribeReply(c->Command({"GET", "missing"}).get()), "(nil)");
 }
 
+// A TLS 1.3 key update asked by a client whose unread 16 MB reply fills the
+// server's socket (under the soft limit, so the server goes on reading):
+// the server takes the client's new keys while its own write waits, answers
+// with new keys of its own when it next writes, and every reply comes;
+// nothing closes. (A read that must write first, which the loop maps to the
+// write watcher, is what TLS 1.2 renegotiation would cause; it is switched
+// off, SSL_OP_NO_RENEGOTIATION, and OpenSSL sends a key update's answer
+// with the next write, so no test can reach that path.)
+TEST_F(TlsTest, KeyUpdateWhileTheServersSocketIsFull) {
+  auto server = Start({"--workers", "1", "--output-buffer-soft-limit", "64mb"});
+  ASSERT_NE(server, nullptr);
+  Context plain = ConnectHiredis(server->port());
+  ASSERT_NE(plain, nullptr);
+  const std::string value(16 << 20, 'k');
+  ASSERT_EQ(DescribeReply(Command(plain.get(), {"SET", "big", value}).get()), "+OK");
+  ClientOptions slow = WithCert();
+  slow.recv_buffer = 4096;
+  for (int round = 0; round < 5; round++) {
+    auto c = Connect(slow);
+    ASSERT_NE(c, nullptr);
+    ASSERT_TRUE(c->Send(FormatCommand({"GET", "big"})));
+    // The reply backs up in the server's socket.
+    ASSERT_TRUE(WaitUntil(
+        [&] { return Info(*server, "clients", "client_buffers_bytes").value_or(0) > (4 << 20); }));
+    ASSERT_TRUE(c->RequestKeyUpdate());
+    ASSERT_TRUE(c->Send(FormatCommand({"PING"})));
+    Reply r = c->Read();
+    ASSERT_NE(r, nullptr) << "round " << round;
+    EXPECT_EQ(r->len, value.size());
+    EXPECT_EQ(DescribeReply(c->Read().get()), "+PONG") << "round " << round;
+    EXPECT_EQ(DescribeReply(c->Command({"PING"}).get()), "+PONG") << "round " << round;
+  }
+}
+
 // A slow TLS reader is held to the output limits as a plaintext one is:
 // under the soft limit backpressure pauses it and every reply still comes,
 // in order; a batch of replies over the hard limit closes it, counted in
