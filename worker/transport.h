@@ -5,7 +5,9 @@
 //
 // Plaintext costs what recv(2)/send(2) cost: Read and Write are inline, and
 // the only addition is one well-predicted test of a pointer (no virtual
-// call; bench/compare.sh against the commit before this one, README).
+// call; bench/compare.sh against the commit before this one, README). A
+// plaintext Transport is that one pointer (8 bytes of the Connection); the
+// TLS state is allocated only for a TLS connection.
 //
 // TLS adds what the loop must know about OpenSSL:
 //   - a handshake before the first byte (Handshake(), non-blocking: the loop
@@ -24,6 +26,7 @@
 #include <sys/types.h>
 
 #include <cerrno>
+#include <memory>
 #include <string>
 
 typedef struct ssl_st SSL;
@@ -40,21 +43,21 @@ inline constexpr ssize_t kIoError = -3;      // the connection failed: close it
 class Transport {
  public:
   Transport() = default;
-  ~Transport();
+  ~Transport() = default;
   Transport(const Transport&) = delete;
   Transport& operator=(const Transport&) = delete;
 
   // Makes this a server-side TLS session over fd, handshake pending. "" or
   // OpenSSL's error.
   std::string StartTls(SSL_CTX* ctx, int fd);
-  bool tls() const { return ssl_ != nullptr; }
+  bool tls() const { return tls_ != nullptr; }
   // TLS, before the handshake has completed.
-  bool handshaking() const { return handshaking_; }
+  bool handshaking() const { return tls_ != nullptr && tls_->handshaking; }
 
   // Up to len bytes into buf. TLS reads record after record until buf is
   // full or the socket is empty.
   ssize_t Read(int fd, char* buf, size_t len) {
-    if (ssl_ != nullptr) [[unlikely]]
+    if (tls_ != nullptr) [[unlikely]]
       return TlsRead(buf, len);
     ssize_t n = recv(fd, buf, len, 0);
     if (n >= 0) return n;
@@ -64,7 +67,7 @@ class Transport {
   // Up to len bytes of buf; a retry after kIoWant* must pass the same bytes
   // first (more may follow: the buffer may have grown and moved).
   ssize_t Write(int fd, const char* buf, size_t len) {
-    if (ssl_ != nullptr) [[unlikely]]
+    if (tls_ != nullptr) [[unlikely]]
       return TlsWrite(buf, len);
     while (true) {
       ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
@@ -84,22 +87,26 @@ class Transport {
   // is closed by the server.
   void Shutdown();
   // The last TLS failure, as OpenSSL put it ("" if none).
-  const std::string& error() const { return error_; }
+  const std::string& error() const;
   // "TLSv1.3 TLS_AES_256_GCM_SHA384" once the handshake is done.
   std::string Describe() const;
 
  private:
   ssize_t TlsRead(char* buf, size_t len);
   ssize_t TlsWrite(const char* buf, size_t len);
-  // SSL_get_error's code for a failed call as one of kIo*; error_ set.
+  // SSL_get_error's code for a failed call as one of kIo*; the error text kept.
   ssize_t Failure(int ret, const char* call);
 
-  SSL* ssl_ = nullptr;
-  bool handshaking_ = false;
-  // A TLS read that returned data and then met something else (the peer's
-  // close, an error, a need to write) reports it at the next Read.
-  ssize_t deferred_ = 1;  // 1: nothing deferred
-  std::string error_;
+  struct Tls {
+    ~Tls();
+    SSL* ssl = nullptr;
+    bool handshaking = true;
+    // A read that returned data and then met something else (the peer's
+    // close, an error, a need to write) reports it at the next Read.
+    ssize_t deferred = 1;  // 1: nothing deferred
+    std::string error;
+  };
+  std::unique_ptr<Tls> tls_;  // null: plaintext
 };
 
 }  // namespace redhub::worker

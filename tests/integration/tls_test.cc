@@ -324,7 +324,8 @@ class TlsTest : public ::testing::Test {
 // TLS port, the plaintext port beside it sees the same keys, and INFO
 // counts the TLS client while it is connected (tls_connected_clients).
 TEST_F(TlsTest, RedisCliOverTlsBesidePlaintext) {
-  if (std::string(REDIS_CLI_PATH).empty()) GTEST_SKIP() << "redis-cli not installed";
+  ASSERT_FALSE(std::string(REDIS_CLI_PATH).empty())
+      << "redis-cli not found (deploy/install-deps.sh)";
   auto server = Start({"--workers", "2"});
   ASSERT_NE(server, nullptr);
   RunResult set = Cli({"SET", "tls:key", "over tls"});
@@ -354,7 +355,7 @@ TEST_F(TlsTest, RedisCliOverTlsBesidePlaintext) {
 // of 20,000 (many TLS records per read, and replies over many records) and
 // a 3 MB value each way, all intact.
 TEST_F(TlsTest, RedisPyWithSsl) {
-  if (std::string(PYTHON3_PATH).empty()) GTEST_SKIP() << "python3 not installed";
+  ASSERT_FALSE(std::string(PYTHON3_PATH).empty()) << "python3 not found (deploy/install-deps.sh)";
   auto server = Start({"--workers", "2"});
   ASSERT_NE(server, nullptr);
   const std::string script = R"(
@@ -402,10 +403,8 @@ TEST_F(TlsTest, AuthClientsYesRefusesClientsWithoutACertificate) {
   auto with = Connect(WithCert());
   ASSERT_NE(with, nullptr);
   EXPECT_EQ(DescribeReply(with->Command({"PING"}).get()), "+PONG");
-  if (!std::string(REDIS_CLI_PATH).empty()) {
-    RunResult cli = Cli({"PING"}, /*with_cert=*/false);
-    EXPECT_EQ(cli.out.find("PONG"), std::string::npos) << cli.Describe();
-  }
+  RunResult cli = Cli({"PING"}, /*with_cert=*/false);
+  EXPECT_EQ(cli.out.find("PONG"), std::string::npos) << cli.Describe();
   EXPECT_TRUE(WaitUntil([&] { return Info(*server, "stats", "tls_handshake_failures") >= 2; }))
       << Info(*server, "stats", "tls_handshake_failures").value_or(-1);
 }
@@ -479,10 +478,10 @@ TEST_F(TlsTest, UnfinishedHandshakeIsClosedAtTheTimeout) {
   Socket s = Socket::Connect(tls_port_);
   ASSERT_TRUE(s.valid());
   Clock::time_point start = Clock::now();
-  EXPECT_TRUE(s.WaitForClose(milliseconds(5000)));
-  double took = std::chrono::duration<double>(Clock::now() - start).count();
-  EXPECT_GE(took, 0.9);
-  EXPECT_LE(took, 3.5);
+  EXPECT_TRUE(s.WaitForClose(milliseconds(10000)));
+  // Not before the timeout (how much later depends on the machine's load:
+  // the check runs once a second).
+  EXPECT_GE(std::chrono::duration<double>(Clock::now() - start).count(), 0.9);
   EXPECT_TRUE(WaitUntil([&] { return Info(*server, "stats", "tls_handshake_failures") == 1; }));
   // Only the INFO connection is left (an earlier INFO's close may still be
   // on its way to the other worker).
@@ -797,14 +796,49 @@ TEST_F(TlsTest, DrainTimeoutClosesTlsClientsThatStay) {
   ASSERT_EQ(DescribeReply(tls->Command({"SET", "last", "kept"}).get()), "+OK");
   // The close: a read ends (close_notify or EOF) within the drain timeout
   // and the drain that follows it.
-  Clock::time_point start = Clock::now();
-  EXPECT_EQ(tls->Read(), nullptr);
-  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 4.5);
+  EXPECT_EQ(tls->Read(), nullptr);  // within its 5 s timeout, or not cleanly
   EXPECT_TRUE(tls->closed_cleanly()) << "no close_notify before the close";
   EXPECT_TRUE(WaitUntil([&] { return !ProcessExists(old_pid); }));
   Context plain = ConnectHiredis(server->port());
   ASSERT_NE(plain, nullptr);
   EXPECT_EQ(DescribeReply(Command(plain.get(), {"GET", "last"}).get()), "$4 kept");
+}
+
+// maxclients counts TLS clients as plaintext ones (a handshake in
+// progress included); one over it is closed before the handshake (no
+// plaintext error it could read, as in Redis) and counted as rejected; a
+// place freed is taken again. The idle timeout closes an idle TLS client,
+// with close_notify, and counts it.
+TEST_F(TlsTest, MaxclientsAndTheIdleTimeoutApplyToTlsClients) {
+  auto server = Start({"--workers", "1", "--maxclients", "2"});
+  ASSERT_NE(server, nullptr);
+  auto a = Connect(WithCert());
+  auto b = Connect(WithCert());
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(DescribeReply(b->Command({"PING"}).get()), "+PONG");
+  auto c = Connect(WithCert());
+  EXPECT_TRUE(c == nullptr || c->Command({"PING"}) == nullptr) << "a third client was served";
+  c.reset();
+  a.reset();
+  std::unique_ptr<TlsClient> d;
+  EXPECT_TRUE(WaitUntil([&] {
+    d = Connect(WithCert());
+    return d != nullptr && DescribeReply(d->Command({"PING"}).get()) == "+PONG";
+  }));
+  d.reset();
+  b.reset();
+  EXPECT_TRUE(WaitUntil([&] { return Info(*server, "stats", "rejected_connections") >= 1; }));
+
+  tls_port_ = PickFreePort();
+  auto idle = Start({"--workers", "1", "--timeout", "1"});
+  ASSERT_NE(idle, nullptr);
+  auto e = Connect(WithCert());
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(DescribeReply(e->Command({"PING"}).get()), "+PONG");
+  EXPECT_EQ(e->Read(), nullptr);  // closed within the 5 s read timeout
+  EXPECT_TRUE(e->closed_cleanly());
+  EXPECT_TRUE(WaitUntil([&] { return Info(*idle, "stats", "idle_timeout_disconnections") == 1; }));
 }
 
 // Bytes OpenSSL has taken from the socket but not yet given to the server
