@@ -21,6 +21,15 @@
 # divided by the request count. It is read from /proc before and after every run. On a
 # busy or shared machine it moves far less than req/s does.
 #
+# --baseline PATH adds a third server, another redhubd binary (the commit
+# before a change, say), run with the same flags in the same rounds and
+# turns, so that a regression shows against the same drift.
+#
+# --tls adds a TLS twin of every case: both servers also listen on a TLS
+# port (a certificate made by the openssl CLI for the run, no client
+# certificates), redis-benchmark --tls runs against it, and a second table
+# gives each server's CPU per request over TLS next to plaintext.
+#
 # Run with --help for the options.
 set -euo pipefail
 export LC_ALL=C # '.' as the decimal point for printf and awk
@@ -45,12 +54,14 @@ BENCH_DATASIZE=3     # redis-benchmark -d default: the size of every SET value
 BENCH_TIMEOUT=120    # seconds allowed for each redis-benchmark run
 READY_TIMEOUT=10     # seconds allowed for a server to answer PING
 STOP_TIMEOUT=5       # seconds between SIGTERM and SIGKILL at shutdown
+TLS=0                # --tls: every case also over TLS
+BASELINE=""          # --baseline PATH: a second redhubd, in the same rounds
 
-# label|clients|pipeline|default requests
+# label|clients|pipeline|default requests|tls (1: over the TLS port)
 CASES=(
-  "c512 P1024|512|1024|10000000"
-  "c50 P16|50|16|1000000"
-  "c50 P1|50|1|200000"
+  "c512 P1024|512|1024|10000000|0"
+  "c50 P16|50|16|1000000|0"
+  "c50 P1|50|1|200000|0"
 )
 CMDS=(SET GET)
 SERVERS=(redis redhub)
@@ -59,7 +70,8 @@ usage() {
   cat <<EOF
 Usage: bench/compare.sh [--redhubd PATH] [--rounds N] [--requests N] [--quick]
                         [--workers N] [--redhubd-args "ARGS"] [--keyspace N]
-                        [--cases LIST] [--cmds LIST]
+                        [--cases LIST] [--cmds LIST] [--tls]
+                        [--baseline PATH]
 
 Benchmarks redhubd and redis-server side by side on 127.0.0.1 with
 redis-benchmark (SET and GET; -c 512 -P 1024, -c 50 -P 16, -c 50 -P 1) and
@@ -87,6 +99,13 @@ reply stops the script with exit status 1.
                         both). SET always runs before GET. With GET and no
                         SET, the keys are loaded with one untimed SET run
                         before the rounds
+  --tls                 also run every case over TLS (redis-benchmark --tls
+                        against redis-server --tls-port and redhubd
+                        --tls-port, certificates made with the openssl CLI)
+                        and print the TLS cost per request next to plaintext
+  --baseline PATH       also run this redhubd binary (same flags, same
+                        rounds, taking turns with the others) and add its
+                        columns and redhub/base ratios to the table
   -h, --help            show this help
 EOF
 }
@@ -113,7 +132,7 @@ while (($#)); do
       val=${opt#*=}
       opt=${opt%%=*}
       ;;
-    --redhubd | --rounds | --requests | --workers | --redhubd-args | --keyspace | --cases | --cmds)
+    --redhubd | --rounds | --requests | --workers | --redhubd-args | --keyspace | --cases | --cmds | --baseline)
       (($# >= 2)) || die "$opt needs a value"
       val=$2
       shift
@@ -121,6 +140,7 @@ while (($#)); do
   esac
   case $opt in
     --redhubd) REDHUBD=$val ;;
+    --baseline) BASELINE=$val ;;
     --rounds)
       is_uint "$val" || die "--rounds needs a positive integer, got '$val'"
       ROUNDS=$val
@@ -150,6 +170,7 @@ while (($#)); do
       CMDS_GIVEN=1
       ;;
     --quick) QUICK=1 ;;
+    --tls) TLS=1 ;;
     -h | --help)
       usage
       exit 0
@@ -233,6 +254,15 @@ fi
 if ((CMDS_GIVEN)); then
   select_cmds "$CMDS_SEL"
 fi
+# Each selected case, then its TLS twin right after it.
+if ((TLS)); then
+  tls_cases=()
+  for c in "${CASES[@]}"; do
+    IFS='|' read -r label clients pipeline def _ <<<"$c"
+    tls_cases+=("$c" "$label TLS|$clients|$pipeline|$def|1")
+  done
+  CASES=("${tls_cases[@]}")
+fi
 
 # redis-benchmark key options: -r N, or none for the one key key:__rand_int__.
 KEY_ARGS=()
@@ -252,10 +282,16 @@ if [[ -n $REDHUBD_ARGS ]]; then
   REDHUB_EXTRA+=("${extra_words[@]}")
 fi
 
-for tool in redis-server redis-benchmark redis-cli timeout getconf; do
+tools=(redis-server redis-benchmark redis-cli timeout getconf)
+((TLS)) && tools+=(openssl)
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found in PATH"
 done
 [[ -x $REDHUBD ]] || die "redhubd not found or not executable: $REDHUBD (build it, or pass --redhubd PATH)"
+if [[ -n $BASELINE ]]; then
+  [[ -x $BASELINE ]] || die "--baseline: not found or not executable: $BASELINE"
+  SERVERS+=(base)
+fi
 CLK_TCK=$(getconf CLK_TCK)
 is_uint "$CLK_TCK" || die "getconf CLK_TCK gave '$CLK_TCK'"
 
@@ -272,7 +308,7 @@ case_requests() {
 
 # ------------------------------------------------------ temp files, cleanup
 WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/redhub-compare.XXXXXX")
-declare -A SRV_PID=() SRV_PORT=() SRV_LOG=()
+declare -A SRV_PID=() SRV_PORT=() SRV_LOG=() SRV_TLS_PORT=()
 
 # Print the given PID and the PIDs of all its descendants, one a line,
 # parent before child. Descendants are found through the ppid field
@@ -413,31 +449,76 @@ wait_ready() {
   die "$name (pid $pid, port $port) did not answer PING within ${READY_TIMEOUT}s"
 }
 
+# --tls: the TLS port answers PING too (after the plaintext one did).
+wait_tls_ready() {
+  local name=$1 start=$SECONDS reply
+  ((TLS)) && [[ $name != base ]] || return 0
+  while ((SECONDS - start < READY_TIMEOUT)); do
+    kill -0 "${SRV_PID[$name]}" 2>/dev/null || return 1
+    reply=$(timeout 2 redis-cli -h 127.0.0.1 -p "${SRV_TLS_PORT[$name]}" --tls \
+      --cacert "$TLS_DIR/ca.crt" ping 2>/dev/null || true)
+    [[ $reply == PONG ]] && return 0
+    sleep 0.05
+  done
+  log_tail "${SRV_LOG[$name]}"
+  die "$name did not answer PING on its TLS port ${SRV_TLS_PORT[$name]} within ${READY_TIMEOUT}s"
+}
+
+# --tls: a CA and a server certificate for 127.0.0.1 (EC P-256), the same
+# for both servers; clients are not asked for certificates.
+TLS_DIR="$WORK_DIR/tls"
+make_tls_certs() {
+  mkdir -p -- "$TLS_DIR"
+  (
+    cd -- "$TLS_DIR"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key
+    openssl req -x509 -new -key ca.key -out ca.crt -days 2 -subj /CN=compare-ca
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key
+    openssl req -new -key server.key -out server.csr -subj /CN=127.0.0.1
+    printf 'subjectAltName=IP:127.0.0.1\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt \
+      -days 2 -extfile server.ext
+  ) >"$WORK_DIR/openssl.log" 2>&1 || {
+    log_tail "$WORK_DIR/openssl.log"
+    die "openssl could not make the TLS certificates"
+  }
+}
+
 # The servers run in their own session (setsid), so a Ctrl-C at the terminal
 # stops the script and redis-benchmark but not the servers; cleanup() then
 # stops them by PID. The script is not a process group leader's job-control
 # shell, so setsid execs in place and $! is the server's own PID.
 start_server() {
-  local name=$1 attempt port log
+  local name=$1 attempt port log tls_port=""
+  local -a tls_args=()
   for attempt in 1 2 3; do
     port=$(free_port)
+    # The baseline may predate TLS: it runs the plaintext cases only.
+    if ((TLS)) && [[ $name != base ]]; then
+      tls_port=$(free_port)
+      tls_args=(--tls-port "$tls_port" --tls-cert-file "$TLS_DIR/server.crt"
+        --tls-key-file "$TLS_DIR/server.key" --tls-auth-clients no)
+    fi
     log="$WORK_DIR/$name.$attempt.log"
     case $name in
       redis)
         setsid redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
-          --daemonize no --protected-mode no >"$log" 2>&1 &
+          --daemonize no --protected-mode no ${tls_args[@]+"${tls_args[@]}"} >"$log" 2>&1 &
         ;;
-      redhub)
-        setsid "$REDHUBD" --bind 127.0.0.1 --port "$port" \
+      redhub | base)
+        local binary=$REDHUBD
+        [[ $name == base ]] && binary=$BASELINE
+        setsid "$binary" --bind 127.0.0.1 --port "$port" ${tls_args[@]+"${tls_args[@]}"} \
           ${REDHUB_EXTRA[@]+"${REDHUB_EXTRA[@]}"} >"$log" 2>&1 &
         ;;
       *) die "unknown server $name" ;;
     esac
     SRV_PID[$name]=$!
     SRV_PORT[$name]=$port
+    SRV_TLS_PORT[$name]=$tls_port
     SRV_LOG[$name]=$log
-    if wait_ready "$name"; then
-      log "$name ready: pid ${SRV_PID[$name]}, port $port"
+    if wait_ready "$name" && wait_tls_ready "$name"; then
+      log "$name ready: pid ${SRV_PID[$name]}, port $port${tls_port:+, TLS port $tls_port}"
       return 0
     fi
     stop_server "$name"
@@ -775,10 +856,16 @@ LOW_TICKS=0
 # CPU µs per request. A failed run is reported and left out of the medians;
 # a server that died ends the script.
 run_one() {
-  local ci=$1 cmd=$2 name=$3 label clients pipeline _def n
-  IFS='|' read -r label clients pipeline _def <<<"${CASES[$ci]}"
+  local ci=$1 cmd=$2 name=$3 label clients pipeline _def tls n
+  IFS='|' read -r label clients pipeline _def tls <<<"${CASES[$ci]}"
   n=$(case_requests "$_def")
   local pid=${SRV_PID[$name]} port=${SRV_PORT[$name]}
+  local -a tls_args=()
+  [[ $tls == 1 && $name == base ]] && return 0
+  if ((tls)); then
+    port=${SRV_TLS_PORT[$name]}
+    tls_args=(--tls --cacert "$TLS_DIR/ca.crt")
+  fi
   local out="$WORK_DIR/bench.out" err="$WORK_DIR/bench.err"
   local before after rc=0 fields rps p50 p99 cpu
 
@@ -787,7 +874,7 @@ run_one() {
   # reaches it.
   timeout --foreground "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" \
     -c "$clients" -P "$pipeline" -n "$n" ${KEY_ARGS[@]+"${KEY_ARGS[@]}"} \
-    -t "${cmd,,}" -q --csv >"$out" 2>"$err" || rc=$?
+    ${tls_args[@]+"${tls_args[@]}"} -t "${cmd,,}" -q --csv >"$out" 2>"$err" || rc=$?
   after=$(tree_ticks "$pid")
   # Ctrl-C or SIGTERM: redis-benchmark died of it and timeout reports
   # 128+signal. Bash does not run its own INT trap when the child merely
@@ -849,8 +936,10 @@ median() {
 }
 
 # ------------------------------------------------------------------ main
-start_server redis
-start_server redhub
+((TLS)) && make_tls_certs
+for name in "${SERVERS[@]}"; do
+  start_server "$name"
+done
 
 for name in "${SERVERS[@]}"; do
   check_server "$name"
@@ -877,7 +966,7 @@ fi
 
 counts=""
 for ci in "${!CASES[@]}"; do
-  IFS='|' read -r label _ _ def <<<"${CASES[$ci]}"
+  IFS='|' read -r label _ _ def _ <<<"${CASES[$ci]}"
   counts+="${counts:+, }$label: $(case_requests "$def")"
 done
 log "rounds: $ROUNDS; keys: $keys_text; commands: ${CMDS[*]}; requests per run: $counts"
@@ -887,7 +976,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
   # neither server always runs right after the other has loaded the machine.
   order=("${SERVERS[@]}")
   if ((round % 2 == 0)); then
-    order=("${SERVERS[1]}" "${SERVERS[0]}")
+    # Reversed: each server runs right after a different one.
+    order=()
+    for ((i = ${#SERVERS[@]} - 1; i >= 0; i--)); do
+      order+=("${SERVERS[$i]}")
+    done
   fi
   log "round $round/$ROUNDS"
   for ci in "${!CASES[@]}"; do
@@ -934,10 +1027,22 @@ if ((PRELOAD)); then
     preload_text=", the key set once untimed"
   fi
 fi
-echo "redhubd: \`$redhub_cmd\` at $git_rev; redis-benchmark on 127.0.0.1, $keys_text$preload_text, $rounds_text; replies verified; requests per run: $counts."
+tls_text=""
+if ((TLS)); then
+  tls_text="; \"TLS\" cases: redis-benchmark --tls to each server's --tls-port ($(openssl version | awk '{ print $1, $2 }'), EC P-256 certificate, no client certificates)"
+fi
+echo "redhubd: \`$redhub_cmd\` at $git_rev; redis-benchmark on 127.0.0.1, $keys_text$preload_text, $rounds_text; replies verified; requests per run: $counts$tls_text."
 echo
-echo "| case | cmd | redis req/s | redhub req/s | ratio | redis µs CPU/req | redhub µs CPU/req | redis p50/p99 ms | redhub p50/p99 ms |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+base_head=""
+base_rule=""
+if [[ -n $BASELINE ]]; then
+  echo "base: \`${BASELINE#"$REPO_ROOT"/}\` with the same flags, in the same rounds; redhub/base < 1.00x in req/s (or > 1.00x in CPU) is a regression."
+  echo
+  base_head=" base req/s | redhub/base | base µs CPU/req | redhub/base CPU |"
+  base_rule="---:|---:|---:|---:|"
+fi
+echo "| case | cmd | redis req/s | redhub req/s | ratio | redis µs CPU/req | redhub µs CPU/req | redis p50/p99 ms | redhub p50/p99 ms |$base_head"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|$base_rule"
 for ci in "${!CASES[@]}"; do
   IFS='|' read -r label _ pipeline_of_case _ <<<"${CASES[$ci]}"
   for cmd in "${CMDS[@]}"; do
@@ -968,10 +1073,49 @@ for ci in "${!CASES[@]}"; do
     h_rps=$(fmt_num 0 "$h_rps" FAIL)
     r_cpu=$(fmt_num 3 "$r_cpu" –)
     h_cpu=$(fmt_num 3 "$h_cpu" –)
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
-      "$label" "$cmd" "$r_rps" "$h_rps" "$ratio" "$r_cpu" "$h_cpu" "$r_lat" "$h_lat"
+    base_cols=""
+    IFS='|' read -r _ _ _ _ case_tls <<<"${CASES[$ci]}"
+    if [[ -n $BASELINE && $case_tls == 1 ]]; then
+      base_cols=" – | – | – | – |" # the baseline runs plaintext only
+    elif [[ -n $BASELINE ]]; then
+      b_rps=$(median "$ci|$cmd|base|rps")
+      b_cpu=$(median "$ci|$cmd|base|cpu")
+      h_rps_raw=$(median "$ci|$cmd|redhub|rps")
+      h_cpu_raw=$(median "$ci|$cmd|redhub|cpu")
+      rr=$(awk -v a="$h_rps_raw" -v b="$b_rps" 'BEGIN { if (a != "" && b > 0) printf "%.2fx", a / b; else print "–" }')
+      cr=$(awk -v a="$h_cpu_raw" -v b="$b_cpu" 'BEGIN { if (a != "" && b > 0) printf "%.2fx", a / b; else print "–" }')
+      base_cols=" $(fmt_num 0 "$b_rps" FAIL) | $rr | $(fmt_num 3 "$b_cpu" –) | $cr |"
+    fi
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |%s\n' \
+      "$label" "$cmd" "$r_rps" "$h_rps" "$ratio" "$r_cpu" "$h_cpu" "$r_lat" "$h_lat" "$base_cols"
   done
 done
+# --tls: what TLS costs each server per request, case by case.
+if ((TLS)); then
+  echo
+  echo "TLS cost: µs of server CPU per request, plaintext -> TLS (difference)."
+  echo
+  echo "| case | cmd | redis plain | redis TLS | redis +TLS | redhub plain | redhub TLS | redhub +TLS |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  for ci in "${!CASES[@]}"; do
+    IFS='|' read -r label _ _ _ tls <<<"${CASES[$ci]}"
+    ((tls)) && continue
+    tci=$((ci + 1)) # its TLS twin comes right after it
+    for cmd in "${CMDS[@]}"; do
+      row="| $label | $cmd"
+      for name in redis redhub; do
+        plain=$(median "$ci|$cmd|$name|cpu")
+        over=$(median "$tci|$cmd|$name|cpu")
+        diff="–"
+        if [[ -n $plain && -n $over ]]; then
+          diff=$(awk -v a="$over" -v b="$plain" 'BEGIN { printf "%+.3f", a - b }')
+        fi
+        row+=" | $(fmt_num 3 "$plain" –) | $(fmt_num 3 "$over" –) | $diff"
+      done
+      echo "$row |"
+    done
+  done
+fi
 if ((LOW_TICKS)); then
   echo
   echo "Note: some runs used fewer than $MIN_TICKS CPU clock ticks (1 tick = $((1000 / CLK_TCK)) ms), so their µs CPU/req figures are coarse; use more requests."

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "tls_context.h"
+
 namespace redhub::master {
 
 struct Config {
@@ -49,6 +51,11 @@ struct Config {
   std::string aclfile;
   bool protected_mode = true;
   uint32_t acllog_max_len = 128;
+  // TLS (Redis 7.0's tls-* settings): a second set of listeners beside
+  // `port`; tls_port 0 has none, port 0 with a tls_port is TLS only.
+  uint16_t tls_port = 0;
+  worker::TlsSettings tls;
+  double tls_handshake_timeout = 10;  // seconds; not a Redis setting
 };
 
 // Parses argv. Returns 0 to go on, -1 after --help or --version (exit 0),

@@ -30,8 +30,10 @@ uint64_t KernelMaxFds() {
 
 uint64_t ReservedFds(const Config& config) {
   const uint64_t workers = static_cast<uint64_t>(std::max(config.workers, 1));
-  const uint64_t listeners =
-      (config.port != 0 ? config.bind.size() : 0) * workers + (config.unix_socket.empty() ? 0 : 1);
+  const uint64_t listeners = ((config.port != 0 ? config.bind.size() : 0) +
+                              (config.tls_port != 0 ? config.bind.size() : 0)) *
+                                 workers +
+                             (config.unix_socket.empty() ? 0 : 1);
   return kRedisReservedFds + listeners + workers + 2;
 }
 

@@ -68,12 +68,18 @@ void Supervisor::Reload() {
   // A new maxclients needs room under the open file limit, as at start: the
   // master raises it (the new workers inherit it) or lowers maxclients.
   bool fits = rc == 0 && restart_only.empty() && AdjustOpenFilesLimit(&fresh, /*at_start=*/false);
-  if (rc != 0 || !restart_only.empty() || !fits) {
+  // The certificate, key and CAs are read again at every reload, changed
+  // settings or not: rotating a certificate is replacing its files, then
+  // SIGHUP. New workers get the new context; running TLS clients keep
+  // their sessions with the old workers.
+  std::string tls_error = rc == 0 && restart_only.empty() && fits ? LoadTls(fresh) : "";
+  if (rc != 0 || !restart_only.empty() || !fits || !tls_error.empty()) {
     LOG_WARNING("Reload refused: %s; still running with the previous configuration",
                 rc != 0 ? "the configuration is invalid"
                 : !restart_only.empty()
                     ? ("changing '" + restart_only + "' needs a restart").c_str()
-                    : "the open file limit leaves no room for a client");
+                : !fits ? "the open file limit leaves no room for a client"
+                        : ("TLS: " + tls_error).c_str());
     Notify("READY=1\nSTATUS=serving (last reload refused)");
     Count(shm::slots::kReloadsFailed);
     return;

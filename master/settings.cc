@@ -298,7 +298,8 @@ void AddStoreRows(std::vector<Setting>& t) {
           [](auto& c) -> auto& { return c.shm_name; }, kNoDefault),
       [](Config* c) -> std::string {
         std::string& n = c->shm_name;
-        if (n.empty()) n = "/redhub-" + std::to_string(c->port);
+        // A TLS-only daemon (port 0) is named after its TLS port.
+        if (n.empty()) n = "/redhub-" + std::to_string(c->port != 0 ? c->port : c->tls_port);
         if (n[0] != '/') n.insert(0, "/");
         if (n.size() > 200 || n.find('/', 1) != std::string::npos) {
           return "--shm-name: one path component of at most 200 characters, e.g. /redhub-6379";
@@ -355,12 +356,105 @@ void AddSecurityRows(std::vector<Setting>& t) {
       [](auto& c) -> auto& { return c.acllog_max_len; }, kShowDefault, InRange(0, 1024)));
 }
 
+// TLS, with Redis 7.0's names and defaults (worker/tls_context.h). The
+// master loads the files into one context at start and at every reload (a
+// reload re-reads them even if no setting changed: that is how a rotated
+// certificate is taken), and the workers it forks inherit it.
+void AddTlsRows(std::vector<Setting>& t) {
+  t.push_back(WithFinish(
+      Value(
+          "tls-port", C::kRestart,
+          "TLS port beside --port (0: none; with --port 0, TLS only); needs tls-cert-file "
+          "and tls-key-file",
+          [](auto& c) -> auto& { return c.tls_port; }, kShowDefault),
+      [](Config* c) -> std::string {
+        if (c->tls_port == 0) return "";
+        if (c->tls_port == c->port) return "--tls-port must differ from --port";
+        std::string e = worker::CheckTlsSettings(c->tls);
+        return e.empty() ? "" : "TLS: " + e;
+      }));
+  t.push_back(Value(
+      "tls-cert-file", C::kNewWorkers, "Server certificate chain (PEM)",
+      [](auto& c) -> auto& { return c.tls.cert_file; }, kNoDefault));
+  t.push_back(Value(
+      "tls-key-file", C::kNewWorkers, "Server private key (PEM)",
+      [](auto& c) -> auto& { return c.tls.key_file; }, kNoDefault));
+  t.push_back(Value(
+      "tls-key-file-pass", C::kNewWorkers, "Passphrase of an encrypted tls-key-file",
+      [](auto& c) -> auto& { return c.tls.key_file_pass; }, kNoDefault));
+  t.push_back(Value(
+      "tls-ca-cert-file", C::kNewWorkers,
+      "CA certificates (PEM) that client certificates must chain to",
+      [](auto& c) -> auto& { return c.tls.ca_cert_file; }, kNoDefault));
+  t.push_back(Value(
+      "tls-ca-cert-dir", C::kNewWorkers, "Directory of CA certificates (c_rehash layout)",
+      [](auto& c) -> auto& { return c.tls.ca_cert_dir; }, kNoDefault));
+  t.push_back(Value(
+      "tls-auth-clients", C::kNewWorkers,
+      "Client certificates: yes (required), optional (checked if sent) or no",
+      [](auto& c) -> auto& { return c.tls.auth_clients; }, kShowDefault,
+      [](CLI::Option* o) {
+        o->check(CLI::IsMember({"yes", "no", "optional"}));
+      }));
+  t.push_back(Value(
+      "tls-protocols", C::kNewWorkers,
+      "Protocols to accept, e.g. \"TLSv1.2 TLSv1.3\" (the default)",
+      [](auto& c) -> auto& { return c.tls.protocols; }, kNoDefault));
+  t.push_back(Value(
+      "tls-ciphers", C::kNewWorkers, "TLSv1.2 and older cipher list (OpenSSL syntax)",
+      [](auto& c) -> auto& { return c.tls.ciphers; }, kNoDefault));
+  t.push_back(Value(
+      "tls-ciphersuites", C::kNewWorkers, "TLSv1.3 cipher suites (OpenSSL syntax)",
+      [](auto& c) -> auto& { return c.tls.ciphersuites; }, kNoDefault));
+  t.push_back(Value(
+      "tls-prefer-server-ciphers", C::kNewWorkers,
+      "Choose the cipher by the server's order, not the client's (yes or no)",
+      [](auto& c) -> auto& { return c.tls.prefer_server_ciphers; }, kShowDefault));
+  t.push_back(Value(
+      "tls-session-caching", C::kNewWorkers,
+      "Resume TLS sessions (session cache and tickets; yes or no)",
+      [](auto& c) -> auto& { return c.tls.session_caching; }, kShowDefault));
+  t.push_back(Value(
+      "tls-session-cache-size", C::kNewWorkers, "TLS sessions cached per worker",
+      [](auto& c) -> auto& { return c.tls.session_cache_size; }, kShowDefault,
+      InRange(uint32_t{1}, uint32_t{1} << 24)));
+  t.push_back(Value(
+      "tls-session-cache-timeout", C::kNewWorkers, "Seconds a cached TLS session stays valid",
+      [](auto& c) -> auto& { return c.tls.session_cache_timeout; }, kShowDefault,
+      InRange(uint32_t{1}, uint32_t{86400 * 365})));
+  t.push_back(Value(
+      "tls-handshake-timeout", C::kNewWorkers,
+      "Close a TLS connection whose handshake has not completed after this many seconds",
+      [](auto& c) -> auto& { return c.tls_handshake_timeout; }, kShowDefault,
+      InRange(0.1, 3600.0)));
+}
+
+// CONFIG GET's TLS parameters, as Redis names them; the key's passphrase
+// is not shown.
+void AddTlsParameters(const Config& config, ConfigParameterList* out) {
+  static constexpr const char* kNames[] = {"tls-port",
+                                           "tls-cert-file",
+                                           "tls-key-file",
+                                           "tls-ca-cert-file",
+                                           "tls-ca-cert-dir",
+                                           "tls-auth-clients",
+                                           "tls-protocols",
+                                           "tls-ciphers",
+                                           "tls-ciphersuites",
+                                           "tls-prefer-server-ciphers",
+                                           "tls-session-caching",
+                                           "tls-session-cache-size",
+                                           "tls-session-cache-timeout"};
+  for (const char* name : kNames) out->emplace_back(name, FindSetting(name)->text(config));
+}
+
 std::vector<Setting> MakeTable() {
   std::vector<Setting> t;
   AddProcessRows(t);
   AddClientRows(t);
   AddStoreRows(t);
   AddSecurityRows(t);
+  AddTlsRows(t);
   return t;
 }
 
@@ -452,6 +546,7 @@ ConfigParameterList ConfigParameters(const Config& config) {
   for (const auto& [name, render] : kReported) {
     out.emplace_back(name, render != nullptr ? render(config) : FindSetting(name)->text(config));
   }
+  AddTlsParameters(config, &out);
   return out;
 }
 

@@ -6,6 +6,7 @@
 
 #include "acl_setup.h"
 
+#include <openssl/ssl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,6 +33,19 @@ namespace {
 // Workers heartbeat every second; one silent this long is not serving.
 constexpr double kStaleHeartbeat = 2.5;
 
+// Every bind address on port.
+std::string TcpAddresses(const Config& config, uint16_t port, std::vector<Address>* out) {
+  for (const std::string& host : config.bind) {
+    Address a;
+    std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+    if (std::string e = ParseAddress(h + ":" + std::to_string(port), &a); !e.empty()) {
+      return "invalid bind address '" + host + "': " + e;
+    }
+    out->push_back(a);
+  }
+  return "";
+}
+
 }  // namespace
 
 Supervisor::Supervisor(Config config, std::vector<std::string> argv)
@@ -50,8 +64,21 @@ Supervisor::~Supervisor() {
   }
   for (Slot& s : slots_) {
     for (int fd : s.fds) close(fd);
+    for (int fd : s.tls_fds) close(fd);
   }
   for (int fd : shared_fds_) close(fd);
+  if (tls_ctx_ != nullptr) SSL_CTX_free(tls_ctx_);
+}
+
+std::string Supervisor::LoadTls(const Config& config) {
+  if (config.tls_port == 0) return "";
+  std::string error;
+  SSL_CTX* fresh = worker::MakeTlsContext(config.tls, &error);
+  if (fresh == nullptr) return error;
+  // Workers already forked have their own copy of the old one.
+  if (tls_ctx_ != nullptr) SSL_CTX_free(tls_ctx_);
+  tls_ctx_ = fresh;
+  return "";
 }
 
 namespace {
@@ -82,7 +109,9 @@ std::string Supervisor::Init() {
   // Format 2 from a binary that writes it, else format 1 from a previous one.
   const char* inherited = getenv(kUpgradeStateEnv);
   if (inherited == nullptr) inherited = getenv(kLegacyUpgradeStateEnv);
-  std::string err;
+  // Before any socket: a certificate that does not load stops the start here.
+  std::string err = LoadTls(config_);
+  if (!err.empty()) return err;
   // The admin endpoint's files, read as the admin process will read them:
   // a bad one fails the start here, not the admin process over and over.
   // Not after an upgrade: the old image is gone, and the workers serve on
@@ -109,14 +138,9 @@ std::string Supervisor::Init() {
 
 std::string Supervisor::CreateListeners() {
   std::vector<Address> tcp;
-  for (const std::string& host : config_.bind) {
-    if (config_.port == 0) break;  // as in Redis, port 0 means no TCP
-    Address a;
-    std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-    if (std::string e = ParseAddress(h + ":" + std::to_string(config_.port), &a); !e.empty()) {
-      return "invalid bind address '" + host + "': " + e;
-    }
-    tcp.push_back(a);
+  // As in Redis, port 0 means no plaintext TCP.
+  if (config_.port != 0) {
+    if (std::string e = TcpAddresses(config_, config_.port, &tcp); !e.empty()) return e;
   }
   ListenOptions lo;
   lo.backlog = config_.server.listen_backlog;
@@ -141,8 +165,30 @@ std::string Supervisor::CreateListeners() {
     if (fd < 0) return e;
     shared_fds_.push_back(fd);
   }
-  if (slots_.empty() || (slots_[0].fds.empty() && shared_fds_.empty())) {
-    return "nothing to listen on: give --port or --unixsocket";
+  if (std::string e = CreateTlsListeners(); !e.empty()) return e;
+  if (slots_.empty() ||
+      (slots_[0].fds.empty() && slots_[0].tls_fds.empty() && shared_fds_.empty())) {
+    return "nothing to listen on: give --port, --tls-port or --unixsocket";
+  }
+  return "";
+}
+
+std::string Supervisor::CreateTlsListeners() {
+  if (config_.tls_port == 0) return "";
+  std::vector<Address> tls;
+  if (std::string e = TcpAddresses(config_, config_.tls_port, &tls); !e.empty()) return e;
+  ListenOptions lo;
+  lo.backlog = config_.server.listen_backlog;
+  lo.reuse_port = true;
+  // As the plaintext ones: one per slot, open for the master's whole life,
+  // so that no worker's exit resets a connection queued on it.
+  for (Slot& slot : slots_) {
+    for (Address& a : tls) {
+      std::string e;
+      int fd = Listen(a, lo, &e);
+      if (fd < 0) return "tls-port: " + e;
+      slot.tls_fds.push_back(fd);
+    }
   }
   return "";
 }
@@ -256,6 +302,12 @@ std::string Supervisor::DescribeAddresses() const {
     if (slots_.empty() || slots_[0].fds.empty()) break;
     if (!out.empty()) out += ", ";
     out += (b.find(':') != std::string::npos ? "[" + b + "]" : b) + ":" + std::to_string(port_);
+  }
+  for (const std::string& b : config_.bind) {
+    if (slots_.empty() || slots_[0].tls_fds.empty()) break;
+    if (!out.empty()) out += ", ";
+    out += "tls://" + (b.find(':') != std::string::npos ? "[" + b + "]" : b) + ":" +
+           std::to_string(config_.tls_port);
   }
   if (!config_.unix_socket.empty()) out += (out.empty() ? "" : ", ") + config_.unix_socket;
   return out + " (port " + std::to_string(port_) + ", " + std::to_string(slots_.size()) +

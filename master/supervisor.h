@@ -85,6 +85,7 @@ class Supervisor {
   struct Slot {
     int index = 0;
     std::vector<int> fds;
+    std::vector<int> tls_fds;  // tls-port's listeners, served with tls_ctx_
     Worker* current = nullptr;
     Worker* pending = nullptr;  // spawned, not ready yet
     Respawner respawner;        // backoff over this slot's workers
@@ -115,6 +116,15 @@ class Supervisor {
   bool AllGone() const { return workers_.empty() && admin_.pid == 0; }
 
   std::string CreateListeners();
+  // One SO_REUSEPORT socket per slot and bind address on tls-port.
+  std::string CreateTlsListeners();
+  // Loads the TLS files of config into a new context for the workers
+  // forked from now on (the running ones keep theirs). "" or the error; the
+  // current context stays if it fails.
+  std::string LoadTls(const Config& config);
+  // Whether the command line parses and its TLS files load, as the new
+  // image of an upgrade will need: "" or why not.
+  std::string CheckTlsOfCommandLine();
   std::string Inherit(const std::string& text);
   std::string AdoptWorkers(const UpgradeState& state);
   UpgradeState CurrentState() const;
@@ -151,8 +161,10 @@ class Supervisor {
   std::vector<Slot> slots_;
   std::list<std::unique_ptr<Worker>> workers_;
   std::vector<int> shared_fds_;  // listeners every slot serves (unix socket)
-  std::deque<int> roll_queue_;   // slots waiting to be replaced
-  bool rolling_ = false;         // a reload or upgrade is replacing workers
+  // The TLS context new workers inherit (fork); replaced at every reload.
+  SSL_CTX* tls_ctx_ = nullptr;
+  std::deque<int> roll_queue_;  // slots waiting to be replaced
+  bool rolling_ = false;        // a reload or upgrade is replacing workers
   uint64_t seq_ = 0;
   uint16_t port_ = 0;
   bool stopping_ = false;

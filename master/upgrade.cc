@@ -4,6 +4,7 @@
 // running workers through the environment (upgrade_state.h). The new image
 // adopts them (Inherit) and then replaces the workers as a reload does.
 #include <fcntl.h>
+#include <openssl/ssl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -32,13 +33,28 @@ std::string SetFdCloexec(int fd, bool on) {
 
 }  // namespace
 
+std::string Supervisor::CheckTlsOfCommandLine() {
+  std::vector<char*> args;
+  for (std::string& a : argv_) args.push_back(a.data());
+  Config fresh;
+  if (ParseArgs(static_cast<int>(args.size()), args.data(), &fresh) != 0) {
+    return "the configuration is invalid";
+  }
+  if (fresh.tls_port == 0) return "";
+  std::string error;
+  SSL_CTX* ctx = worker::MakeTlsContext(fresh.tls, &error);
+  if (ctx == nullptr) return error;
+  SSL_CTX_free(ctx);
+  return "";
+}
+
 UpgradeState Supervisor::CurrentState() const {
   UpgradeState st;
   st.seq = seq_;
   st.port = port_;
   st.shared_fds = shared_fds_;
   st.acl_fd = acl_ ? acl_->fd() : -1;
-  for (const Slot& s : slots_) st.slots.push_back({s.index, s.fds});
+  for (const Slot& s : slots_) st.slots.push_back({s.index, s.fds, s.tls_fds});
   // Retiring workers too: a lost one would see its control channel close
   // at execve and drop the connections it is still handing over, and a
   // stop would not wait for it.
@@ -72,17 +88,26 @@ std::string Supervisor::Inherit(const std::string& text) {
       return "the previous binary had more worker slots; the worker count cannot change";
     }
     slots_[s.index].fds = s.fds;
+    slots_[s.index].tls_fds = s.tls_fds;
   }
   for (int fd : shared_fds_) {
     if (std::string e = SetFdCloexec(fd, true); !e.empty()) return "inherited socket: " + e;
   }
   for (Slot& s : slots_) {
-    if (s.fds.empty() && shared_fds_.empty()) {
+    if (s.fds.empty() && s.tls_fds.empty() && shared_fds_.empty()) {
       return "slot " + std::to_string(s.index) + " has no inherited socket";
     }
     for (int fd : s.fds) {
       if (std::string e = SetFdCloexec(fd, true); !e.empty()) return "inherited socket: " + e;
     }
+    for (int fd : s.tls_fds) {
+      if (std::string e = SetFdCloexec(fd, true); !e.empty()) return "inherited socket: " + e;
+    }
+  }
+  // From a binary without TLS, or one run without tls-port: the sockets are
+  // made now (queued connections are lost only on sockets that existed).
+  if (config_.tls_port != 0 && !slots_.empty() && slots_[0].tls_fds.empty()) {
+    if (std::string e = CreateTlsListeners(); !e.empty()) return e;
   }
   if (std::string e = AdoptWorkers(st); !e.empty()) return e;
   upgraded_ = true;
@@ -136,6 +161,7 @@ void Supervisor::SetCloexec(bool on) {
   };
   for (Slot& s : slots_) {
     for (int fd : s.fds) set(fd);
+    for (int fd : s.tls_fds) set(fd);
   }
   for (int fd : shared_fds_) set(fd);
   for (auto& w : workers_) set(w->control_fd);
@@ -156,6 +182,13 @@ void Supervisor::Upgrade() {
   if (executable_.empty() || access(executable_.c_str(), X_OK) != 0) {
     LOG_WARNING("Upgrade refused: cannot execute '%s': %s", executable_.c_str(),
                 ErrnoText(errno).c_str());
+    return;
+  }
+  // The new image loads the TLS files at its start, and there is no coming
+  // back from execve if they fail to load: try them here first.
+  if (std::string e = CheckTlsOfCommandLine(); !e.empty()) {
+    LOG_WARNING("Upgrade refused: %s; still running", e.c_str());
+    Count(shm::slots::kUpgradesFailed);
     return;
   }
   const UpgradeState current = CurrentState();

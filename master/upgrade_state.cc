@@ -75,6 +75,9 @@ std::string DecodeSlot(std::string_view data, UpgradeState::Slot* slot) {
     } else if (tag == Tag(SlotField::kFd)) {
       if (!Number(v, INT_MAX, &n)) return Bad("slot descriptor");
       slot->fds.push_back(static_cast<int>(n));
+    } else if (tag == Tag(SlotField::kTlsFd)) {
+      if (!Number(v, INT_MAX, &n)) return Bad("slot TLS descriptor");
+      slot->tls_fds.push_back(static_cast<int>(n));
     }
     return std::string();
   });
@@ -237,6 +240,7 @@ std::string EncodeUpgradeState(const UpgradeState& st) {
     FieldWriter slot;
     slot.PutU64(Tag(SlotField::kIndex), static_cast<uint64_t>(s.index));
     for (int fd : s.fds) slot.PutU64(Tag(SlotField::kFd), static_cast<uint64_t>(fd));
+    for (int fd : s.tls_fds) slot.PutU64(Tag(SlotField::kTlsFd), static_cast<uint64_t>(fd));
     f.Put(Tag(StateField::kSlot), slot.data());
   }
   for (const UpgradeState::Worker& w : st.workers) {

@@ -33,7 +33,8 @@ inline constexpr char kLegacyUpgradeStateEnv[] = "REDHUB_INHERIT";  // format 1
 struct UpgradeState {
   struct Slot {
     int index = 0;
-    std::vector<int> fds;  // its SO_REUSEPORT listeners
+    std::vector<int> fds;      // its SO_REUSEPORT listeners
+    std::vector<int> tls_fds;  // and its TLS ones (tls-port); format 2 only
     bool operator==(const Slot&) const = default;
   };
   struct Worker {
@@ -66,7 +67,7 @@ enum class StateField : uint16_t {
   kEnd = 6,
   kAclFd = 7,  // optional: the users' area; a binary without it starts users afresh
 };
-enum class SlotField : uint16_t { kIndex = 1, kFd = 2 };
+enum class SlotField : uint16_t { kIndex = 1, kFd = 2, kTlsFd = 3 };
 enum class WorkerField : uint16_t { kSlot = 1, kPid = 2, kControlFd = 3, kSeq = 4, kRetiring = 5 };
 
 // kUpgradeStateEnv's value (format 2).

@@ -27,6 +27,9 @@ worker::WorkerSpec Supervisor::MakeWorkerSpec(const Slot& slot, uint64_t seq, co
   spec.seq = seq;
   spec.listen_fds = slot.fds;
   spec.listen_fds.insert(spec.listen_fds.end(), shared_fds_.begin(), shared_fds_.end());
+  spec.tls_listen_fds = slot.tls_fds;
+  spec.tls_ctx = tls_ctx_;
+  spec.tls_handshake_timeout = config_.tls_handshake_timeout;
   spec.control_fd = control[1];
   spec.adopt_fd = handoff[1];
   // The master's ends of every channel, and other slots' sockets: a worker
@@ -41,6 +44,7 @@ worker::WorkerSpec Supervisor::MakeWorkerSpec(const Slot& slot, uint64_t seq, co
   for (const Slot& other : slots_) {
     if (other.index != slot.index) {
       spec.close_fds.insert(spec.close_fds.end(), other.fds.begin(), other.fds.end());
+      spec.close_fds.insert(spec.close_fds.end(), other.tls_fds.begin(), other.tls_fds.end());
     }
   }
   spec.options = config_.server;

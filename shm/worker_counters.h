@@ -32,6 +32,9 @@ namespace redhub::shm::slots {
   X(kFigureBlockedClients, kFigureBase + 1, kGauge, kClients, "blocked_clients", "", "")          \
   /* reading paused by backpressure */                                                            \
   X(kPausedClients, 1, kGauge, kClients, "clients_paused_by_backpressure", "", "")                \
+  /* TLS connections past their handshake (Redis's INFO has no TLS figures) */                    \
+  X(kTlsConnectedClients, 6, kGauge, kClients, "tls_connected_clients",                           \
+    "redhub_tls_connected_clients", "Clients connected over TLS, handshake done")                 \
   /* INFO stats */                                                                                \
   X(kConnectionsReceived, 16, kCounter, kStats, "total_connections_received",                     \
     "redis_connections_received_total", "total_connections_received metric")                      \
@@ -62,6 +65,12 @@ namespace redhub::shm::slots {
   /* (mostly EMFILE/ENFILE: out of file descriptors) */                                           \
   X(kAcceptErrors, 33, kCounter, kStats, "accept_errors", "redhub_accept_errors_total",           \
     "accept4 failures (out of file descriptors, mostly): accepting paused")                       \
+  /* TLS connections closed before their handshake completed: an OpenSSL */                       \
+  /* error (a plaintext client, no or a bad client certificate, no common */                      \
+  /* protocol) or tls-handshake-timeout */                                                        \
+  X(kTlsHandshakeFailures, 38, kCounter, kStats, "tls_handshake_failures",                        \
+    "redhub_tls_handshake_failures_total",                                                        \
+    "TLS connections closed before their handshake completed (errors and timeouts)")              \
   /* Written by the master into its own block: worker slots configured, and */                    \
   /* slots whose current worker reported ready (the redhub_workers family). */                    \
   X(kConfiguredSlots, 3, kGauge, kNone, "", "", "")                                               \

@@ -25,7 +25,9 @@ namespace {
   X(kOutputLimitDisconnects, output_limit_disconnects) \
   X(kQueryLimitDisconnects, query_limit_disconnects)   \
   X(kIdleDisconnects, idle_disconnects)                \
-  X(kAcceptErrors, accept_errors)
+  X(kAcceptErrors, accept_errors)                      \
+  X(kTlsConnectedClients, tls_connected_clients)       \
+  X(kTlsHandshakeFailures, tls_handshake_failures)
 
 // Calls fn(slot, value) for every figure this worker publishes: the loop's
 // (if it has started) and the service's own.

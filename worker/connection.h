@@ -15,6 +15,7 @@
 #include <string>
 
 #include "buffer.h"
+#include "transport.h"
 
 namespace redhub::worker {
 
@@ -52,6 +53,8 @@ class Connection : public Conn {
   bool closed() const { return closed_; }
 
   EventLoop* owner;
+  // Every byte in and out goes through it: the socket, or TLS over it.
+  Transport transport;
   ev_io read_watcher;
   ev_io write_watcher;
   InputBuffer in;
@@ -65,6 +68,12 @@ class Connection : public Conn {
   bool handing_off = false;  // sent to the successor, waiting for its answer
   bool refused = false;      // the successor refused it: served here, never offered again
   uint64_t commands = 0;
+  // TLS only (transport.h): a read that must wait for the socket to be
+  // writable, a write that must wait for it to be readable, and bytes
+  // OpenSSL holds that no event will announce (the loop's pending list).
+  bool read_wants_write = false;
+  bool write_wants_read = false;
+  bool tls_pending = false;
   Connection* prev = nullptr;  // the loop's list of connections
   Connection* next = nullptr;
   bool flush_queued = false;         // in the loop's list of replies to send

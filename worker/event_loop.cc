@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -39,6 +40,12 @@ constexpr double kAcceptBackoffMax = 1.0;
 constexpr double kAcceptLogInterval = 1.0;
 
 }  // namespace
+
+// A listening socket's watcher and what its connections speak.
+struct EventLoop::Listener {
+  ev_io io;  // first: listeners_ holds &io, OnAccept gets it back
+  SSL_CTX* tls = nullptr;
+};
 
 struct ev_loop* EventLoop::NewLoop() {
   // A loop of its own, never libev's default loop: the default loop takes
@@ -78,6 +85,7 @@ EventLoop::EventLoop(const Options& options, Handlers handlers)
   ev_io_init(&handoff_in_, OnHandoffIncoming, -1, EV_READ);
   ev_io_init(&handoff_writable_, OnHandoffWritable, -1, EV_WRITE);
   ev_io_init(&answers_writable_, OnAnswersWritable, -1, EV_WRITE);
+  ev_idle_init(&tls_idle_, OnTlsIdle);
   ev_timer_init(&ticker_, OnTick, 0, 0);
   if (handlers_.on_tick) {
     ev_timer_set(&ticker_, options_.tick_interval.count() / 1000.0, 0);
@@ -97,7 +105,12 @@ EventLoop::~EventLoop() {
   Shutdown();
   ev_ref(loop_);
   ev_prepare_stop(loop_, &flush_watcher_);
-  for (ev_io* w : listeners_) delete w;
+  ev_idle_stop(loop_, &tls_idle_);
+  for (ev_io* w : listeners_) {
+    auto* l = reinterpret_cast<Listener*>(w);
+    if (l->tls != nullptr) SSL_CTX_free(l->tls);
+    delete l;
+  }
   ev_io_stop(loop_, &handoff_writable_);
   ev_io_stop(loop_, &answers_writable_);
   if (handoff_out_.fd >= 0) close(handoff_out_.fd);
@@ -112,8 +125,11 @@ void EventLoop::set_options(const Options& options) {
   for (Connection* c = head_; c != nullptr; c = c->next) c->parser.set_limits(limits);
 }
 
-void EventLoop::AddListener(int fd) {
-  auto* w = new ev_io;
+void EventLoop::AddListener(int fd, SSL_CTX* tls) {
+  auto* l = new Listener;
+  if (tls != nullptr) SSL_CTX_up_ref(tls);
+  l->tls = tls;
+  ev_io* w = &l->io;
   ev_io_init(w, OnAccept, fd, EV_READ);
   w->data = this;
   listeners_.push_back(w);
@@ -161,10 +177,10 @@ void EventLoop::ForEachClient(const std::function<void(const ClientInfo&)>& fn) 
 }
 
 void EventLoop::OnAccept(struct ev_loop*, ev_io* w, int) {
-  static_cast<EventLoop*>(w->data)->Accept(w->fd);
+  static_cast<EventLoop*>(w->data)->Accept(w->fd, reinterpret_cast<Listener*>(w)->tls);
 }
 
-void EventLoop::Accept(int listen_fd) {
+void EventLoop::Accept(int listen_fd, SSL_CTX* tls) {
   for (int i = 0; i < kMaxAcceptsPerEvent; i++) {
     sockaddr_storage addr;
     socklen_t addrlen = sizeof(addr);
@@ -192,9 +208,12 @@ void EventLoop::Accept(int listen_fd) {
       // Redis's wording, then close; the write is best effort on a socket
       // whose buffer is empty. Lingering keeps the client's request (sent
       // before we accepted) from turning the close into a reset that would
-      // throw the error away.
-      ssize_t ignored = send(fd, kMaxClientsError, sizeof(kMaxClientsError) - 1, MSG_NOSIGNAL);
-      (void)ignored;
+      // throw the error away. A TLS client gets no error, as from Redis:
+      // it cannot read plaintext, and no handshake has happened.
+      if (tls == nullptr) {
+        ssize_t ignored = send(fd, kMaxClientsError, sizeof(kMaxClientsError) - 1, MSG_NOSIGNAL);
+        (void)ignored;
+      }
       stats_.rejected_connections++;
       PublishClients();
       lingerer_.Close(fd);
@@ -202,20 +221,91 @@ void EventLoop::Accept(int listen_fd) {
     }
     ConfigureSocket(fd, options_);
     Connection* c = Register(fd, ++next_id_);
-    Action action = Action::kNone;
-    if (handlers_.on_open) {
-      c->in_handler = true;
-      action = handlers_.on_open(*c, c->writer);
-      c->in_handler = false;
+    if (tls != nullptr) {
+      if (std::string e = c->transport.StartTls(tls, fd); !e.empty()) {
+        LOG_WARNING("Cannot start TLS for client id=%llu addr=%s: %s",
+                    static_cast<unsigned long long>(c->id_), c->remote_addr_.c_str(), e.c_str());
+        stats_.tls_handshake_failures++;
+        Close(c, "TLS error", CloseKind::kPeerGone);
+        continue;
+      }
+      // Opened once the handshake is done; the ClientHello may be here already.
+      ContinueHandshake(c);
+      continue;
     }
-    if (action == Action::kShutdown) {
-      Flush(c);
-      Stop();
-      return;
-    }
-    if (action == Action::kClose || c->close_requested_) c->close_after = true;
-    if (c->pending_output() > 0 || c->close_after) Flush(c);
+    if (!Open(c)) return;
   }
+}
+
+bool EventLoop::Open(Connection* c) {
+  Action action = Action::kNone;
+  if (handlers_.on_open) {
+    c->in_handler = true;
+    action = handlers_.on_open(*c, c->writer);
+    c->in_handler = false;
+  }
+  if (action == Action::kShutdown) {
+    Flush(c);
+    Stop();
+    return false;
+  }
+  if (action == Action::kClose || c->close_requested_) c->close_after = true;
+  if (c->pending_output() > 0 || c->close_after) Flush(c);
+  return true;
+}
+
+void EventLoop::ContinueHandshake(Connection* c) {
+  ssize_t r = c->transport.Handshake();
+  // Wait on the one direction OpenSSL names: the other would be ready at
+  // once and spin the loop.
+  if (r == kIoWantRead || r == kIoWantWrite) {
+    ev_io* wait = r == kIoWantRead ? &c->read_watcher : &c->write_watcher;
+    ev_io* other = r == kIoWantRead ? &c->write_watcher : &c->read_watcher;
+    if (ev_is_active(other)) ev_io_stop(loop_, other);
+    if (!ev_is_active(wait)) ev_io_start(loop_, wait);
+    return;
+  }
+  if (r == kIoError) {
+    stats_.tls_handshake_failures++;
+    LOG_VERBOSE("TLS handshake failed for client id=%llu addr=%s: %s",
+                static_cast<unsigned long long>(c->id_), c->remote_addr_.c_str(),
+                c->transport.error().c_str());
+    Close(c, "TLS handshake failed", CloseKind::kPeerGone);
+    return;
+  }
+  if (ev_is_active(&c->write_watcher)) ev_io_stop(loop_, &c->write_watcher);
+  if (!ev_is_active(&c->read_watcher)) ev_io_start(loop_, &c->read_watcher);
+  stats_.tls_connected_clients++;
+  ev_now_update(loop_);
+  c->last_active_ = ev_now(loop_);
+  LOG_DEBUG("TLS client id=%llu addr=%s: %s", static_cast<unsigned long long>(c->id_),
+            c->remote_addr_.c_str(), c->transport.Describe().c_str());
+  if (!Open(c) || c->closed()) return;
+  // The first request may have come with the handshake's last flight, read
+  // ahead into OpenSSL: the socket will not announce it again.
+  if (c->transport.HasPending()) Read(c);
+}
+
+void EventLoop::NoteTlsPending(Connection* c) {
+  if (c->tls_pending || c->closed() || !c->transport.HasPending()) return;
+  c->tls_pending = true;
+  tls_pending_.push_back(c);
+}
+
+void EventLoop::ReadTlsPending() {
+  std::vector<Connection*> ready;
+  ready.swap(tls_pending_);
+  for (Connection* c : ready) c->tls_pending = false;
+  // A closed one is still allocated until DrainCloseQueue, after this; a
+  // paused one is noted again when backpressure lets go (Flush).
+  for (Connection* c : ready) {
+    if (!c->closed() && !c->paused && !c->handing_off) Read(c);
+  }
+}
+
+void EventLoop::OnTlsIdle(struct ev_loop*, ev_idle*, int) {
+  // Nothing: being active is the point (the loop polls without blocking),
+  // and OnPrepare reads the pending connections.
 }
 
 bool EventLoop::Admit() {
@@ -320,6 +410,8 @@ void EventLoop::UnqueueFlush(Connection* c) {
 
 void EventLoop::OnPrepare(struct ev_loop* loop, ev_prepare*, int) {
   auto* self = static_cast<EventLoop*>(ev_userdata(loop));
+  // First, so that their replies go out in this turn's burst.
+  if (!self->tls_pending_.empty()) self->ReadTlsPending();
   // Take each one off the list before flushing it: Flush can run more of
   // its commands (after backpressure), which may queue it again.
   while (Connection* c = self->flush_head_) {
@@ -328,10 +420,22 @@ void EventLoop::OnPrepare(struct ev_loop* loop, ev_prepare*, int) {
   }
   // Last before sleeping: every close of this turn, the flushes' included.
   self->DrainCloseQueue();
+  // Bytes inside OpenSSL that epoll will never announce: poll without
+  // blocking until they are read (Redis's tlsProcessPendingData).
+  if (!self->tls_pending_.empty()) {
+    if (!ev_is_active(&self->tls_idle_)) ev_idle_start(loop, &self->tls_idle_);
+  } else if (ev_is_active(&self->tls_idle_)) {
+    ev_idle_stop(loop, &self->tls_idle_);
+  }
 }
 
 void EventLoop::Unlink(Connection* c) {
   UnqueueFlush(c);
+  if (c->tls_pending) {
+    c->tls_pending = false;
+    tls_pending_.erase(std::find(tls_pending_.begin(), tls_pending_.end(), c));
+  }
+  if (c->transport.tls() && !c->transport.handshaking()) stats_.tls_connected_clients--;
   ev_io_stop(loop_, &c->read_watcher);
   ev_io_stop(loop_, &c->write_watcher);
   if (c->prev != nullptr) c->prev->next = c->next;
@@ -343,7 +447,27 @@ void EventLoop::Unlink(Connection* c) {
 
 void EventLoop::OnReadable(struct ev_loop*, ev_io* w, int) {
   auto* c = static_cast<Connection*>(w->data);
+  if (c->transport.tls()) [[unlikely]] {
+    c->owner->TlsReadable(c);
+    return;
+  }
   c->owner->Read(c);
+}
+
+void EventLoop::TlsReadable(Connection* c) {
+  if (c->transport.handshaking()) {
+    ContinueHandshake(c);
+    return;
+  }
+  if (c->write_wants_read) {
+    // A write was waiting for this. Backpressure may have paused reading:
+    // the watcher ran for the write alone then.
+    c->write_wants_read = false;
+    if (c->paused) ev_io_stop(loop_, &c->read_watcher);
+    Flush(c);
+    if (c->closed() || c->paused) return;
+  }
+  Read(c);
 }
 
 void EventLoop::Read(Connection* c) {
@@ -352,10 +476,18 @@ void EventLoop::Read(Connection* c) {
     Close(c, "out of memory");
     return;
   }
-  ssize_t n = recv(c->fd_, c->in.tail(), c->in.tail_room(), 0);
+  ssize_t n = c->transport.Read(c->fd_, c->in.tail(), c->in.tail_room());
   if (n <= 0) {
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-    Close(c, n == 0 ? "" : "read error", CloseKind::kPeerGone);
+    if (n == kIoWantRead) return;
+    if (n == kIoWantWrite) {
+      // TLS: the read must send first (the socket is full): retry it once
+      // the socket is writable (OnWritable).
+      c->read_wants_write = true;
+      if (!ev_is_active(&c->write_watcher)) ev_io_start(loop_, &c->write_watcher);
+      return;
+    }
+    const std::string& why = c->transport.error();
+    Close(c, n == kIoClosed ? "" : why.empty() ? "read error" : why, CloseKind::kPeerGone);
     return;
   }
   c->in.Commit(n);
@@ -375,6 +507,7 @@ void EventLoop::Read(Connection* c) {
     Close(c, "query buffer limit");
     return;
   }
+  if (c->transport.tls()) NoteTlsPending(c);
   if (c->pending_output() > 0 || c->close_after) {
     QueueFlush(c);
   } else if (retiring_) {
@@ -472,15 +605,23 @@ void EventLoop::StopAccepting() {
 
 bool EventLoop::SendOutput(Connection* c) {
   while (c->pending_output() > 0) {
-    ssize_t n = send(c->fd_, c->out.data() + c->out_sent, c->pending_output(), MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      Close(c, "write error", CloseKind::kPeerGone);
+    ssize_t n = c->transport.Write(c->fd_, c->out.data() + c->out_sent, c->pending_output());
+    if (n > 0) {
+      c->out_sent += n;
+      stats_.net_output_bytes += n;
+      continue;
+    }
+    if (n == kIoWantWrite) break;
+    if (n == kIoWantRead) {
+      // TLS: the write must read first: retry it once the socket is
+      // readable (TlsReadable), even while backpressure pauses reading.
+      c->write_wants_read = true;
+      if (!ev_is_active(&c->read_watcher)) ev_io_start(loop_, &c->read_watcher);
       return false;
     }
-    c->out_sent += n;
-    stats_.net_output_bytes += n;
+    const std::string& why = c->transport.error();
+    Close(c, why.empty() ? "write error" : why, CloseKind::kPeerGone);
+    return false;
   }
   if (c->pending_output() > 0) {
     // Backpressure, the socket's side: the kernel's buffer is full, so wait
@@ -490,7 +631,10 @@ bool EventLoop::SendOutput(Connection* c) {
   }
   c->out.clear();
   c->out_sent = 0;
-  if (ev_is_active(&c->write_watcher)) ev_io_stop(loop_, &c->write_watcher);
+  // Still wanted by a TLS read that waits for writability.
+  if (ev_is_active(&c->write_watcher) && !c->read_wants_write) {
+    ev_io_stop(loop_, &c->write_watcher);
+  }
   return true;
 }
 
@@ -508,6 +652,8 @@ void EventLoop::Flush(Connection* c) {
     if (!c->paused) break;
     c->paused = false;
     ev_io_start(loop_, &c->read_watcher);
+    // What OpenSSL read ahead before the pause has no event to come.
+    if (c->transport.tls()) NoteTlsPending(c);
     if (c->in.size() == 0) break;
     Process(c);  // may pause it again, or close it
     if (c->pending_output() == 0 && !c->close_after) break;
@@ -517,7 +663,20 @@ void EventLoop::Flush(Connection* c) {
 
 void EventLoop::OnWritable(struct ev_loop*, ev_io* w, int) {
   auto* c = static_cast<Connection*>(w->data);
-  c->owner->Flush(c);
+  EventLoop* self = c->owner;
+  if (c->transport.tls()) [[unlikely]] {
+    if (c->transport.handshaking()) {
+      self->ContinueHandshake(c);
+      return;
+    }
+    if (c->read_wants_write) {
+      c->read_wants_write = false;
+      if (c->pending_output() == 0) ev_io_stop(self->loop_, &c->write_watcher);
+      self->Read(c);
+      if (c->closed()) return;
+    }
+  }
+  self->Flush(c);
 }
 
 void EventLoop::Close(Connection* c, std::string_view reason, CloseKind kind) {
@@ -555,7 +714,8 @@ void EventLoop::Free(Connection* c) {
     return;
   }
   const std::string& reason = c->close_reason_;
-  if (handlers_.on_close) {
+  // A TLS connection whose handshake never completed was never opened.
+  if (handlers_.on_close && !c->transport.handshaking()) {
     Action action = handlers_.on_close(*c, reason);
     if (action == Action::kShutdown) Stop();
   }
@@ -566,6 +726,9 @@ void EventLoop::Free(Connection* c) {
               static_cast<unsigned long long>(c->id_), c->remote_addr_.c_str(),
               static_cast<unsigned long long>(c->commands), static_cast<int>(why.size()),
               why.data());
+  // The server's close of a TLS session says so (close_notify), so the
+  // client can tell it from a truncation.
+  if (c->transport.tls() && c->close_kind_ != CloseKind::kPeerGone) c->transport.Shutdown();
   // Nothing more will come from a client that closed its side or whose
   // socket failed, so nothing can make the kernel reset it.
   if (c->close_kind_ == CloseKind::kPeerGone || aborting_) {
@@ -598,6 +761,19 @@ void EventLoop::OnCron(struct ev_loop* loop, ev_timer* w, int) {
   for (Connection* c = self->head_; c != nullptr;) {
     Connection* next = c->next;
     if (c->handing_off) {  // untouched until the successor answers
+      c = next;
+      continue;
+    }
+    if (c->transport.handshaking()) {
+      // A client that connects and never finishes (or never starts) the
+      // handshake would hold a place under maxclients for ever.
+      if (now - c->created_at_ > self->tls_handshake_timeout_) {
+        self->stats_.tls_handshake_failures++;
+        LOG_VERBOSE("TLS handshake of client id=%llu addr=%s not done after %.0f s; closing",
+                    static_cast<unsigned long long>(c->id_), c->remote_addr_.c_str(),
+                    now - c->created_at_);
+        self->Close(c, "TLS handshake timeout", CloseKind::kPeerGone);
+      }
       c = next;
       continue;
     }

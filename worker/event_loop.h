@@ -45,8 +45,13 @@ class EventLoop final : public ServerView {
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
 
-  // Starts accepting on a listening socket; the loop never closes it.
-  void AddListener(int fd);
+  // Starts accepting on a listening socket; the loop never closes it. With
+  // tls (the loop takes a reference), every connection accepted on it
+  // speaks TLS: handshake first, then RESP through OpenSSL (transport.h).
+  void AddListener(int fd, SSL_CTX* tls = nullptr);
+  // A TLS connection whose handshake has not completed after this many
+  // seconds is closed (checked once a second) and counted as a failure.
+  void set_tls_handshake_timeout(double seconds) { tls_handshake_timeout_ = seconds; }
   // Runs until Stop() or a kShutdown action; returns 0.
   int Run();
   // Stops accepting, lets every connection finish the request in progress
@@ -122,6 +127,8 @@ class EventLoop final : public ServerView {
   static void OnHandoffIncoming(struct ev_loop* loop, ev_io* w, int events);
   static void OnHandoffWritable(struct ev_loop* loop, ev_io* w, int events);
   static void OnAnswersWritable(struct ev_loop* loop, ev_io* w, int events);
+  static void OnTlsIdle(struct ev_loop* loop, ev_idle* w, int events);
+  struct Listener;
   // Handoff (handoff.cc). The successor's answer to an offered connection,
   // sent in order; queued while the channel is full.
   // Returns 0 (sent or queued) or the errno of a broken channel.
@@ -141,7 +148,20 @@ class EventLoop final : public ServerView {
   void ResumeServing(Connection* c);
   void CheckRetired();
 
-  void Accept(int listen_fd);
+  void Accept(int listen_fd, SSL_CTX* tls);
+  // A new connection is ready for requests (TLS: its handshake is done):
+  // on_open, and its first flush. False if the handler shut the server down.
+  bool Open(Connection* c);
+  // TLS: the next step of c's handshake, the watchers set for what it waits
+  // on; Open once done, a close (counted) if it failed.
+  void ContinueHandshake(Connection* c);
+  // A TLS connection's readable event: the handshake, a write that waited
+  // for it (write_wants_read), then Read.
+  void TlsReadable(Connection* c);
+  // TLS: OpenSSL holds bytes of c no event will announce: read them before
+  // the loop next sleeps (OnPrepare), and do not let it sleep meanwhile.
+  void NoteTlsPending(Connection* c);
+  void ReadTlsPending();
   // Counts a new client in against max_clients (daemon-wide with
   // set_shared_clients); false: over the limit, nothing counted.
   bool Admit();
@@ -207,7 +227,12 @@ class EventLoop final : public ServerView {
   Lingerer lingerer_;  // closed connections waiting for the client's close
   // Closed connections not yet freed (DrainCloseQueue), in the order closed.
   std::vector<Connection*> close_queue_;
-  std::vector<ev_io*> listeners_;
+  std::vector<ev_io*> listeners_;  // each the io of a Listener
+  // TLS connections with bytes inside OpenSSL (NoteTlsPending); while it is
+  // not empty an idle watcher keeps the loop from blocking in epoll.
+  std::vector<Connection*> tls_pending_;
+  ev_idle tls_idle_;
+  double tls_handshake_timeout_ = 10;
   ev_timer cron_;
   ev_prepare flush_watcher_;
   Connection* flush_head_ = nullptr;

@@ -103,9 +103,12 @@ void EventLoop::MaybeHandOff(Connection* c) {
   // Every complete request read has run (Process() runs them all unless
   // paused) and its reply is out; the bytes of a partial one travel along
   // (kUnparsed), so a client that never pauses between requests moves too.
-  if (!retiring_ || draining_ || c->closed() || c->handing_off || c->refused || c->close_after ||
-      c->paused || c->pending_output() > 0 || c->in.size() > kMaxHandoffBytes ||
-      handoff_out_.fd < 0 || offers_in_flight_ >= kMaxOffersInFlight) {
+  // A TLS session never moves (its keys live in this process's SSL object):
+  // it is served here until it closes or the drain timeout.
+  if (!retiring_ || draining_ || c->closed() || c->transport.tls() || c->handing_off ||
+      c->refused || c->close_after || c->paused || c->pending_output() > 0 ||
+      c->in.size() > kMaxHandoffBytes || handoff_out_.fd < 0 ||
+      offers_in_flight_ >= kMaxOffersInFlight) {
     return;
   }
   HandoffState s;
@@ -173,6 +176,14 @@ void EventLoop::Retire(int handoff_fd) {
   retiring_ = true;
   StopAccepting();
   if (ev_is_active(&ticker_)) ev_timer_stop(loop_, &ticker_);
+  size_t tls = 0;
+  for (Connection* c = head_; c != nullptr; c = c->next) tls += c->transport.tls();
+  if (tls > 0) {
+    LOG_NOTICE(
+        "%zu TLS connection%s stay%s with this worker until closed or the drain timeout (%.0f s): "
+        "a TLS session cannot move to another process",
+        tls, tls == 1 ? "" : "s", tls == 1 ? "s" : "", drain_timeout_);
+  }
   ev_io_init(&handoff_out_, OnHandoffReply, handoff_fd, EV_READ);
   ev_io_start(loop_, &handoff_out_);
   HandOffAll();

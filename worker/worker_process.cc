@@ -214,6 +214,10 @@ int RunWorker(const WorkerSpec& spec) {
   loop.set_id_base(spec.seq << 32);
   loop.set_drain_timeout(spec.drain_timeout);
   for (int fd : spec.listen_fds) loop.AddListener(fd);
+  if (spec.tls_ctx != nullptr) {
+    for (int fd : spec.tls_listen_fds) loop.AddListener(fd, spec.tls_ctx);
+  }
+  loop.set_tls_handshake_timeout(spec.tls_handshake_timeout);
   if (spec.adopt_fd >= 0) loop.AdoptFrom(spec.adopt_fd);
 
   WorkerState st{&spec, &loop, &service, {}, {}};

@@ -12,6 +12,8 @@
 
 #include "commands.h"
 
+typedef struct ssl_ctx_st SSL_CTX;
+
 namespace redhub::shm {
 class Store;
 class CounterArea;
@@ -25,9 +27,14 @@ struct WorkerSpec {
   int master_pid = 0;
   uint64_t seq = 0;             // spawn sequence number, unique per daemon
   std::vector<int> listen_fds;  // this slot's sockets, owned by the master
-  std::vector<int> close_fds;   // inherited descriptors the worker must not keep
-  int control_fd = -1;          // to the master
-  int adopt_fd = -1;            // connections from the predecessor, or -1
+  // This slot's TLS sockets (tls-port), served with tls_ctx: the master's
+  // context, loaded before fork() (tls_context.h), inherited, never freed.
+  std::vector<int> tls_listen_fds;
+  SSL_CTX* tls_ctx = nullptr;
+  double tls_handshake_timeout = 10;
+  std::vector<int> close_fds;  // inherited descriptors the worker must not keep
+  int control_fd = -1;         // to the master
+  int adopt_fd = -1;           // connections from the predecessor, or -1
   Options options;
   ServiceInfo info;
   shm::Store* store = nullptr;           // mapped by the master before fork()

@@ -238,6 +238,11 @@ struct ServerStats {
   uint64_t accept_errors = 0;
   uint64_t connected_clients = 0;
   uint64_t blocked_reading = 0;  // connections paused by backpressure now
+  // TLS: connections closed before their handshake completed (an error,
+  // no client certificate, a plaintext client, the handshake timeout), and
+  // connections past their handshake now.
+  uint64_t tls_handshake_failures = 0;
+  uint64_t tls_connected_clients = 0;
 };
 
 class Server {

@@ -35,9 +35,10 @@ TEST(SettingsTest, EveryRowHasAFlagHelpAndAClass) {
     EXPECT_EQ(FindSetting(s.name), &s);
   }
   // Every flag of --help but --help, --config and --version: 27, the ACL
-  // settings (requirepass, aclfile, protected-mode, acllog-max-len) and the
-  // admin endpoint's protection (admin-auth-*, admin-tls-*).
-  EXPECT_EQ(names.size(), 36u);
+  // settings (requirepass, aclfile, protected-mode, acllog-max-len), the
+  // admin endpoint's protection (admin-auth-*, admin-tls-*) and the 15 TLS
+  // rows.
+  EXPECT_EQ(names.size(), 51u);
   for (const char* flag : {"bind", "port", "workers", "maxclients", "maxmemory", "shm-keep"}) {
     EXPECT_NE(FindSetting(flag), nullptr) << flag;
   }
@@ -88,8 +89,67 @@ TEST(SettingsTest, FlagsAndAConfigFileMakeTheConfigAndItsParameters) {
       {"aclfile", ""},
       {"protected-mode", "yes"},
       {"acllog-max-len", "128"},
+      // Redis 7.0's TLS parameters and defaults (no tls-key-file-pass).
+      {"tls-port", "0"},
+      {"tls-cert-file", ""},
+      {"tls-key-file", ""},
+      {"tls-ca-cert-file", ""},
+      {"tls-ca-cert-dir", ""},
+      {"tls-auth-clients", "yes"},
+      {"tls-protocols", ""},
+      {"tls-ciphers", ""},
+      {"tls-ciphersuites", ""},
+      {"tls-prefer-server-ciphers", "no"},
+      {"tls-session-caching", "yes"},
+      {"tls-session-cache-size", "20480"},
+      {"tls-session-cache-timeout", "300"},
   };
   EXPECT_EQ(ConfigParameters(c), want);
+}
+
+// The TLS rows read Redis's spellings (yes/no values, a config file's
+// "tls-auth-clients = optional"), and the combinations Redis refuses at
+// start are usage errors naming the problem; only tls-port needs a restart.
+TEST(SettingsTest, TlsRowsParseAndRefuseBadCombinations) {
+  Config c;
+  ASSERT_EQ(Parse({"--port", "7001", "--tls-port", "7002", "--tls-cert-file", "s.crt",
+                   "--tls-key-file", "s.key", "--tls-auth-clients", "optional", "--tls-ca-cert-dir",
+                   "/etc/ssl/certs", "--tls-session-caching", "no", "--tls-prefer-server-ciphers",
+                   "yes", "--tls-protocols", "TLSv1.3"},
+                  &c),
+            0);
+  EXPECT_EQ(c.tls_port, 7002);
+  EXPECT_EQ(c.tls.auth_clients, "optional");
+  EXPECT_FALSE(c.tls.session_caching);
+  EXPECT_TRUE(c.tls.prefer_server_ciphers);
+  EXPECT_EQ(c.tls.protocols, "TLSv1.3");
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {"--tls-port", "7002"},                              // no cert
+           {"--tls-port", "7002", "--tls-cert-file", "s.crt"},  // no key
+           {"--tls-port", "7002", "--tls-cert-file", "s.crt", "--tls-key-file", "s.key"},  // no CA
+           {"--tls-port", "6379", "--tls-cert-file", "s.crt", "--tls-key-file", "s.key",
+            "--tls-auth-clients", "no"},  // the plaintext port
+           {"--tls-auth-clients", "maybe"},
+           {"--tls-port", "7002", "--tls-cert-file", "s.crt", "--tls-key-file", "s.key",
+            "--tls-auth-clients", "no", "--tls-protocols", "SSLv3"},
+       }) {
+    Config d;
+    EXPECT_EQ(Parse(args, &d), 2) << ::testing::PrintToString(args);
+  }
+  // tls-cert-file without tls-port is accepted, as by Redis.
+  Config e;
+  EXPECT_EQ(Parse({"--tls-cert-file", "s.crt"}, &e), 0);
+  Config f;
+  ASSERT_EQ(Parse({"--tls-port", "7002", "--tls-cert-file", "s.crt", "--tls-key-file", "s.key",
+                   "--tls-auth-clients", "no"},
+                  &f),
+            0);
+  Config g = f;
+  g.tls.cert_file = "other.crt";
+  EXPECT_EQ(RestartOnlyChange(f, g), "");
+  EXPECT_FALSE(SameExceptLive(f, g));
+  g.tls_port = 7003;
+  EXPECT_EQ(RestartOnlyChange(f, g), "tls-port");
 }
 
 TEST(SettingsTest, BadValuesAreUsageErrors) {
@@ -161,9 +221,14 @@ TEST(SettingsTest, ReloadClassesAreTheFormerOnes) {
                                          "admin-auth-password-file",
                                          "admin-auth-token-file",
                                          "admin-tls-cert-file",
-                                         "admin-tls-key-file"};
-  const std::set<std::string> new_workers = {"read-buffer", "tcp-backlog", "logfile",
+                                         "admin-tls-key-file",
+                                         "tls-port"};
+  std::set<std::string> new_workers = {"read-buffer", "tcp-backlog", "logfile",
                                              "worker-timeout", "drain-timeout"};
+  for (const Setting& s : Settings()) {
+    std::string name = s.name;
+    if (name.rfind("tls-", 0) == 0 && name != "tls-port") new_workers.insert(name);
+  }
   for (const Setting& s : Settings()) {
     Change want = restart.count(s.name)               ? Change::kRestart
                   : new_workers.count(s.name)         ? Change::kNewWorkers

@@ -15,7 +15,7 @@ UpgradeState Sample() {
   st.seq = 42;
   st.port = 6379;
   st.shared_fds = {12};
-  st.slots = {{0, {5, 6}}, {1, {7, 8}}};
+  st.slots = {{0, {5, 6}, {}}, {1, {7, 8}, {}}};
   st.workers = {{0, 1000, 9, 41, false}, {1, 1001, 10, 42, false}, {0, 999, 11, 40, true}};
   return st;
 }
@@ -36,6 +36,20 @@ TEST(UpgradeStateTest, RoundTrips) {
   EXPECT_TRUE(text.starts_with("2:")) << text;
   ASSERT_TRUE(DecodeUpgradeState(text, &out, &error)) << error;
   EXPECT_EQ(out, in);
+}
+
+// tls-port's sockets travel in format 2 only (no binary that reads only
+// format 1 has TLS).
+TEST(UpgradeStateTest, RoundTripsTlsListeners) {
+  UpgradeState in = Sample(), out;
+  in.slots[0].tls_fds = {13, 14};
+  in.slots[1].tls_fds = {15};
+  std::string error;
+  ASSERT_TRUE(DecodeUpgradeState(EncodeUpgradeState(in), &out, &error)) << error;
+  EXPECT_EQ(out, in);
+  ASSERT_TRUE(DecodeUpgradeState(EncodeUpgradeStateFormat1(in), &out, &error)) << error;
+  EXPECT_TRUE(out.slots[0].tls_fds.empty());
+  EXPECT_EQ(out.slots[0].fds, in.slots[0].fds);
 }
 
 TEST(UpgradeStateTest, SkipsTagsItDoesNotKnow) {
@@ -62,7 +76,7 @@ TEST(UpgradeStateTest, SkipsTagsItDoesNotKnow) {
   UpgradeState want;
   want.seq = 3;
   want.port = 7000;
-  want.slots = {{0, {4}}};
+  want.slots = {{0, {4}, {}}};
   want.workers = {{0, 321, 8, 3, false}};
   EXPECT_EQ(st, want);
 }
