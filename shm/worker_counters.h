@@ -81,16 +81,17 @@ namespace redhub::shm::slots {
   X(kProgress, 5, kGauge, kNone, "", "", "")                                                      \
   X(kUnknownCommands, 28, kCounter, kNone, "", "", "")                                            \
   /* Connections closed for sending POST or Host: (an HTTP request) */                            \
-  X(kCrossProtocolAborts, 34, kCounter, kNone, "", "redhub_cross_protocol_aborts_total",          \
+  X(kCrossProtocolAborts, 34, kCounter, kStats, "cross_protocol_aborts",                          \
+    "redhub_cross_protocol_aborts_total",                                                         \
     "Connections closed for sending an HTTP request (POST or Host:) to the RESP port")            \
-  X(kAclDeniedAuth, 35, kCounter, kStats, "acl_access_denied_auth",                              \
+  X(kAclDeniedAuth, 35, kCounter, kStats, "acl_access_denied_auth",                               \
     "redhub_acl_denied_auth_total", "AUTH and HELLO AUTH attempts refused (WRONGPASS)")           \
   X(kAclDeniedCommand, 36, kCounter, kStats, "acl_access_denied_cmd",                             \
     "redhub_acl_denied_commands_total", "Commands refused by the user's command rules (NOPERM)")  \
   X(kAclDeniedKey, 37, kCounter, kStats, "acl_access_denied_key", "redhub_acl_denied_keys_total", \
     "Commands refused by the user's key patterns (NOPERM)")                                       \
-  X(kProtectedModeRejections, 39, kCounter, kNone, "", "redhub_protected_mode_rejections_total",  \
-    "Connections refused by protected mode (DENIED)")                                             \
+  X(kProtectedModeRejections, 39, kCounter, kStats, "protected_mode_rejections",                  \
+    "redhub_protected_mode_rejections_total", "Connections refused by protected mode (DENIED)")   \
   /* Written by the master (redhub_reloads_total, redhub_upgrades_total). */                      \
   X(kReloadsOk, 29, kCounter, kNone, "", "", "")                                                  \
   X(kReloadsFailed, 30, kCounter, kNone, "", "", "")                                              \

@@ -245,9 +245,12 @@ TEST(ProtectedModeTest, ANonLoopbackClientGetsRedissDeniedTextAndIsClosed) {
   EXPECT_EQ(AnswerFrom127002(server->port(), &closed), expected);
   EXPECT_TRUE(closed);
   EXPECT_EQ(redis_closed, closed);
-  // Loopback itself is served.
+  // Loopback itself is served, and sees the refusal counted.
   Socket local = ConnectFrom("127.0.0.1", server->port());
   EXPECT_EQ(Cmd(local, {"PING"}), "+PONG");
+  Reply info = SocketCommand(local, {"INFO", "stats"});
+  ASSERT_TRUE(info && info->type == REDIS_REPLY_STRING);
+  EXPECT_EQ(InfoField(std::string_view(info->str, info->len), "protected_mode_rejections"), "1");
 }
 
 TEST(ProtectedModeTest, APasswordOrProtectedModeNoServesOtherAddresses) {
