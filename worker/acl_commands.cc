@@ -28,14 +28,6 @@ constexpr std::string_view kNoAclFile =
     "users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a "
     "Redis configuration file set) in order to store users in the Redis configuration.";
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 std::string AclFile(const CommandService& svc) {
   for (const auto& [name, value] : svc.info().config_parameters) {
     if (name == "aclfile") return value;
@@ -377,7 +369,7 @@ Action CmdAcl(CommandContext& ctx) {
   }
   const int argc = static_cast<int>(ctx.args.size());
   if ((found->arity > 0 && argc != found->arity) || (found->arity < 0 && argc < -found->arity)) {
-    WrongArity(ctx.w, "acl|" + Lower(sub));
+    WrongArity(ctx.w, "acl|" + AsciiLower(sub));
     return Action::kNone;
   }
   // CAT, GENPASS and LOG take at most one argument: Redis's aclCommand

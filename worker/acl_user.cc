@@ -52,14 +52,6 @@ bool ValidHash(std::string_view hex) {
   return true;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 // A command with subcommands (CLIENT, CONFIG, ...): its row declares what
 // they share in subcommand_flags, and ACL names them "config|get".
 bool IsContainer(const CommandSpec& spec) { return spec.subcommand_flags != 0; }
@@ -267,7 +259,7 @@ std::string User::ApplyCommandRule(std::string_view rule) {
     SetCommand(slot, allow);
     return "";
   }
-  const std::string sub = Lower(what.substr(bar + 1));
+  const std::string sub = AsciiLower(what.substr(bar + 1));
   // Redis 7.0 looks "-a|b|c" up whole (no such command), and splits
   // "+a|b|c" at its last bar: "+config|get|x" names a first argument of a
   // subcommand, which it refuses; anything else is no command it knows.
@@ -313,7 +305,7 @@ std::string User::ApplyCommandRule(std::string_view rule) {
 
 std::string User::Apply(std::string_view rule) {
   if (rule.empty()) return kSyntaxError;
-  const std::string lower = Lower(rule);
+  const std::string lower = AsciiLower(rule);
   if (lower == "on") {
     enabled_ = true;
   } else if (lower == "off") {
@@ -463,12 +455,12 @@ bool User::CanRun(const CommandSpec& spec, std::string_view sub) const {
   }
   if (allowed_[slot]) {
     if (denied_subs_[slot].empty()) return true;
-    const std::string s = Lower(sub);
+    const std::string s = AsciiLower(sub);
     return std::find(denied_subs_[slot].begin(), denied_subs_[slot].end(), s) ==
            denied_subs_[slot].end();
   }
   if (allowed_subs_[slot].empty() || sub.empty()) return false;
-  const std::string s = Lower(sub);
+  const std::string s = AsciiLower(sub);
   return std::find(allowed_subs_[slot].begin(), allowed_subs_[slot].end(), s) !=
          allowed_subs_[slot].end();
 }
@@ -597,7 +589,7 @@ std::string User::Describe() const {
 
 std::string FullName(const CommandSpec& spec, std::span<const std::string_view> args) {
   std::string name = spec.name;
-  if (IsContainer(spec) && args.size() > 1) name += "|" + Lower(args[1]);
+  if (IsContainer(spec) && args.size() > 1) name += "|" + AsciiLower(args[1]);
   return name;
 }
 

@@ -48,14 +48,6 @@ bool IsLocal(const Conn& conn) {
   return addr.rfind("127.0.0.1:", 0) == 0 || addr.rfind("[::1]:", 0) == 0;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 }  // namespace
 
 // What a connection's commands are checked against: its user's entry as of
@@ -245,7 +237,7 @@ std::string CommandService::Authenticate(Conn& conn, std::string_view user,
     if (block_ != nullptr) block_->Add(shm::slots::kAclDeniedAuth, 1);
     // Redis logs the user named by the client, known or not, and the
     // command as it was typed.
-    LogAclDenial(conn, "auth", command, user, Lower(command));
+    LogAclDenial(conn, "auth", command, user, AsciiLower(command));
     return kWrongPass;
   }
   conn.set_user(std::string(user));

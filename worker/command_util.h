@@ -29,6 +29,15 @@ inline constexpr std::string_view kErrNotRunInMulti =
     "ERR command not run: MULTI is not supported yet, and this connection is in one until "
     "EXEC or DISCARD";
 
+// ASCII lower case, as Redis names commands and subcommands ("config|get").
+inline std::string AsciiLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
 inline bool EqualsNoCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
