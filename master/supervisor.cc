@@ -4,8 +4,6 @@
 // and upgrade are reload.cc and upgrade.cc.
 #include "supervisor.h"
 
-#include "acl_setup.h"
-
 #include <openssl/ssl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +14,7 @@
 #include <cstdlib>
 #include <optional>
 
+#include "acl_setup.h"
 #include "admin.h"
 #include "channel.h"
 #include "counters.h"

@@ -22,8 +22,6 @@
 // table and backoff are child_table.h.
 #pragma once
 
-#include "acl_area.h"
-
 #include <ev.h>
 
 #include <deque>
@@ -32,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "acl_area.h"
 #include "child_table.h"
 #include "config.h"
 #include "signal_table.h"

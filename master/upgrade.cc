@@ -9,9 +9,9 @@
 
 #include <cerrno>
 
+#include "acl_setup.h"
 #include "log.h"
 #include "notify.h"
-#include "acl_setup.h"
 #include "supervisor.h"
 #include "syserr.h"
 #include "worker_counters.h"

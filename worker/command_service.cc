@@ -3,7 +3,6 @@
 #include "command_service.h"
 
 #include "acl_registry.h"
-
 #include "counters.h"
 #include "progress.h"
 #include "store.h"

@@ -126,8 +126,8 @@ class CommandService {
   bool Authenticated(const Conn& conn) const;
   bool DefaultUserHasNoPassword() const;
   // An ACL LOG entry for `conn` (reason "command", "key", "channel", "auth").
-  void LogAclDenial(Conn& conn, const char* reason, std::string_view object,
-                    std::string_view user, std::string_view command);
+  void LogAclDenial(Conn& conn, const char* reason, std::string_view object, std::string_view user,
+                    std::string_view command);
   // A change of the users (ACL SETUSER, DELUSER, LOAD) through the shared
   // area; then this worker's connections are re-checked at once (the other
   // workers' at their next command or tick). "" or the error reply.

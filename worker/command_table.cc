@@ -16,9 +16,9 @@ namespace {
 const std::vector<CommandSpec>& AllCommands() {
   static const std::vector<CommandSpec> table = [] {
     std::vector<CommandSpec> t;
-    for (auto family : {ConnectionCommands(), ServerCommands(), InfoCommands(), ConfigCommands(),
-                        TransactionCommands(), StringCommands(), KeyspaceCommands(),
-                        AclCommands()}) {
+    for (auto family :
+         {ConnectionCommands(), ServerCommands(), InfoCommands(), ConfigCommands(),
+          TransactionCommands(), StringCommands(), KeyspaceCommands(), AclCommands()}) {
       for (const CommandSpec& spec : family) {
         if (spec.slot >= t.size()) t.resize(spec.slot + 1);
         if (t[spec.slot].name != nullptr) {

@@ -41,8 +41,7 @@ Action CmdAuth(CommandContext& ctx) {
     user = ctx.args[1];
     password = ctx.args[2];
   }
-  if (std::string e = ctx.service.Authenticate(ctx.conn, user, password, ctx.args[0]);
-      !e.empty()) {
+  if (std::string e = ctx.service.Authenticate(ctx.conn, user, password, ctx.args[0]); !e.empty()) {
     ctx.w.Error(e);
   } else {
     ctx.w.OK();
@@ -158,7 +157,6 @@ Action CmdHello(CommandContext& ctx) {
   WriteHello(ctx);
   return Action::kNone;
 }
-
 
 Action CmdClient(CommandContext& ctx) {
   std::string_view sub = ctx.args[1];

@@ -205,6 +205,7 @@ class EventLoop final : public ServerView {
   bool DrainedAt(Connection* c) const;
   // Marks c to be closed once its replies are sent, keeping an earlier reason.
   void CloseWhenFlushed(Connection* c, std::string_view reason);
+
  public:
   // Conn::Close on one of this loop's connections: inside its own handler
   // the loop acts after the handler; from anywhere else it closes here,

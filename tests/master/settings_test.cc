@@ -223,8 +223,8 @@ TEST(SettingsTest, ReloadClassesAreTheFormerOnes) {
                                          "admin-tls-cert-file",
                                          "admin-tls-key-file",
                                          "tls-port"};
-  std::set<std::string> new_workers = {"read-buffer", "tcp-backlog", "logfile",
-                                             "worker-timeout", "drain-timeout"};
+  std::set<std::string> new_workers = {"read-buffer", "tcp-backlog", "logfile", "worker-timeout",
+                                       "drain-timeout"};
   for (const Setting& s : Settings()) {
     std::string name = s.name;
     if (name.rfind("tls-", 0) == 0 && name != "tls-port") new_workers.insert(name);

@@ -270,9 +270,9 @@ TEST_F(DispatcherTest, TableSlotsAreStable) {
   // layout across an upgrade).
   ASSERT_EQ(table.size(), 61u);
   const std::pair<uint32_t, const char*> pinned[] = {
-      {0, "client"},  {1, "command"},  {2, "config"},  {5, "info"},
-      {10, "time"},   {11, "append"},  {31, "substr"}, {32, "dbsize"},
-      {53, "unlink"}, {54, "discard"}, {58, "watch"},  {59, "auth"},   {60, "acl"},
+      {0, "client"},  {1, "command"}, {2, "config"},  {5, "info"},    {10, "time"},
+      {11, "append"}, {31, "substr"}, {32, "dbsize"}, {53, "unlink"}, {54, "discard"},
+      {58, "watch"},  {59, "auth"},   {60, "acl"},
   };
   for (const auto& [slot, name] : pinned) {
     EXPECT_STREQ(table[slot].name, name);
