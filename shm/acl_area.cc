@@ -136,7 +136,8 @@ struct AclArea::Impl {
   }
 };
 
-AclArea::AclArea(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+AclArea::AclArea(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)), published_(&impl_->h->published) {}
 AclArea::~AclArea() = default;
 
 std::unique_ptr<AclArea> AclArea::Create(const AclAreaOptions& options, std::string* error) {
@@ -209,10 +210,6 @@ std::unique_ptr<AclArea> AclArea::Adopt(int fd, std::string* error) {
 }
 
 int AclArea::fd() const { return impl_->fd; }
-
-uint64_t AclArea::generation() const {
-  return impl_->h->published.load(std::memory_order_acquire) >> 1;
-}
 
 uint64_t AclArea::Read(std::string* text) {
   impl_->Lock();

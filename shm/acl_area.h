@@ -57,7 +57,7 @@ class AclArea {
   int fd() const;
 
   // Moves at every Update; never 0 once the master wrote the first users.
-  uint64_t generation() const;
+  uint64_t generation() const { return published_->load(std::memory_order_acquire) >> 1; }
   // The text last published and its generation.
   uint64_t Read(std::string* text);
   // Under the lock: fn gets the published text and writes the next one, or
@@ -86,6 +86,8 @@ class AclArea {
   struct Impl;
   explicit AclArea(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+  // The shared word generation() reads on every batch, without a call.
+  const std::atomic<uint64_t>* published_;
 };
 
 }  // namespace redhub::shm

@@ -174,11 +174,7 @@ std::string FileText(const Users& users) {
   return out;
 }
 
-bool Registry::Refresh() {
-  if (area_ == nullptr) return false;
-  if (area_->generation() == generation_) [[likely]] {
-    return false;
-  }
+bool Registry::Reload() {
   std::string text;
   uint64_t g = area_->Read(&text);
   Load(text, g);

@@ -21,11 +21,8 @@
 #include <string>
 #include <string_view>
 
+#include "acl_area.h"
 #include "acl_user.h"
-
-namespace redhub::shm {
-class AclArea;
-}
 
 namespace redhub::worker::acl {
 
@@ -65,7 +62,12 @@ class Registry {
 
   // Re-reads the users if another process changed them: true then (the
   // caller re-checks its connections). One shared load when nothing moved.
-  bool Refresh();
+  bool Refresh() {
+    if (area_ == nullptr || area_->generation() == generation_) [[likely]] {
+      return false;
+    }
+    return Reload();
+  }
   uint64_t generation() const { return generation_; }
 
   const Entry* Find(std::string_view name) const;
@@ -84,6 +86,7 @@ class Registry {
   static std::string Initialize(shm::AclArea* area, const ModifyFn& fn);
 
  private:
+  bool Reload();
   void Load(const std::string& text, uint64_t generation);
 
   shm::AclArea* area_;

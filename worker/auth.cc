@@ -15,6 +15,7 @@
 #include "command_util.h"
 #include "counters.h"
 #include "log.h"
+#include "store.h"
 #include "worker_counters.h"
 
 namespace redhub::worker {
@@ -62,6 +63,10 @@ struct Session {
   }
   ~Session() {
     if (service == nullptr) return;  // the service went first
+    if (service->last_session_ == this) {
+      service->last_conn_ = nullptr;
+      service->last_session_ = nullptr;
+    }
     if (prev != nullptr) prev->next = next;
     if (next != nullptr) next->prev = prev;
     if (service->sessions_ == this) service->sessions_ = next;
@@ -109,9 +114,16 @@ void CommandService::set_acl_area(shm::AclArea* area) {
 }
 
 Session* CommandService::SessionOf(Conn& conn) {
+  // A pipeline asks for the same connection's session command after
+  // command.
+  if (&conn == last_conn_) [[likely]] {
+    return last_session_;
+  }
   auto* held = conn.context_as<std::shared_ptr<Session>>();
   if (held != nullptr) [[likely]] {
-    return held->get();
+    last_conn_ = &conn;
+    last_session_ = held->get();
+    return last_session_;
   }
   // A connection adopted from a predecessor worker, or opened before the
   // service had users: its session starts here.
@@ -187,7 +199,9 @@ Action CommandService::OnOpen(Conn& conn, resp::Writer& w) {
 }
 
 bool CommandService::RefuseUnauthenticated(Conn& conn, const CommandSpec& spec, resp::Writer& w) {
-  RefreshUsers();
+  // The event loop's handlers re-read the users once a batch (on_command);
+  // a caller outside a batch (tests, embedding) gets them per command.
+  if (store_ == nullptr || !store_->in_batch()) RefreshUsers();
   if ((conn.session_flags() & kSessionAuthenticated) != 0) [[likely]] {
     return false;
   }

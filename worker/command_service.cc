@@ -85,6 +85,9 @@ Handlers CommandService::MakeHandlers() {
       // The batch was read at the loop's time: every command of it judges
       // expiry by that.
       if (server_ != nullptr) SetStoreClock(*server_);
+      // And by the users as they were then: a change published during the
+      // batch is concurrent with it, and the next batch (or tick) sees it.
+      RefreshUsers();
     }
     return Dispatch(conn, cmd, w);
   };

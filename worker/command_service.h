@@ -180,6 +180,8 @@ class CommandService {
   shm::AclArea* acl_area_ = nullptr;
   bool protected_mode_ = false;
   Session* sessions_ = nullptr;  // every connection's, newest first
+  Conn* last_conn_ = nullptr;    // SessionOf's last answer (cleared by ~Session)
+  Session* last_session_ = nullptr;
 };
 
 }  // namespace redhub::worker
