@@ -293,8 +293,7 @@ Action AclDryRun(CommandContext& ctx) {
     return Action::kNone;
   }
   auto args = ctx.args.subspan(3);
-  const int argc = static_cast<int>(args.size());
-  if ((spec->arity > 0 && argc != spec->arity) || (spec->arity < 0 && argc < -spec->arity)) {
+  if (!ArityAllows(spec->arity, args.size())) {
     WrongArity(ctx.w, spec->name);
     return Action::kNone;
   }
@@ -367,14 +366,13 @@ Action CmdAcl(CommandContext& ctx) {
     UnknownSubcommand(ctx.w, sub, "ACL");
     return Action::kNone;
   }
-  const int argc = static_cast<int>(ctx.args.size());
-  if ((found->arity > 0 && argc != found->arity) || (found->arity < 0 && argc < -found->arity)) {
+  if (!ArityAllows(found->arity, ctx.args.size())) {
     WrongArity(ctx.w, "acl|" + AsciiLower(sub));
     return Action::kNone;
   }
   // CAT, GENPASS and LOG take at most one argument: Redis's aclCommand
   // answers more with its subcommand syntax error.
-  if (argc > 3 &&
+  if (ctx.args.size() > 3 &&
       (EqualsNoCase(sub, "CAT") || EqualsNoCase(sub, "GENPASS") || EqualsNoCase(sub, "LOG"))) {
     ctx.w.Error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
                 "'. Try ACL HELP.");

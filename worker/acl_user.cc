@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <climits>
 #include <cstring>
 
@@ -14,11 +15,21 @@
 namespace redhub::worker::acl {
 namespace {
 
-constexpr const char* kCategoryNames[] = {
-    "keyspace", "read",   "write",       "set",       "sortedset",  "list",        "hash",
-    "string",   "bitmap", "hyperloglog", "geo",       "stream",     "pubsub",      "admin",
-    "fast",     "slow",   "blocking",    "dangerous", "connection", "transaction", "scripting"};
-constexpr size_t kCategories = sizeof(kCategoryNames) / sizeof(kCategoryNames[0]);
+// The table's categories (command_table.h), bit i named kCategoryNames[i].
+constexpr size_t kCategories = std::size(kAclCategoryNames);
+constexpr std::array<const char*, kCategories> kCategoryNames = [] {
+  std::array<const char*, kCategories> names{};
+  for (size_t i = 0; i < kCategories; i++) names[i] = kAclCategoryNames[i].name;
+  return names;
+}();
+static_assert(
+    [] {
+      for (size_t i = 0; i < kCategories; i++) {
+        if (kAclCategoryNames[i].category != (uint32_t{1} << i)) return false;
+      }
+      return true;
+    }(),
+    "kAclCategoryNames must list the categories in bit order");
 
 // Redis's ACLSetUserStringErrno texts, by the errno its ACLSetUser sets.
 constexpr char kSyntaxError[] = "Syntax error";                             // EINVAL
@@ -121,16 +132,12 @@ uint8_t KeyPermsOf(const CommandSpec& spec, size_t i, std::span<const std::strin
 
 }  // namespace
 
-std::span<const char* const> CategoryNames() { return {kCategoryNames, kCategories}; }
+std::span<const char* const> CategoryNames() { return kCategoryNames; }
 
 int CategoryIndex(std::string_view name) {
-  for (size_t i = 0; i < kCategories; i++) {
-    if (EqualsNoCase(name, kCategoryNames[i])) return static_cast<int>(i);
-  }
-  return -1;
+  const uint32_t bit = LookupAclCategory(name);
+  return bit == 0 ? -1 : std::countr_zero(bit);
 }
-
-uint64_t CategoriesOf(const CommandSpec& spec) { return AclCategories(spec); }
 
 bool CategoryHasCommands(int category) {
   for (uint64_t c : Ids().categories) {

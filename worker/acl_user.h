@@ -33,10 +33,9 @@ namespace redhub::worker::acl {
 // Key permissions of a pattern and of a command's use of a key.
 enum KeyPerm : uint8_t { kKeyRead = 1, kKeyWrite = 2, kKeyReadWrite = 3 };
 
-// Redis 7.0's categories, in ACL CAT's order.
+// Redis 7.0's categories, in ACL CAT's order: the table's kAclCategoryNames,
+// name i for bit i of AclCategories().
 std::span<const char* const> CategoryNames();
-// The row's categories: bit i is CategoryNames()[i].
-uint64_t CategoriesOf(const CommandSpec& spec);
 // Index of a category (case-insensitive), or -1.
 int CategoryIndex(std::string_view name);
 

@@ -197,6 +197,14 @@ constexpr uint32_t AclCategories(const SubcommandSpec& sub) {
   return ImplicitAclCategories(sub.flags, sub.acl_categories);
 }
 
+// Redis's arity convention: N means exactly N arguments (the name
+// included), -N at least N. The dispatcher's check, ACL's subcommands and
+// ACL DRYRUN all judge by it.
+constexpr bool ArityAllows(int arity, size_t argc) {
+  const int n = static_cast<int>(argc);
+  return arity > 0 ? n == arity : n >= -arity;
+}
+
 // The families.
 std::span<const CommandSpec> ConnectionCommands();
 std::span<const CommandSpec> ServerCommands();

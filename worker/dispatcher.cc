@@ -90,9 +90,7 @@ struct DispatchChecks {
   // command with subcommands checks each subcommand's own in its handler
   // (until subcommand rows exist: CommandSpec::subcommand_flags).
   static bool Arity(const Request& r) {
-    const int argc = static_cast<int>(r.args.size());
-    const int arity = r.spec->arity;
-    if ((arity > 0 && argc != arity) || (arity < 0 && argc < -arity)) [[unlikely]] {
+    if (!ArityAllows(r.spec->arity, r.args.size())) [[unlikely]] {
       WrongArity(r.w, r.spec->name);
       return true;
     }
