@@ -231,6 +231,9 @@ void Store::Prefetch(std::string_view key, int stage) const {
 
 Store::ReadResult Store::ReadUnlockedImpl(std::string_view key,
                                           void (*emit)(void*, const EntryView&), void* ctx) {
+  // In a scope the read must see the scope's staged writes: the locked
+  // path borrows its Txn.
+  if (scope_ != nullptr) return ReadResult::kRetry;
   Impl& im = *impl_;
   const Core& core = im.core;
   uint64_t hash = core.Hash(key);
@@ -291,6 +294,7 @@ Store::Txn Store::Lock(std::string_view key) {
   // A batch's run of Txns on one stripe shares one lock and unlock. Another
   // process waiting for the stripe waits for the batch's end: at most one
   // read's worth of requests (the worker's read buffer).
+  if (scope_ != nullptr) return Borrow();
   Impl& im = *impl_;
   uint32_t s = StripeOf(key);
   if (im.kept != s || im.kept_in_use) im.LockStripe(s);  // lets go of a kept stripe first
@@ -332,7 +336,8 @@ void Store::EndBatch() {
   h.waiters.compare_exchange_strong(waiting, 0, kRelaxed);
 }
 
-Store::Txn Store::LockKeys(std::span<const std::string_view> keys) {
+Store::Txn Store::LockKeys(std::span<const std::string_view> keys, Writes writes) {
+  if (scope_ != nullptr) return Borrow();
   // Sort and dedupe the stripes in place: in the Txn's inline array when the
   // keys fit (MGET/MSET of a few keys take no allocation), else in many_.
   uint32_t inline_stripes[Txn::kInline];
@@ -348,7 +353,7 @@ Store::Txn Store::LockKeys(std::span<const std::string_view> keys) {
   // Ascending order: two Txns can never wait for each other in a cycle.
   for (size_t i = 0; i < count; i++) impl_->LockStripe(stripes[i]);
   Txn txn(this, now_ms_ != 0 ? now_ms_ : NowMs());
-  txn.atomic_ = keys.size() > 1;
+  txn.atomic_ = keys.size() > 1 || writes == Writes::kStaged;
   txn.count_ = static_cast<uint32_t>(count);
   if (count <= Txn::kInline) {
     std::copy(stripes, stripes + count, txn.inline_);
@@ -358,5 +363,45 @@ Store::Txn Store::LockKeys(std::span<const std::string_view> keys) {
   }
   return txn;
 }
+
+Store::Txn Store::LockAll() {
+  if (scope_ != nullptr) Fatal("LockAll inside a scope");
+  Impl& im = *impl_;
+  const uint32_t stripes = im.core.g.stripes;
+  std::vector<uint32_t> all(stripes);
+  for (uint32_t s = 0; s < stripes; s++) {
+    // Waiting for a stripe is progress, not a hang (the watchdog): the
+    // holder of each is another worker's command or batch.
+    im.LockStripe(s);
+    all[s] = s;
+  }
+  Txn txn(this, now_ms_ != 0 ? now_ms_ : NowMs());
+  txn.atomic_ = true;
+  txn.all_ = true;
+  txn.count_ = stripes;
+  if (stripes <= Txn::kInline) {
+    std::copy(all.begin(), all.end(), txn.inline_);
+  } else {
+    txn.many_ = std::move(all);
+  }
+  return txn;
+}
+
+Store::Txn Store::Borrow() {
+  Txn txn(this, scope_->now_ms_);
+  txn.outer_ = scope_;
+  scope_->BeginSavepoint();
+  return txn;
+}
+
+Store::Scope::Scope(Store& store, Txn& txn) : store_(store) {
+  if (store.scope_ != nullptr) Fatal("a scope inside a scope");
+  if (txn.store_ != &store || !txn.atomic_ || txn.outer_ != nullptr) {
+    Fatal("a scope needs a staging Txn of its own store (LockKeys kStaged or LockAll)");
+  }
+  store.scope_ = &txn;
+}
+
+Store::Scope::~Scope() { store_.scope_ = nullptr; }
 
 }  // namespace redhub::shm

@@ -145,7 +145,41 @@ class Store {
   // Locks the stripes of all `keys`. Lock order rule: stripes are always taken
   // in ascending index order, and the page pool's lock only after stripes;
   // code that holds a stripe may take another only with a try-lock.
-  Txn LockKeys(std::span<const std::string_view> keys);
+  // kAuto: writes are staged (all or nothing) when there are two keys or
+  // more, applied at once with one; kStaged: always staged, so that a
+  // transaction of several commands on one key is all or nothing too (EXEC,
+  // scripts).
+  enum class Writes { kAuto, kStaged };
+  Txn LockKeys(std::span<const std::string_view> keys, Writes writes = Writes::kAuto);
+  // Every stripe, in ascending order, with staged writes: a view of the
+  // whole store that no other process can change or see half changed (EXEC
+  // of KEYS, SCAN, DBSIZE, FLUSHALL, RANDOMKEY; a script with undeclared
+  // keys). Every other process's lock of any stripe, and every unlocked read,
+  // waits until it ends; it waits itself for every batch that keeps a stripe.
+  Txn LockAll();
+
+  // A scope: while one is set, this process's Lock and LockKeys return a Txn
+  // that borrows `txn` (which must hold the stripes of every key they name:
+  // a key outside them aborts the process, a programming error), and
+  // ReadUnlocked always answers kRetry, so that the commands of an EXEC or a
+  // script run unchanged through the one Txn the whole transaction holds and
+  // see its staged writes. If `txn` came from LockAll, Scan, ScanStripe,
+  // Flush, RandomKey and KeyCount work through it too (they see, and Flush
+  // stages, the Txn's writes); from LockKeys they abort. Borrowed Txns end
+  // without committing (the scope's Txn commits when it ends), and a
+  // borrowed Abort takes back only what was staged through it. One scope at
+  // a time; the Txn must outlive it. Process-local.
+  class Scope {
+   public:
+    Scope(Store& store, Txn& txn);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    Store& store_;
+  };
+  bool in_scope() const { return scope_ != nullptr; }
 
   // A batch: between BeginBatch and EndBatch, a Txn from Lock leaves its
   // stripe locked when it ends, and the next Lock of the same stripe takes
@@ -181,9 +215,13 @@ class Store {
   // so that matching them holds no lock. `fn` must not use this Store.
   void ScanStripe(uint32_t stripe, const ScanFn& fn);
   uint32_t stripe_count() const;
-  // FLUSHALL: empties stripe by stripe (not atomic across stripes).
+  // FLUSHALL: empties stripe by stripe (not atomic across stripes; in a
+  // LockAll scope, staged: atomic).
   void Flush();
   std::optional<std::string> RandomKey();
+  // DBSIZE: keys present, expired ones not yet removed included (as Redis);
+  // in a LockAll scope, as the scope's Txn sees them.
+  uint64_t KeyCount();
   // Active expiry and background upkeep (incremental rehash, counter resync
   // after a repair): call ~10 times a second. Returns keys removed.
   size_t ExpireCycle(int64_t now_ms, std::chrono::microseconds budget);
@@ -300,9 +338,26 @@ class Store {
     // process (a programming error) after a write. No-op on an ended Txn.
     void Abort();
 
+    // Every key this Txn holds the stripes of, as it sees them (its own
+    // staged writes included, expired keys left out). A Txn from LockAll:
+    // the whole store. `fn` must not use the store.
+    void ForEachKey(const ScanFn& fn);
+    // ForEachKey's count, without the walk: keys of the held stripes plus
+    // what the staged writes add or remove (expired keys not yet removed
+    // included, as Store::stats).
+    uint64_t KeyCount();
+    // Stages the erasure of every key of the held stripes (FLUSHALL in a
+    // LockAll scope). Staged, so a death before the end shows none of it.
+    void EraseAll();
+    bool holds_all() const { return all_; }
+    // SCAN and RANDOMKEY over the same view (a Txn from LockAll).
+    uint64_t ScanHeld(uint64_t cursor, size_t count, const ScanFn& fn);
+    std::optional<std::string> RandomKeyHeld();
+
    private:
     friend class Store;
-    struct Staging;  // a multi-key Txn's staged writes (txn_staging.h)
+    struct Savepoint;  // a borrowed Txn's mark in its scope's staging
+    struct Staging;    // a multi-key Txn's staged writes (txn_staging.h)
     struct PendingOp;
     static std::unique_ptr<Staging>& SpareStaging();  // this thread's, recycled
     Txn(Store* store, int64_t now_ms);
@@ -333,7 +388,21 @@ class Store {
     bool atomic_ = false;             // LockKeys with 2+ keys: writes are staged
     bool wrote_ = false;              // not atomic_: a write was applied in place
     bool kept_ = false;               // its stripe stays locked for the batch (BeginBatch)
+    bool all_ = false;                // LockAll: every stripe is held
     std::unique_ptr<Staging> staging_;
+    // A Txn borrowed inside a Scope: every operation goes to `outer_`, and
+    // ending it commits nothing.
+    Txn* outer_ = nullptr;
+    // The scope's Txn: what its borrowed Txn of the moment staged, so that
+    // a borrowed Abort can take it back (kept for reuse; active while a
+    // borrowed Txn is alive).
+    std::unique_ptr<Savepoint> savepoint_;
+    void BeginSavepoint();
+    void EndSavepoint(bool keep);
+    void ScanHeldStripe(uint32_t stripe, const ScanFn& fn);
+    bool InSavepoint(const PendingOp* p) const;
+    bool Journal(PendingOp* p);
+    void FreeStaged(uint32_t stripe, uint64_t entry, bool saved);
   };
 
  private:
@@ -343,10 +412,14 @@ class Store {
   ReadResult ReadUnlockedImpl(std::string_view key, void (*emit)(void*, const EntryView&),
                               void* ctx);
 
+  Txn Borrow();
+  Txn& WholeScope();
+
   std::string name_;
   std::unique_ptr<Impl> impl_;
   int64_t now_ms_ = 0;
-  bool batch_ = false;  // between BeginBatch and EndBatch
+  bool batch_ = false;    // between BeginBatch and EndBatch
+  Txn* scope_ = nullptr;  // Scope
 };
 
 }  // namespace redhub::shm

@@ -40,7 +40,15 @@ static uint32_t EmitScanStep(Core& core, Stripe& stripe, uint32_t v, int64_t now
   });
 }
 
+// In a scope, the walks go through the scope's Txn, which must hold every
+// stripe (LockAll): they would otherwise lock stripes while it holds some.
+Store::Txn& Store::WholeScope() {
+  if (!scope_->all_) Fatal("a whole-store operation in a scope that holds only some stripes");
+  return *scope_;
+}
+
 uint64_t Store::Scan(uint64_t cursor, size_t count, const ScanFn& fn) {
+  if (scope_ != nullptr) return WholeScope().ScanHeld(cursor, count, fn);
   Impl& im = *impl_;
   const uint32_t stripes = im.core.g.stripes;
   uint64_t s = cursor >> 32;
@@ -67,6 +75,10 @@ uint64_t Store::Scan(uint64_t cursor, size_t count, const ScanFn& fn) {
 }
 
 void Store::ScanStripe(uint32_t s, const ScanFn& fn) {
+  if (scope_ != nullptr) {
+    if (s < stripe_count()) WholeScope().ScanHeldStripe(s, fn);
+    return;
+  }
   Impl& im = *impl_;
   if (s >= im.core.g.stripes || SkippableStripe(im.core.stripes[s])) return;
   ReportProgress();
@@ -83,6 +95,7 @@ void Store::ScanStripe(uint32_t s, const ScanFn& fn) {
 uint32_t Store::stripe_count() const { return impl_->core.g.stripes; }
 
 void Store::Flush() {
+  if (scope_ != nullptr) return WholeScope().EraseAll();
   Impl& im = *impl_;
   for (uint32_t s = 0; s < im.core.g.stripes; s++) {
     if (SkippableStripe(im.core.stripes[s]) && im.core.stripes[s].tables[0].load(kRelaxed) == 0) {
@@ -94,7 +107,16 @@ void Store::Flush() {
   }
 }
 
+uint64_t Store::KeyCount() {
+  if (scope_ != nullptr) return WholeScope().KeyCount();
+  const Core& c = impl_->core;
+  uint64_t n = 0;
+  for (uint32_t s = 0; s < c.g.stripes; s++) n += c.stripes[s].keys.load(kRelaxed);
+  return n;
+}
+
 std::optional<std::string> Store::RandomKey() {
+  if (scope_ != nullptr) return WholeScope().RandomKeyHeld();
   Impl& im = *impl_;
   uint64_t& rng = Rng();
   const uint32_t stripes = im.core.g.stripes;

@@ -33,10 +33,15 @@ Store::Txn& Store::Txn::operator=(Txn&& other) noexcept {
     atomic_ = other.atomic_;
     wrote_ = other.wrote_;
     kept_ = other.kept_;
+    all_ = other.all_;
     staging_ = std::move(other.staging_);
+    outer_ = other.outer_;
+    savepoint_ = std::move(other.savepoint_);
     other.store_ = nullptr;
     other.count_ = 0;
     other.kept_ = false;
+    other.all_ = false;
+    other.outer_ = nullptr;
   }
   return *this;
 }
@@ -45,6 +50,12 @@ Store::Txn::~Txn() { Unlock(); }
 
 void Store::Txn::Unlock() {
   if (store_ == nullptr) return;
+  if (outer_ != nullptr) {  // borrowed: its writes stay staged in the scope's Txn
+    outer_->EndSavepoint(/*keep=*/true);
+    outer_ = nullptr;
+    store_ = nullptr;
+    return;
+  }
   Impl& im = *store_->impl_;
   if (staging_) {
     Commit();
@@ -69,10 +80,17 @@ void Store::Txn::Unlock() {
   count_ = 0;
   many_.clear();
   wrote_ = false;
+  all_ = false;
 }
 
 void Store::Txn::Abort() {
   if (store_ == nullptr) return;
+  if (outer_ != nullptr) {  // borrowed: only what was staged through it
+    outer_->EndSavepoint(/*keep=*/false);
+    outer_ = nullptr;
+    store_ = nullptr;
+    return;
+  }
   if (!atomic_) {
     if (wrote_) {
       Fatal(
@@ -95,6 +113,7 @@ void Store::Txn::Abort() {
 }
 
 bool Store::Txn::Holds(uint32_t stripe) const {
+  if (all_) return true;
   const uint32_t* s = stripes();
   return std::binary_search(s, s + count_, stripe);
 }
@@ -105,6 +124,7 @@ static void CheckHeld(bool held, uint32_t stripe) {
 
 std::optional<EntryView> Store::Txn::FindImpl(std::string_view key, bool touch) {
   CheckHeld(store_ != nullptr, 0);
+  if (outer_ != nullptr) return outer_->FindImpl(key, touch);
   Impl& im = *store_->impl_;
   uint64_t hash = im.core.Hash(key);
   uint32_t s = im.core.StripeOfHash(hash);
@@ -175,6 +195,7 @@ uint64_t Store::Impl::WriteUnpublished(Stripe& stripe, std::string_view key, siz
 Status Store::Txn::PutImpl(std::string_view key, size_t value_len, int64_t expire_ms,
                            void (*fill)(void*, char*), void* ctx) {
   CheckHeld(store_ != nullptr, 0);
+  if (outer_ != nullptr) return outer_->PutImpl(key, value_len, expire_ms, fill, ctx);
   Impl& im = *store_->impl_;
   if (key.size() > UINT32_MAX || value_len > UINT32_MAX) return Status::kTooLarge;
   uint64_t hash = im.core.Hash(key);
@@ -227,6 +248,7 @@ Status Store::Txn::PutImpl(std::string_view key, size_t value_len, int64_t expir
 
 bool Store::Txn::Erase(std::string_view key) {
   CheckHeld(store_ != nullptr, 0);
+  if (outer_ != nullptr) return outer_->Erase(key);
   Impl& im = *store_->impl_;
   uint64_t hash = im.core.Hash(key);
   uint32_t s = im.core.StripeOfHash(hash);
@@ -248,6 +270,7 @@ bool Store::Txn::Erase(std::string_view key) {
 
 bool Store::Txn::SetExpire(std::string_view key, int64_t expire_ms) {
   CheckHeld(store_ != nullptr, 0);
+  if (outer_ != nullptr) return outer_->SetExpire(key, expire_ms);
   Impl& im = *store_->impl_;
   uint64_t hash = im.core.Hash(key);
   uint32_t s = im.core.StripeOfHash(hash);

@@ -66,6 +66,9 @@ void Store::Txn::Commit() {
   auto free_log = [&](const Staging::Log& log) {
     FreeLog(im.core, log.stripe, log.capacity, log.chunk);
   };
+  // Ops a savepoint took back (kTxnOpNone) are not written, published or
+  // counted.
+  std::erase_if(st.ops, [](const PendingOp& op) { return op.kind == kTxnOpNone; });
   if (st.ops.empty()) {
     for (const Staging::Log& log : st.logs) free_log(log);
     return;
@@ -222,8 +225,9 @@ Status Store::Txn::StagePut(std::string_view key, uint64_t hash, size_t value_le
     staging_->Add(PendingOp{s, kTxnOpPut, hash, staged_key, chunk, base, 0});
     return Status::kOk;
   }
+  const bool saved = Journal(p);
   if (p->kind == kTxnOpPut) {  // never published: free it now (fill has read it)
-    stripe.ReturnChunk(p->entry, stripe.EntryCharge(p->entry));
+    FreeStaged(s, p->entry, saved);
   } else {
     p->base = p->entry;
   }
@@ -241,13 +245,16 @@ bool Store::Txn::StageErase(std::string_view key, uint64_t hash) {
     switch (p->kind) {
       case kTxnOpPut: {
         bool visible = !Expired(im.core.Entry(p->entry)->expire_ms.load(kRelaxed), now_ms_);
-        stripe.ReturnChunk(p->entry, stripe.EntryCharge(p->entry));
+        const bool saved = Journal(p);
+        FreeStaged(s, p->entry, saved);
         if (p->base != 0) {
           EntryHeader* b = im.core.Entry(p->base);
           p->kind = kTxnOpErase;
           p->entry = p->base;
           p->base = 0;
           p->key = std::string_view(b->key(), b->key_len);
+        } else if (saved) {  // kept in place for the savepoint, out of the commit
+          p->kind = kTxnOpNone;
         } else {  // the key did not exist before this Txn: nothing to do
           staging_->Remove(p);
           ReleaseLogSlot(s);
@@ -256,6 +263,7 @@ bool Store::Txn::StageErase(std::string_view key, uint64_t hash) {
       }
       case kTxnOpExpire: {
         bool visible = !Expired(p->expire, now_ms_);
+        Journal(p);
         p->kind = kTxnOpErase;
         return visible;
       }
@@ -292,12 +300,19 @@ bool Store::Txn::StageSetExpire(std::string_view key, uint64_t hash, int64_t exp
       case kTxnOpPut: {
         EntryHeader* e = im.core.Entry(p->entry);  // not published: written in place
         if (Expired(e->expire_ms.load(kRelaxed), now_ms_)) return false;
-        if (expire_ms != kKeepTtl) e->expire_ms.store(expire_ms, kRelaxed);
+        if (expire_ms != kKeepTtl) {
+          if (InSavepoint(p))
+            savepoint_->expires.emplace_back(p->entry, e->expire_ms.load(kRelaxed));
+          e->expire_ms.store(expire_ms, kRelaxed);
+        }
         return true;
       }
       case kTxnOpExpire:
         if (Expired(p->expire, now_ms_)) return false;
-        if (expire_ms != kKeepTtl) p->expire = expire_ms;
+        if (expire_ms != kKeepTtl) {
+          Journal(p);
+          p->expire = expire_ms;
+        }
         return true;
       default:
         return false;
@@ -320,6 +335,82 @@ bool Store::Txn::StageSetExpire(std::string_view key, uint64_t hash, int64_t exp
   staging_->Add(PendingOp{s, kTxnOpExpire, hash, std::string_view(x->key(), x->key_len), slot.entry,
                           0, expire_ms});
   return true;
+}
+
+// ---------------------------------------------------------------------------
+// Savepoints (a borrowed Txn inside a Store::Scope)
+
+// An op staged before the savepoint began: changing it needs a copy first.
+bool Store::Txn::InSavepoint(const PendingOp* p) const {
+  return savepoint_ && savepoint_->active &&
+         static_cast<size_t>(p - staging_->ops.data()) < savepoint_->ops;
+}
+
+bool Store::Txn::Journal(PendingOp* p) {
+  if (!InSavepoint(p)) return false;
+  savepoint_->saved.emplace_back(static_cast<uint32_t>(p - staging_->ops.data()), *p);
+  return true;
+}
+
+// A staged entry replaced by a later write of its key: unreachable, freed
+// now, unless the savepoint may restore the op that names it.
+void Store::Txn::FreeStaged(uint32_t s, uint64_t entry, bool saved) {
+  if (saved) {
+    savepoint_->replaced.emplace_back(s, entry);
+    return;
+  }
+  Stripe stripe(store_->impl_->core, s);
+  stripe.ReturnChunk(entry, stripe.EntryCharge(entry));
+}
+
+void Store::Txn::BeginSavepoint() {
+  if (!savepoint_) savepoint_ = std::make_unique<Savepoint>();
+  if (savepoint_->active) Fatal("two Txns borrowed from one scope at once");
+  savepoint_->Clear();
+  savepoint_->active = true;
+  savepoint_->ops = staging_ ? staging_->ops.size() : 0;
+}
+
+// keep: the borrowed Txn ended normally, its writes stay staged (the entries
+// they replaced are freed). Else (its Abort) every op is as before it: the
+// ops it added are dropped with their entries and log room, those it changed
+// restored, the entries they had staged since freed.
+void Store::Txn::EndSavepoint(bool keep) {
+  Savepoint& sp = *savepoint_;
+  Core& core = store_->impl_->core;
+  auto free_entry = [&](uint32_t s, uint64_t entry) {
+    Stripe stripe(core, s);
+    stripe.ReturnChunk(entry, stripe.EntryCharge(entry));
+  };
+  if (keep) {
+    for (const auto& [s, entry] : sp.replaced) free_entry(s, entry);
+    sp.Clear();
+    return;
+  }
+  if (staging_) {
+    Staging& st = *staging_;
+    while (st.ops.size() > sp.ops) {
+      const PendingOp op = st.ops.back();
+      if (st.indexed) st.Unindex(op.hash, static_cast<uint32_t>(st.ops.size() - 1));
+      st.ops.pop_back();
+      if (op.kind == kTxnOpPut) free_entry(op.stripe, op.entry);
+      if (op.kind != kTxnOpNone) ReleaseLogSlot(op.stripe);
+    }
+    for (size_t i = sp.saved.size(); i-- > 0;) {
+      const auto& [pos, before] = sp.saved[i];
+      PendingOp& now = st.ops[pos];
+      // The entry it staged since `before` (a later save of the same op
+      // names it as its `before`, and frees it on the way back).
+      if (now.kind == kTxnOpPut && now.entry != before.entry) {
+        free_entry(now.stripe, now.entry);
+      }
+      now = before;
+    }
+  }
+  for (size_t i = sp.expires.size(); i-- > 0;) {
+    core.Entry(sp.expires[i].first)->expire_ms.store(sp.expires[i].second, kRelaxed);
+  }
+  sp.Clear();
 }
 
 }  // namespace redhub::shm

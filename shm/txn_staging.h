@@ -25,6 +25,30 @@ struct Store::Txn::PendingOp {
   int64_t expire;        // expire: the new expire time
 };
 
+// A staged op taken back inside a savepoint: kept in place (moving ops
+// would break the savepoint's positions), left out of lookups and the
+// commit.
+inline constexpr uint32_t kTxnOpNone = 0;
+
+// What a borrowed Txn (Store::Scope) changed in its scope's staging, so that
+// its Abort can restore it: ops from `ops` on are its own; earlier ones it
+// changed are saved before their first change (`saved`, restored in reverse
+// order), as are the expire times of staged entries it rewrote in place;
+// staged entries it replaced are freed only when it ends without Abort.
+struct Store::Txn::Savepoint {
+  bool active = false;
+  size_t ops = 0;
+  std::vector<std::pair<uint32_t, PendingOp>> saved;
+  std::vector<std::pair<uint64_t, int64_t>> expires;    // staged entry, its expire before
+  std::vector<std::pair<uint32_t, uint64_t>> replaced;  // stripe, staged entry
+  void Clear() {
+    active = false;
+    saved.clear();
+    expires.clear();
+    replaced.clear();
+  }
+};
+
 struct Store::Txn::Staging {
   struct Log {
     uint32_t stripe;
@@ -48,12 +72,13 @@ struct Store::Txn::Staging {
     if (indexed) {
       auto [it, end] = by_hash.equal_range(hash);
       for (; it != end; ++it) {
-        if (ops[it->second].key == key) return &ops[it->second];
+        PendingOp& op = ops[it->second];
+        if (op.kind != kTxnOpNone && op.key == key) return &op;
       }
       return nullptr;
     }
     for (PendingOp& op : ops) {
-      if (op.hash == hash && op.key == key) return &op;
+      if (op.hash == hash && op.kind != kTxnOpNone && op.key == key) return &op;
     }
     return nullptr;
   }
