@@ -611,17 +611,12 @@ Denial Check(const User& user, const CommandSpec& spec, std::span<const std::str
     d.object = FullName(spec, args);
     return d;
   }
-  if (spec.first_key <= 0) return d;
-  const int argc = static_cast<int>(args.size());
-  const int last = spec.last_key < 0 ? argc + spec.last_key : spec.last_key;
-  size_t n = 0;
-  for (int i = spec.first_key; i <= last && i < argc; i += spec.key_step, n++) {
-    if (!user.CanAccessKey(args[i], KeyPermsOf(spec, n, args))) {
+  ForEachKeyArg(spec, args, [&](size_t n, std::string_view key) {
+    if (d.kind == Denial::kNone && !user.CanAccessKey(key, KeyPermsOf(spec, n, args))) {
       d.kind = Denial::kKey;
-      d.object = std::string(args[i]);
-      return d;
+      d.object = std::string(key);
     }
-  }
+  });
   return d;
 }
 

@@ -15,6 +15,7 @@
 #include "command_util.h"
 #include "counters.h"
 #include "log.h"
+#include "multi_state.h"
 #include "store.h"
 #include "worker_counters.h"
 
@@ -78,7 +79,8 @@ struct Session {
   Conn* conn;
   uint64_t generation = UINT64_MAX;  // of `user`
   const acl::User* user = nullptr;
-  uint64_t user_id = 0;  // the incarnation it authenticated as; 0: not bound yet
+  uint64_t user_id = 0;               // the incarnation it authenticated as; 0: not bound yet
+  std::unique_ptr<MultiState> multi;  // at the first MULTI or WATCH
   Session* prev = nullptr;
   Session* next = nullptr;
 };
@@ -130,6 +132,19 @@ Session* CommandService::SessionOf(Conn& conn) {
   auto s = std::make_shared<Session>(this, &conn);
   conn.context() = s;
   return s.get();
+}
+
+bool CommandService::StillAllowed(Conn& conn, const CommandSpec& spec,
+                                  std::span<const std::string_view> args) {
+  Session* s = SessionOf(conn);
+  if (!Resolve(s)) return false;
+  return s->user == nullptr || acl::Check(*s->user, spec, args).kind == acl::Denial::kNone;
+}
+
+MultiState& CommandService::MultiOf(Conn& conn) {
+  Session* s = SessionOf(conn);
+  if (!s->multi) s->multi = std::make_unique<MultiState>();
+  return *s->multi;
 }
 
 // Binds the session to its user as the registry now has it. False if the

@@ -32,6 +32,7 @@ class AclArea;
 namespace redhub::worker {
 
 struct Session;  // auth.cc
+class MultiState;
 
 // Conn::user(), or "default" while it is empty.
 const std::string& UserName(const Conn& conn);
@@ -80,6 +81,13 @@ class CommandService {
 
   // Checks, runs and accounts one request (dispatcher.cc).
   Action Dispatch(Conn& conn, const resp::Command& cmd, resp::Writer& w);
+  // One command of an EXEC: its checks ran when it was queued, except the
+  // user's rules, checked again as Redis does (they may have changed
+  // since); then the handler, counted as a call of its own.
+  void RunQueued(Conn& conn, const CommandSpec& spec, std::span<const std::string_view> args,
+                 resp::Writer& w);
+  // The connection's transaction state (multi_state.h), made at first use.
+  MultiState& MultiOf(Conn& conn);
 
   shm::Store& store() { return *store_; }
   CommandStats stats;
@@ -148,6 +156,8 @@ class CommandService {
   bool RefuseUnauthenticated(Conn& conn, const CommandSpec& spec, resp::Writer& w);
   bool RefuseByAcl(Conn& conn, const CommandSpec& spec, std::span<const std::string_view> args,
                    resp::Writer& w);
+  // The user's rules allow the command as of now (RunQueued).
+  bool StillAllowed(Conn& conn, const CommandSpec& spec, std::span<const std::string_view> args);
 
   // The writer's error hook while Dispatch runs: counts `error` (the text
   // after '-') by its first word (INFO errorstats, total_error_replies).

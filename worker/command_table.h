@@ -46,9 +46,14 @@ enum CommandFlag : uint32_t {
   kFast = 1 << 9,
   kNoAuth = 1 << 10,
   kAllowBusy = 1 << 11,
-  // The daemon's own, never reported: runs inside MULTI, whose state its
-  // handler knows (EXEC, DISCARD, MULTI, QUIT; see the dispatcher).
+  // The daemon's own, never reported: runs inside MULTI instead of being
+  // queued, as its handler knows the state (EXEC, DISCARD, MULTI, WATCH,
+  // QUIT; see the dispatcher).
   kRunsInMulti = 1u << 31,
+  // The daemon's own: reads or writes the whole keyspace, not named keys
+  // (KEYS, SCAN, DBSIZE, FLUSHALL, RANDOMKEY): in EXEC or a script it needs
+  // every stripe held (Store::LockAll).
+  kWholeStore = 1u << 30,
 };
 
 struct CommandFlagName {
@@ -143,8 +148,8 @@ uint32_t LookupAclCategory(std::string_view name);
 
 // Conn::session_flags() bits of the daemon's command layer.
 enum SessionFlag : uint32_t {
-  // After MULTI, until EXEC or DISCARD: transactions are not supported yet,
-  // so every command in between is refused unrun (the dispatcher).
+  // After MULTI, until EXEC or DISCARD: commands are queued (the
+  // dispatcher), not run.
   kSessionInMulti = 1 << 0,
   // Authenticated (Redis's c->authenticated): by AUTH or HELLO AUTH, or at
   // accept because the default user needed no password then.
@@ -203,6 +208,18 @@ constexpr uint32_t AclCategories(const SubcommandSpec& sub) {
 constexpr bool ArityAllows(int arity, size_t argc) {
   const int n = static_cast<int>(argc);
   return arity > 0 ? n == arity : n >= -arity;
+}
+
+// Calls fn(n, key) for each key argument of `args` by the row's key
+// positions (first_key, last_key, key_step: Redis's legacy key spec), n
+// counting from 0. ACL's key check, EXEC and scripts find keys with it.
+template <typename Fn>
+void ForEachKeyArg(const CommandSpec& spec, std::span<const std::string_view> args, Fn&& fn) {
+  if (spec.first_key <= 0) return;
+  const int argc = static_cast<int>(args.size());
+  const int last = spec.last_key < 0 ? argc + spec.last_key : spec.last_key;
+  size_t n = 0;
+  for (int i = spec.first_key; i <= last && i < argc; i += spec.key_step, n++) fn(n, args[i]);
 }
 
 // The families.

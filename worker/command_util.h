@@ -23,12 +23,6 @@ inline constexpr std::string_view kErrOom =
     "OOM command not allowed when used memory > 'maxmemory'.";
 inline constexpr std::string_view kErrLoading = "LOADING Redis is loading the dataset in memory";
 
-// The daemon's own: a connection inside MULTI, which is not supported yet
-// (transaction_commands.cc), has every other command refused unrun.
-inline constexpr std::string_view kErrNotRunInMulti =
-    "ERR command not run: MULTI is not supported yet, and this connection is in one until "
-    "EXEC or DISCARD";
-
 // ASCII lower case, as Redis names commands and subcommands ("config|get").
 inline std::string AsciiLower(std::string_view s) {
   std::string out(s);

@@ -16,6 +16,7 @@
 #include "command_util.h"
 #include "counters.h"
 #include "log.h"
+#include "multi_state.h"
 #include "store.h"
 #include "worker_counters.h"
 
@@ -57,23 +58,6 @@ struct DispatchChecks {
     }
     if (r.service.block_ != nullptr) r.service.block_->Add(shm::slots::kCrossProtocolAborts, 1);
     r.conn.Abort();
-    return true;
-  }
-
-  // Inside MULTI (CmdMulti) every command is refused unrun, even an unknown
-  // one or one of the wrong arity, except those whose handlers know the
-  // state (kRunsInMulti: EXEC, DISCARD, MULTI, QUIT), so that no
-  // transaction ever half-applies. It comes first because transactions are
-  // not supported: once they are, it becomes the queueing step at the end
-  // (Redis's queueMultiCommand), and unknown commands and arity errors
-  // inside MULTI get Redis's replies (and flag the transaction, EXECABORT).
-  // Outside MULTI: one well-predicted branch on a word of the connection.
-  static bool InMulti(const Request& r) {
-    if ((r.conn.session_flags() & kSessionInMulti) == 0) [[likely]] {
-      return false;
-    }
-    if (r.spec != nullptr && (r.spec->flags & kRunsInMulti) != 0) return false;
-    r.w.Error(kErrNotRunInMulti);
     return true;
   }
 
@@ -155,7 +139,6 @@ bool Refused(const Request& r) {
   return (kSteps(r) || ...);
 }
 constexpr auto kChecks = Refused<DispatchChecks::CrossProtocol,
-                                 DispatchChecks::InMulti,  // (moves to the end with transactions)
                                  DispatchChecks::Unknown,  //
                                  DispatchChecks::Arity,
                                  DispatchChecks::Auth,  // -NOAUTH unless the row is kNoAuth
@@ -166,8 +149,13 @@ constexpr auto kChecks = Refused<DispatchChecks::CrossProtocol,
                                  // rows (and PING, QUIT, RESET) run
                                  DispatchChecks::Loading
                                  // a script running too long: -BUSY unless kAllowBusy
-                                 // inside MULTI: queue (+QUEUED) unless kRunsInMulti
                                  >;
+// Then, inside MULTI, the command is queued (+QUEUED) instead of run,
+// unless kRunsInMulti (Dispatch): Redis's queueMultiCommand. A refusal by
+// any check inside MULTI flags the transaction (Redis's flagTransaction),
+// so that EXEC discards it with EXECABORT.
+
+bool InMulti(const Conn& conn) { return (conn.session_flags() & kSessionInMulti) != 0; }
 
 // Commands that ran this long are logged (and are in SLOWLOG).
 constexpr uint64_t kLongCommandMicros = 1000000;
@@ -210,6 +198,14 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
   }
   if (kChecks(Request{*this, conn, cmd.args, spec, w})) [[unlikely]] {
     clock_batch_ = 0;  // the next command reads the clock itself
+    if (InMulti(conn)) MultiOf(conn).dirty = true;
+    return Action::kNone;
+  }
+  // Outside MULTI: one well-predicted branch on a word of the connection.
+  if (InMulti(conn) && (spec->flags & kRunsInMulti) == 0) [[unlikely]] {
+    MultiOf(conn).Queue(spec, cmd.args);
+    w.String("QUEUED");
+    clock_batch_ = 0;
     return Action::kNone;
   }
 
@@ -239,6 +235,27 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
   prefetcher_.AddCommand(t1 - t0);
   RecordCall(conn, *spec, cmd.args, t0, t1, error_replies_ != errors_before);
   return action;
+}
+
+void CommandService::RunQueued(Conn& conn, const CommandSpec& spec,
+                               std::span<const std::string_view> args, resp::Writer& w) {
+  if (acl_ != nullptr && !StillAllowed(conn, spec, args)) {
+    // Redis 7.0's execCommand, word for word.
+    w.Error(
+        "NOPERM ACLs rules changed between the moment the transaction was accumulated and its "
+        "execution");
+    return;
+  }
+  CommandContext ctx{conn, args, w, *this};
+  if (block_ == nullptr) {
+    spec.handler(ctx);
+    return;
+  }
+  const uint64_t errors_before = error_replies_;
+  const uint64_t t0 = clock_.Now();
+  spec.handler(ctx);
+  const uint64_t t1 = clock_.Now();
+  RecordCall(conn, spec, args, t0, t1, error_replies_ != errors_before);
 }
 
 // Per-command figures for INFO commandstats and the metrics, written

@@ -103,10 +103,12 @@ void EventLoop::MaybeHandOff(Connection* c) {
   // Every complete request read has run (Process() runs them all unless
   // paused) and its reply is out; the bytes of a partial one travel along
   // (kUnparsed), so a client that never pauses between requests moves too.
-  // A TLS session never moves (its keys live in this process's SSL object):
-  // it is served here until it closes or the drain timeout.
-  if (!retiring_ || draining_ || c->closed() || c->transport.tls() || c->handing_off ||
-      c->refused || c->close_after || c->paused || c->pending_output() > 0 ||
+  // A TLS session never moves (its keys live in this process's SSL object),
+  // nor a connection whose application state cannot (Conn::stays_here: a
+  // MULTI queue): served here until it closes, is movable again (the next
+  // request's end offers it), or the drain timeout.
+  if (!retiring_ || draining_ || c->closed() || c->transport.tls() || c->stays_here_ ||
+      c->handing_off || c->refused || c->close_after || c->paused || c->pending_output() > 0 ||
       c->in.size() > kMaxHandoffBytes || handoff_out_.fd < 0 ||
       offers_in_flight_ >= kMaxOffersInFlight) {
     return;

@@ -225,7 +225,7 @@ Action CmdRenameNx(CommandContext& ctx) { return RenameGeneric(ctx, true); }
 
 // Counts expired keys not yet removed, as Redis's DBSIZE does.
 Action CmdDbsize(CommandContext& ctx) {
-  ctx.w.Int(static_cast<int64_t>(ctx.service.store().stats().keys));
+  ctx.w.Int(static_cast<int64_t>(ctx.service.store().KeyCount()));
   return Action::kNone;
 }
 
@@ -373,24 +373,24 @@ Action CmdPersist(CommandContext& ctx) {
 // Arity, flags and key positions as Redis 7.0's COMMAND INFO gives them.
 const CommandSpec kKeyspaceCommands[] = {
     // name, arity, flags, ACL categories, first key, last key, step, handler, slot
-    {"dbsize", 1, kReadOnly | kFast, kAclKeyspace, 0, 0, 0, CmdDbsize, 32},
+    {"dbsize", 1, kReadOnly | kFast | kWholeStore, kAclKeyspace, 0, 0, 0, CmdDbsize, 32},
     {"del", -2, kWrite, kAclKeyspace, 1, -1, 1, CmdDel, 33},
     {"exists", -2, kReadOnly | kFast, kAclKeyspace, 1, -1, 1, CmdExists, 34},
     {"expire", -3, kWrite | kFast, kAclKeyspace, 1, 1, 1, CmdExpire, 35},
     {"expireat", -3, kWrite | kFast, kAclKeyspace, 1, 1, 1, CmdExpireAt, 36},
     {"expiretime", 2, kReadOnly | kFast, kAclKeyspace, 1, 1, 1, CmdExpireTime, 37},
-    {"flushall", -1, kWrite, kAclKeyspace | kAclDangerous, 0, 0, 0, CmdFlush, 38},
-    {"flushdb", -1, kWrite, kAclKeyspace | kAclDangerous, 0, 0, 0, CmdFlush, 39},
-    {"keys", 2, kReadOnly, kAclKeyspace | kAclDangerous, 0, 0, 0, CmdKeys, 40},
+    {"flushall", -1, kWrite | kWholeStore, kAclKeyspace | kAclDangerous, 0, 0, 0, CmdFlush, 38},
+    {"flushdb", -1, kWrite | kWholeStore, kAclKeyspace | kAclDangerous, 0, 0, 0, CmdFlush, 39},
+    {"keys", 2, kReadOnly | kWholeStore, kAclKeyspace | kAclDangerous, 0, 0, 0, CmdKeys, 40},
     {"persist", 2, kWrite | kFast, kAclKeyspace, 1, 1, 1, CmdPersist, 41},
     {"pexpire", -3, kWrite | kFast, kAclKeyspace, 1, 1, 1, CmdPexpire, 42},
     {"pexpireat", -3, kWrite | kFast, kAclKeyspace, 1, 1, 1, CmdPexpireAt, 43},
     {"pexpiretime", 2, kReadOnly | kFast, kAclKeyspace, 1, 1, 1, CmdPexpireTime, 44},
     {"pttl", 2, kReadOnly | kFast, kAclKeyspace, 1, 1, 1, CmdPttl, 45},
-    {"randomkey", 1, kReadOnly, kAclKeyspace, 0, 0, 0, CmdRandomKey, 46},
+    {"randomkey", 1, kReadOnly | kWholeStore, kAclKeyspace, 0, 0, 0, CmdRandomKey, 46},
     {"rename", 3, kWrite, kAclKeyspace, 1, 2, 1, CmdRename, 47},
     {"renamenx", 3, kWrite | kFast, kAclKeyspace, 1, 2, 1, CmdRenameNx, 48},
-    {"scan", -2, kReadOnly, kAclKeyspace, 0, 0, 0, CmdScan, 49},
+    {"scan", -2, kReadOnly | kWholeStore, kAclKeyspace, 0, 0, 0, CmdScan, 49},
     {"touch", -2, kReadOnly | kFast, kAclKeyspace, 1, -1, 1, CmdTouch, 50},
     {"ttl", 2, kReadOnly | kFast, kAclKeyspace, 1, 1, 1, CmdTtl, 51},
     {"type", 2, kReadOnly | kFast, kAclKeyspace, 1, 1, 1, CmdType, 52},

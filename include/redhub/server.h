@@ -144,6 +144,14 @@ class Conn {
   uint32_t session_flags() const { return session_flags_; }
   void set_session_flags(uint32_t flags) { session_flags_ = flags; }
 
+  // State of the application's that cannot move with the connection to a
+  // successor worker (redhubd: a MULTI queue, WATCHed keys): while set, a
+  // reload or upgrade leaves the connection here; it moves at its next
+  // request boundary after this is cleared, or stays until it closes or the
+  // drain timeout.
+  bool stays_here() const { return stays_here_; }
+  void set_stays_here(bool stays) { stays_here_ = stays; }
+
   // Seconds since the connection was accepted and since its last command.
   int64_t age_seconds() const;
   int64_t idle_seconds() const;
@@ -178,6 +186,7 @@ class Conn {
   int fd_ = -1;
   int protocol_ = 2;
   uint32_t session_flags_ = 0;
+  bool stays_here_ = false;
   bool close_requested_ = false;
   bool abort_requested_ = false;
   double created_at_ = 0;  // ServerView::now() timestamps
