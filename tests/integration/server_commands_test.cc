@@ -449,86 +449,44 @@ TEST_F(ServerCommandsTest, HelloSetnameValidatesTheNameAsRedis) {
   EXPECT_EQ(ours.RecvN(3), "_\r\n");
 }
 
-// Transactions are not supported yet: MULTI is answered with an error and
-// every command until EXEC or DISCARD is refused unrun, so a transaction
-// never half-applies. EXEC answers EXECABORT (client libraries raise), and
-// the connection works normally afterwards.
-constexpr char kNotRunInMulti[] =
-    "-ERR command not run: MULTI is not supported yet, and this connection is in one until EXEC "
-    "or DISCARD\r\n";
-constexpr char kExecAbort[] = "-EXECABORT Transaction discarded because of previous errors.\r\n";
-
-TEST_F(ServerCommandsTest, MultiRefusesEveryCommandUntilExecOrDiscard) {
+// A transaction as a client library sends it, all in one write: queued
+// replies, then EXEC's array, applied for another connection to see; a
+// refusal while queueing discards it (EXECABORT), and QUIT still works
+// inside MULTI (as in Redis). tests/integration/transaction_test.cc has the
+// byte-for-byte comparison with redis-server and the cross-worker cases.
+TEST_F(ServerCommandsTest, MultiQueuesUntilExecOrDiscard) {
   Context other = ConnectHiredis(server_->port());
   ASSERT_NE(other, nullptr);
   ASSERT_EQ(DescribeReply(Command(other.get(), {"SET", "k", "orig"}).get()), "+OK");
   Socket s = Socket::Connect(server_->port());
   ASSERT_TRUE(s.valid());
-  // As a client library sends a transaction: all of it in one write.
   ASSERT_TRUE(s.SendAll(FormatCommand({"MULTI"}) + FormatCommand({"SET", "k", "v"}) +
                         FormatCommand({"INCR", "x"}) + FormatCommand({"EXEC"})));
-  const std::string multi_error =
-      "-ERR MULTI is not supported yet: the commands until EXEC or DISCARD will not be run\r\n";
-  const std::string expected = multi_error + kNotRunInMulti + kNotRunInMulti + kExecAbort;
+  const std::string expected = "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n:1\r\n";
   EXPECT_EQ(s.RecvN(expected.size()), expected);
-  EXPECT_EQ(DescribeReply(Command(other.get(), {"GET", "k"}).get()), "$4 orig");
-  EXPECT_EQ(DescribeReply(Command(other.get(), {"EXISTS", "x"}).get()), ":0");
-  // After EXEC the connection runs commands again.
-  EXPECT_EQ(RawCommand(s, {"SET", "k", "after-exec"}), "+OK\r\n");
-  EXPECT_EQ(DescribeReply(Command(other.get(), {"GET", "k"}).get()), "$10 after-exec");
+  EXPECT_EQ(DescribeReply(Command(other.get(), {"GET", "k"}).get()), "$1 v");
 
-  // Every command is refused inside, whatever it is: unknown, wrong arity,
-  // connection commands, WATCH; nested MULTI gets Redis's error and the
-  // state stays. DISCARD ends it too.
-  EXPECT_EQ(RawCommand(s, {"MULTI"}), multi_error);
-  for (const std::vector<std::string>& argv :
-       std::vector<std::vector<std::string>>{{"INCR", "x"},
-                                             {"NOSUCHCOMMAND"},
-                                             {"GET"},
-                                             {"PING"},
-                                             {"CLIENT", "SETNAME", "n"},
-                                             {"HELLO", "3"},
-                                             {"WATCH", "k"},
-                                             {"UNWATCH"},
-                                             {"SELECT", "0"}}) {
-    EXPECT_EQ(RawCommand(s, argv), kNotRunInMulti) << ::testing::PrintToString(argv);
-  }
-  EXPECT_EQ(RawCommand(s, {"MULTI"}), "-ERR MULTI calls can not be nested\r\n");
-  EXPECT_EQ(RawCommand(s, {"SET", "k", "v"}), kNotRunInMulti);
-  EXPECT_EQ(RawCommand(s, {"discard"}),
-            "-ERR MULTI is not supported yet: transaction discarded, none of its commands ran\r\n");
-  EXPECT_EQ(DescribeReply(Command(other.get(), {"EXISTS", "x"}).get()), ":0");
-  EXPECT_EQ(DescribeReply(Command(other.get(), {"GET", "k"}).get()), "$10 after-exec");
-  EXPECT_EQ(RawCommand(s, {"INCR", "x"}), ":1\r\n");
-  EXPECT_EQ(RawCommand(s, {"CLIENT", "GETNAME"}), "$-1\r\n");  // SETNAME was not run
-  EXPECT_EQ(RawCommand(s, {"PING"}), "+PONG\r\n");
+  EXPECT_EQ(RawCommand(s, {"MULTI"}), "+OK\r\n");
+  EXPECT_EQ(RawCommand(s, {"INCR", "x"}), "+QUEUED\r\n");
+  EXPECT_EQ(RawCommand(s, {"GET"}), "-ERR wrong number of arguments for 'get' command\r\n");
+  EXPECT_EQ(RawCommand(s, {"EXEC"}),
+            "-EXECABORT Transaction discarded because of previous errors.\r\n");
+  EXPECT_EQ(DescribeReply(Command(other.get(), {"GET", "x"}).get()), "$1 1");
+  EXPECT_EQ(RawCommand(s, {"MULTI"}), "+OK\r\n");
+  EXPECT_EQ(RawCommand(s, {"INCR", "x"}), "+QUEUED\r\n");
+  EXPECT_EQ(RawCommand(s, {"DISCARD"}), "+OK\r\n");
+  EXPECT_EQ(DescribeReply(Command(other.get(), {"GET", "x"}).get()), "$1 1");
 
-  // Outside MULTI, as Redis: EXEC and DISCARD without MULTI, and a nested
-  // MULTI's error, byte for byte. WATCH and UNWATCH are refused.
-  auto redis = StartRedisServer();
-  ASSERT_NE(redis, nullptr);
-  Socket ref = Socket::Connect(redis->port());
-  ASSERT_TRUE(ref.valid());
-  for (const std::vector<std::string>& argv :
-       std::vector<std::vector<std::string>>{{"EXEC"}, {"DISCARD"}, {"MULTI", "x"}}) {
-    std::string want = RawCommand(ref, argv);
-    ASSERT_FALSE(want.empty());
-    EXPECT_EQ(RawCommand(s, argv), want) << ::testing::PrintToString(argv);
-  }
-  EXPECT_EQ(RawCommand(s, {"WATCH", "k"}), "-ERR WATCH is not supported yet\r\n");
-  EXPECT_EQ(RawCommand(s, {"UNWATCH"}), "-ERR UNWATCH is not supported yet\r\n");
-
-  // QUIT still works inside MULTI, as in Redis: +OK, then the close.
-  EXPECT_EQ(RawCommand(s, {"MULTI"}), multi_error);
-  ASSERT_TRUE(s.SendAll(FormatCommand({"QUIT"})));
+  EXPECT_EQ(RawCommand(s, {"MULTI"}), "+OK\r\n");
+  ASSERT_TRUE(s.SendAll(FormatCommand({"INCR", "x"}) + FormatCommand({"QUIT"})));
   std::string rest;
   EXPECT_TRUE(s.WaitForClose(kTimeout, &rest));
-  EXPECT_EQ(rest, "+OK\r\n");
+  EXPECT_EQ(rest, "+QUEUED\r\n+OK\r\n");
   EXPECT_EQ(DescribeReply(Command(other.get(), {"GET", "x"}).get()), "$1 1");
 }
 
-// redis-py's transactional pipeline raises, and nothing of it is applied.
-TEST_F(ServerCommandsTest, RedisPyTransactionRaisesAndAppliesNothing) {
+// redis-py's transactional pipeline (its default) runs as one transaction.
+TEST_F(ServerCommandsTest, RedisPyTransactionIsApplied) {
   if (std::string(PYTHON3_PATH).empty()) FAIL() << "/usr/bin/python3 not found";
   static const char kScript[] = R"(
 import sys, redis
@@ -554,10 +512,9 @@ with r.pipeline(transaction=False) as p:
   RunResult r = RunPython(kScript, {std::to_string(server_->port())}, milliseconds(20000));
   ASSERT_TRUE(r.ok()) << r.Describe();
   EXPECT_EQ(r.out,
-            "raised ResponseError MULTI is not supported yet: the commands until EXEC or DISCARD "
-            "will not be run\n"
-            "k b'orig' x 0\n"
-            "after True b'w' 1\n"
+            "executed [True, 1]\n"
+            "k b'v' x 1\n"
+            "after True b'w' 2\n"
             "plain pipeline [True, b'z']\n");
 }
 

@@ -105,14 +105,12 @@ TEST_F(DispatcherTest, UnknownCommandIsRefusedWithRedisText) {
 TEST_F(DispatcherTest, PostAndHostLinesAreAbortedUnanswered) {
   EXPECT_EQ(Run({"POST", "/", "HTTP/1.1"}), "");
   EXPECT_EQ(Run({"Host:", "127.0.0.1"}), "");
-  Run({"MULTI"});
+  EXPECT_EQ(Run({"MULTI"}), "+OK\r\n");
   EXPECT_EQ(Run({"post"}), "");
   EXPECT_EQ(Total(slots::kCrossProtocolAborts), 3u);
   EXPECT_EQ(Total(slots::kUnknownCommands), 0u);
-  EXPECT_EQ(Total(slots::kErrorReplies), 1u);  // MULTI's own, nothing else
-  EXPECT_EQ(Run({"postx"}),
-            "-ERR command not run: MULTI is not supported yet, and this connection is in one until "
-            "EXEC or DISCARD\r\n");
+  EXPECT_EQ(Total(slots::kErrorReplies), 0u);
+  EXPECT_EQ(Run({"postx"}), "-ERR unknown command 'postx', with args beginning with: \r\n");
 }
 
 TEST_F(DispatcherTest, WrongArityIsRefusedBeforeTheHandler) {
@@ -125,21 +123,37 @@ TEST_F(DispatcherTest, WrongArityIsRefusedBeforeTheHandler) {
   EXPECT_EQ(Total(slots::kErrorReplies), 3u);
 }
 
-TEST_F(DispatcherTest, InsideMultiEveryOtherCommandIsRefusedUnrun) {
-  EXPECT_EQ(Run({"MULTI"}),
-            "-ERR MULTI is not supported yet: the commands until EXEC or DISCARD will not be "
-            "run\r\n");
+// Inside MULTI a command passes its checks and is queued (+QUEUED), not
+// run; a refusal by any check (unknown, arity) is answered and flags the
+// transaction, which EXEC then discards. MULTI, EXEC, DISCARD, WATCH and
+// QUIT run inside (kRunsInMulti).
+TEST_F(DispatcherTest, InsideMultiCommandsAreQueuedAndRefusalsFlagTheTransaction) {
+  EXPECT_EQ(Run({"MULTI"}), "+OK\r\n");
   EXPECT_NE(conn_.session_flags() & kSessionInMulti, 0u);
-  const std::string refused =
-      "-ERR command not run: MULTI is not supported yet, and this connection is in one until "
-      "EXEC or DISCARD\r\n";
-  EXPECT_EQ(Run({"SET", "k", "v"}), refused);
-  EXPECT_EQ(Run({"NOSUCH"}), refused);  // before the unknown command check
-  EXPECT_EQ(Run({"GET"}), refused);     // and before arity
+  EXPECT_EQ(Run({"SET", "k", "v"}), "+QUEUED\r\n");
+  EXPECT_EQ(Run({"NOSUCH"}), "-ERR unknown command 'NOSUCH', with args beginning with: \r\n");
+  EXPECT_EQ(Run({"GET"}), "-ERR wrong number of arguments for 'get' command\r\n");
   EXPECT_EQ(Run({"multi"}), "-ERR MULTI calls can not be nested\r\n");
+  EXPECT_EQ(Run({"WATCH", "k"}), "-ERR WATCH inside MULTI is not allowed\r\n");
   EXPECT_EQ(Run({"exec"}), "-EXECABORT Transaction discarded because of previous errors.\r\n");
   EXPECT_EQ(conn_.session_flags() & kSessionInMulti, 0u);
   EXPECT_EQ(Run({"GET", "k"}), "$-1\r\n");  // nothing ran
+  EXPECT_EQ(Calls("set", slots::kCalls), 0u);
+
+  // Without a refusal the queue runs at EXEC, each command counted as a
+  // call, an error inside answered in its place and the rest still run.
+  EXPECT_EQ(Run({"MULTI"}), "+OK\r\n");
+  EXPECT_EQ(Run({"SET", "k", "v"}), "+QUEUED\r\n");
+  EXPECT_EQ(Run({"INCR", "k"}), "+QUEUED\r\n");
+  EXPECT_EQ(Run({"GET", "k"}), "+QUEUED\r\n");
+  EXPECT_EQ(Calls("set", slots::kCalls), 0u);
+  EXPECT_EQ(Run({"EXEC"}), "*3\r\n+OK\r\n-ERR value is not an integer or out of range\r\n$1\r\nv\r\n");
+  EXPECT_EQ(Calls("set", slots::kCalls), 1u);
+  EXPECT_EQ(Calls("incr", slots::kFailed), 1u);
+  EXPECT_EQ(Run({"MULTI"}), "+OK\r\n");
+  EXPECT_EQ(Run({"SET", "k", "w"}), "+QUEUED\r\n");
+  EXPECT_EQ(Run({"DISCARD"}), "+OK\r\n");
+  EXPECT_EQ(Run({"GET", "k"}), "$1\r\nv\r\n");
   Run({"MULTI"});
   EXPECT_EQ(Run({"QUIT"}), "+OK\r\n");  // runs inside MULTI, as in Redis
 }
