@@ -47,9 +47,9 @@ struct Scenario {
 
 const Scenario kScenarios[] = {
     // redis-py pipeline(transaction=True).
-    {"py_transaction", Runtime::kPython, "MULTI/EXEC"},
+    {"py_transaction", Runtime::kPython, ""},
     // redis-py WATCH retry loop, two connections.
-    {"py_watch", Runtime::kPython, "MULTI/EXEC/WATCH"},
+    {"py_watch", Runtime::kPython, ""},
     // redis-py Lock: SET NX PX, then its scripts by EVALSHA.
     {"py_lock", Runtime::kPython, "EVALSHA/SCRIPT LOAD (Lua scripting)"},
     // redis-py register_script: every Lua reply type, SCRIPT EXISTS/FLUSH.
@@ -60,13 +60,13 @@ const Scenario kScenarios[] = {
     {"py_limits_moving_window", Runtime::kPython,
      "EVALSHA/SCRIPT LOAD (Lua scripting) and lists (LPUSH/LTRIM/LINDEX/LRANGE)"},
     // ioredis multi().
-    {"ioredis_multi", Runtime::kNode, "MULTI/EXEC/DISCARD"},
+    {"ioredis_multi", Runtime::kNode, ""},
     // ioredis defineCommand: EVAL, then EVALSHA.
     {"ioredis_define_command", Runtime::kNode, "EVAL/EVALSHA/SCRIPT EXISTS/FLUSH (Lua scripting)"},
     // ioredis defineCommand inside multi().
     {"ioredis_script_in_multi", Runtime::kNode, "MULTI/EXEC and EVAL/EVALSHA (Lua scripting)"},
     // node-redis v4 multi().exec(), execAsPipeline, WATCH.
-    {"node_redis_multi", Runtime::kNode, "MULTI/EXEC/WATCH"},
+    {"node_redis_multi", Runtime::kNode, ""},
     // rate-limiter-flexible RateLimiterRedis over ioredis: EVAL, then EVALSHA.
     {"rate_limiter_flexible", Runtime::kNode, "EVAL/EVALSHA (Lua scripting)"},
 };
