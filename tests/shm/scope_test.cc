@@ -1007,6 +1007,141 @@ TEST_F(ScopeTest, WalksInALockAllScopeSeeItsView) {
   ExpectNoLeak("after the walks");
 }
 
+// An expired key not yet removed: the walks of a LockAll scope leave it out
+// (KeyCount counts it, as DBSIZE does), and a Put over it shows once.
+TEST_F(ScopeTest, WalksInALockAllScopeSkipExpiredKeysAndShowAPutOverOneOnce) {
+  for (const char* k : {"live", "gone", "again"}) {
+    Store::Txn t = store().Lock(k);
+    ASSERT_EQ(t.Put(k, "1", std::string_view(k) == "live" ? 0 : kPast), Status::kOk);
+  }
+  {
+    Store::Txn txn = store().LockAll();
+    Store::Scope scope(store(), txn);
+    EXPECT_EQ(store().KeyCount(), 3u);  // expired ones included
+    EXPECT_EQ(ScanAll(store(), 1), (std::multiset<std::string>{"live"}));
+    {
+      Store::Txn b = store().Lock("again");
+      EXPECT_FALSE(b.Find("again"));
+      ASSERT_EQ(b.Put("again", "2", kKeepTtl), Status::kOk);
+      EXPECT_EQ(b.Find("again")->expire_ms, 0);  // the expired one's time is not kept
+    }
+    EXPECT_EQ(ScanAll(store(), 1), (std::multiset<std::string>{"live", "again"}));
+    for (int i = 0; i < 50; i++) EXPECT_NE(store().RandomKey(), "gone");
+  }
+  EXPECT_EQ(ScanAll(store(), 1), (std::multiset<std::string>{"live", "again"}));
+  auto audit = store().Audit();
+  EXPECT_TRUE(audit.empty()) << testing::JoinErrors(audit);
+  ExpectNoLeak("after expired keys in a scope");
+}
+
+// LockAll with as few stripes as a Txn keeps inline (1 and 3): the scope
+// commits, aborts and survives a death after its commit the same way.
+TEST(ScopeFewStripesTest, LockAllWithInlineStripes) {
+  for (uint32_t stripes : {1u, 3u}) {
+    SCOPED_TRACE(testing::Name("stripes ", stripes));
+    testing::TestStore store(testing::Options(8 * kMB, stripes));
+    ASSERT_TRUE(store.get());
+    const uint64_t free_pages = store->stats().pages_free;
+    std::vector<std::string> keys;
+    for (int i = 0; i < 24; i++) keys.push_back(testing::Name("f:", i));
+    {
+      Store::Txn txn = store->LockAll();
+      Store::Scope scope(*store, txn);
+      {
+        Store::Txn b = store->Lock(keys[0]);
+        for (const std::string& k : keys) ASSERT_EQ(b.Put(k, k), Status::kOk);
+      }
+      {
+        Store::Txn b = store->Lock(keys[0]);
+        for (const std::string& k : keys) ASSERT_TRUE(b.Erase(k));
+        b.Abort();
+      }
+      EXPECT_EQ(store->KeyCount(), keys.size());
+    }
+    Model want;
+    for (const std::string& k : keys) want[k] = Value{k, 0};
+    EXPECT_EQ(ReadAll(*store, keys), want);
+    // A death just after the commit store: everything appears.
+    const std::string seg = store.name();
+    pid_t pid = testing::ForkChild([&] {
+      std::string error;
+      auto other = Store::Attach(seg, &error);
+      if (!other) return 2;
+      Store::Txn txn = other->LockAll();
+      Store::Scope scope(*other, txn);
+      {
+        Store::Txn b = other->Lock(keys[0]);
+        for (const std::string& k : keys) {
+          if (b.Put(k, "dead") != Status::kOk) return 3;
+        }
+      }
+      ArmCrashPointForTesting(CrashPoint::kTxnCommitted, 1);
+      return 4;  // the scope's Txn ends here, and dies at its commit
+    });
+    int status = testing::WaitChild(pid, std::chrono::seconds(10));
+    ASSERT_TRUE(WIFSIGNALED(status)) << status;
+    std::string errors;
+    Model seen = ReadInFreshProcess(seg, keys, 1, &errors);
+    EXPECT_EQ(errors, "");
+    for (auto& [k, v] : want) v.value = "dead";
+    EXPECT_EQ(Diff(seen, want), "");
+    store->Flush();
+    EXPECT_EQ(store->stats().used_bytes, 0u);
+    EXPECT_EQ(store->stats().pages_free, free_pages) << "pages leaked";
+    auto audit = store->Audit();
+    EXPECT_TRUE(audit.empty()) << testing::JoinErrors(audit);
+  }
+}
+
+// A scope inside a batch (a worker brackets a connection's pipeline, EXEC
+// included): the batch's kept stripe is let go before the scope locks, the
+// borrowed Txns keep nothing, and when the scope's Txn ends no stripe stays
+// locked except the one a later Lock of the batch keeps.
+TEST_F(ScopeTest, AScopeInsideABatchLeavesNoStripeLocked) {
+  const std::vector<std::string> keys = PickKeys(store(), "b:", 1, 3);
+  const std::string seg = name();
+  auto other_can_read = [&](const std::string& key) {
+    pid_t pid = testing::ForkChild([&] {
+      std::string error;
+      auto other = Store::Attach(seg, &error);
+      if (!other) return 2;
+      return other->ReadUnlocked(key, [](const EntryView&) {}) == Store::ReadResult::kRetry ? 1 : 0;
+    });
+    int status = testing::WaitChild(pid);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  };
+  for (const std::string& k : keys) {
+    Store::Txn t = store().Lock(k);
+    ASSERT_EQ(t.Put(k, "0"), Status::kOk);
+  }
+  for (int all = 0; all < 2; all++) {
+    store().BeginBatch();
+    {
+      Store::Txn t = store().Lock(keys[0]);  // kept after it ends
+      ASSERT_EQ(t.Put(keys[0], "1"), Status::kOk);
+    }
+    EXPECT_FALSE(other_can_read(keys[0]));
+    {
+      std::vector<std::string_view> views(keys.begin(), keys.end());
+      Store::Txn txn = all ? store().LockAll() : store().LockKeys(views, Writes::kStaged);
+      Store::Scope scope(store(), txn);
+      for (const std::string& k : keys) {
+        Store::Txn b = store().Lock(k);
+        ASSERT_EQ(b.Put(k, "2"), Status::kOk);
+      }
+    }
+    for (const std::string& k : keys) EXPECT_TRUE(other_can_read(k)) << k << ", LockAll " << all;
+    {
+      Store::Txn t = store().Lock(keys[1]);
+      EXPECT_EQ(t.Find(keys[1])->value, "2");
+    }
+    EXPECT_FALSE(other_can_read(keys[1]));  // kept by the batch
+    store().EndBatch();
+    EXPECT_TRUE(other_can_read(keys[1]));
+  }
+  ExpectNoLeak("after scopes in batches");
+}
+
 // BUG (disabled until fixed): FLUSHALL then DBSIZE in a LockAll scope (EXEC
 // or a script) counts the expired keys not yet removed, inside the scope
 // and after it ends, where a Flush outside a scope leaves none
@@ -1316,6 +1451,42 @@ TEST_F(ScopeCrashTest, KillsAtEveryTxnCrashPoint) {
   }
   EXPECT_GT(store().stats().repairs, 0u);
   ExpectNoLeak("after the crash points");
+}
+
+// A death while rolling a committed scope forward (repair-txn): the next
+// locker rolls it forward again.
+TEST_F(ScopeCrashTest, ADeathDuringTheRollForwardIsRepairedAgain) {
+  Prefill();
+  int died_in_repair = 0;
+  for (int rep = 0; rep < 6; rep++) {
+    mode_ = rep % 3;
+    int ack_fd;
+    pid_t pid = Spawn(rep % 2 ? CrashPoint::kTxnCommitted : CrashPoint::kTxnApply,
+                      1 + static_cast<uint32_t>(rng_() % 10), 200, &ack_fd);
+    int status = testing::WaitChild(pid, std::chrono::seconds(10));
+    ASSERT_TRUE(WIFSIGNALED(status)) << status;
+    ReadAcks(ack_fd);
+    close(ack_fd);
+    const std::string seg = name();
+    pid = testing::ForkChild([&] {
+      std::string error;
+      auto other = Store::Attach(seg, &error);
+      if (!other) return 2;
+      ArmCrashPointForTesting(CrashPoint::kRepairTxn, 1);
+      for (const std::string& k : CrashUniverse()) Store::Txn txn = other->Lock(k);
+      return 0;
+    });
+    status = testing::WaitChild(pid, std::chrono::seconds(10));
+    died_in_repair += WIFSIGNALED(status);
+    const std::string when = std::string("after a death rolling forward, ") + kModeNames[mode_];
+    int outcome = Verify(when, next_id_);
+    ASSERT_GE(outcome, 0) << when;
+    if (outcome != 2) {
+      EXPECT_EQ(outcome, 1) << when;
+    }
+  }
+  EXPECT_GT(died_in_repair, 0);
+  ExpectNoLeak("after deaths during roll-forwards");
 }
 
 TEST_F(ScopeCrashTest, RandomKillsNeverTearAScope) {
