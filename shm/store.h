@@ -399,7 +399,8 @@ class Store {
     std::unique_ptr<Savepoint> savepoint_;
     void BeginSavepoint();
     void EndSavepoint(bool keep);
-    void ScanHeldStripe(uint32_t stripe, const ScanFn& fn);
+    // with_expired: expired keys too (EraseAll).
+    void ScanHeldStripe(uint32_t stripe, const ScanFn& fn, bool with_expired = false);
     bool InSavepoint(const PendingOp* p) const;
     bool Journal(PendingOp* p);
     void FreeStaged(uint32_t stripe, uint64_t entry, bool saved);

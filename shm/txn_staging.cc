@@ -387,6 +387,11 @@ void Store::Txn::EndSavepoint(bool keep) {
     sp.Clear();
     return;
   }
+  // The expire times first: the loops below free entries staged inside the
+  // savepoint, some of which these writes name.
+  for (size_t i = sp.expires.size(); i-- > 0;) {
+    core.Entry(sp.expires[i].first)->expire_ms.store(sp.expires[i].second, kRelaxed);
+  }
   if (staging_) {
     Staging& st = *staging_;
     while (st.ops.size() > sp.ops) {
@@ -406,9 +411,6 @@ void Store::Txn::EndSavepoint(bool keep) {
       }
       now = before;
     }
-  }
-  for (size_t i = sp.expires.size(); i-- > 0;) {
-    core.Entry(sp.expires[i].first)->expire_ms.store(sp.expires[i].second, kRelaxed);
   }
   sp.Clear();
 }

@@ -16,7 +16,7 @@ namespace redhub::shm {
 // One held stripe: its chains' keys without a staged op (those are this
 // Txn's to show), then the keys its staged Puts and expire changes leave
 // present. Expired keys are left out, as the store's walks do.
-void Store::Txn::ScanHeldStripe(uint32_t s, const ScanFn& fn) {
+void Store::Txn::ScanHeldStripe(uint32_t s, const ScanFn& fn, bool with_expired) {
   Impl& im = *store_->impl_;
   Core& core = im.core;
   Stripe stripe(core, s);
@@ -28,7 +28,8 @@ void Store::Txn::ScanHeldStripe(uint32_t s, const ScanFn& fn) {
         EntryHeader* entry = core.Entry(e);
         std::string_view key(entry->key(), entry->key_len);
         const int64_t expire = entry->expire_ms.load(kRelaxed);
-        if (!Expired(expire, now_ms_) && (!staged || FindPending(core.Hash(key), key) == nullptr)) {
+        if ((with_expired || !Expired(expire, now_ms_)) &&
+            (!staged || FindPending(core.Hash(key), key) == nullptr)) {
           fn(key, EntryView{std::string_view(entry->value(), entry->value_len), expire, 0});
         }
         e = LinkOffset(entry->link.load(kRelaxed));
@@ -40,7 +41,7 @@ void Store::Txn::ScanHeldStripe(uint32_t s, const ScanFn& fn) {
     if (op.stripe != s || op.kind == kTxnOpNone || op.kind == kTxnOpErase) continue;
     EntryHeader* e = core.Entry(op.entry);
     const int64_t expire = op.kind == kTxnOpPut ? e->expire_ms.load(kRelaxed) : op.expire;
-    if (Expired(expire, now_ms_)) continue;
+    if (!with_expired && Expired(expire, now_ms_)) continue;
     fn(op.key, EntryView{std::string_view(e->value(), e->value_len), expire, 0});
   }
 }
@@ -73,9 +74,17 @@ uint64_t Store::Txn::KeyCount() {
 
 void Store::Txn::EraseAll() {
   if (outer_ != nullptr) return outer_->EraseAll();
-  // The keys first: each Erase changes the staging the walk reads.
+  // The keys first: each Erase changes the staging the walk reads. Expired
+  // ones too (an Erase of one deletes it at once): a flush leaves no key
+  // counted, as the store-wide Flush does.
   std::vector<std::string> keys;
-  ForEachKey([&](std::string_view key, const EntryView&) { keys.emplace_back(key); });
+  const uint32_t* s = stripes();
+  for (uint32_t i = 0; i < count_; i++) {
+    ReportProgress();
+    ScanHeldStripe(
+        s[i], [&](std::string_view key, const EntryView&) { keys.emplace_back(key); },
+        /*with_expired=*/true);
+  }
   for (const std::string& key : keys) Erase(key);
 }
 
