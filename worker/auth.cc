@@ -135,10 +135,29 @@ Session* CommandService::SessionOf(Conn& conn) {
 }
 
 bool CommandService::StillAllowed(Conn& conn, const CommandSpec& spec,
-                                  std::span<const std::string_view> args) {
+                                  std::span<const std::string_view> args, resp::Writer& w) {
   Session* s = SessionOf(conn);
-  if (!Resolve(s)) return false;
-  return s->user == nullptr || acl::Check(*s->user, spec, args).kind == acl::Denial::kNone;
+  acl::Denial d;
+  if (!Resolve(s)) {
+    d.kind = acl::Denial::kCommand;
+  } else if (s->user != nullptr) {
+    d = acl::Check(*s->user, spec, args);
+  }
+  if (d.kind == acl::Denial::kNone) return true;
+  // Redis 7.0's execCommand: logged (context "multi") and answered in the
+  // command's place.
+  const bool command = d.kind == acl::Denial::kCommand;
+  LogAclDenial(conn, command ? "command" : "key", d.object, UserName(conn),
+               command ? d.object : acl::FullName(spec, args));
+  if (block_ != nullptr) {
+    block_->Add(command ? shm::slots::kAclDeniedCommand : shm::slots::kAclDeniedKey, 1);
+  }
+  w.Error(std::string("NOPERM ACLs rules changed between the moment the transaction was "
+                      "accumulated and the EXEC call. This command is no longer allowed for the "
+                      "following reason: ") +
+          (command ? "no permission to execute the command or subcommand"
+                   : "no permission to touch the specified keys"));
+  return false;
 }
 
 MultiState& CommandService::MultiOf(Conn& conn) {

@@ -156,8 +156,10 @@ class CommandService {
   bool RefuseUnauthenticated(Conn& conn, const CommandSpec& spec, resp::Writer& w);
   bool RefuseByAcl(Conn& conn, const CommandSpec& spec, std::span<const std::string_view> args,
                    resp::Writer& w);
-  // The user's rules allow the command as of now (RunQueued).
-  bool StillAllowed(Conn& conn, const CommandSpec& spec, std::span<const std::string_view> args);
+  // The user's rules allow the command as of now (RunQueued); if not, the
+  // refusal is logged, counted and written (Redis's execCommand text).
+  bool StillAllowed(Conn& conn, const CommandSpec& spec, std::span<const std::string_view> args,
+                    resp::Writer& w);
 
   // The writer's error hook while Dispatch runs: counts `error` (the text
   // after '-') by its first word (INFO errorstats, total_error_replies).

@@ -239,13 +239,7 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
 
 void CommandService::RunQueued(Conn& conn, const CommandSpec& spec,
                                std::span<const std::string_view> args, resp::Writer& w) {
-  if (acl_ != nullptr && !StillAllowed(conn, spec, args)) {
-    // Redis 7.0's execCommand, word for word.
-    w.Error(
-        "NOPERM ACLs rules changed between the moment the transaction was accumulated and its "
-        "execution");
-    return;
-  }
+  if (acl_ != nullptr && !StillAllowed(conn, spec, args, w)) return;
   CommandContext ctx{conn, args, w, *this};
   if (block_ == nullptr) {
     spec.handler(ctx);

@@ -10,12 +10,15 @@
 //  4. atomicity and durability while a worker is SIGKILLed every 200 ms:
 //     a transaction is all there or not at all, an acknowledged one is
 //     there, and the store passes its audit afterwards;
-//  5. a reload while a connection is inside MULTI or watching: it stays
-//     with its old worker until the transaction ends, then moves.
+//  5. a reload or an upgrade while a connection is inside MULTI or
+//     watching: it stays with its old worker until the transaction ends,
+//     then moves.
 //
 // One divergence from Redis is asserted as such (WatchTest.
 // RewritingTheSameValueDoesNotAbort): WATCH compares what a key holds, so a
-// write that puts back the same value and expire time does not abort.
+// write that puts back the same value and expire time does not abort. The
+// DISABLED_ ParityBugTest cases are known differences still to fix (see
+// each one's comment).
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -465,6 +468,19 @@ const std::vector<Script>& ParityScripts() {
         C(0, {"WATCH", "k11"}), C(1, {"SET", "k11", "x"}), C(0, {"MULTI"}), C(0, {"GET", "k1"}),
         C(0, {"EXEC"})}},
       {"LongQueue", LongQueue()},
+      {"PersistOfAWatchedKeyAborts",
+       {C(0, {"SET", "a", "1", "EX", "100"}), C(0, {"WATCH", "a"}), C(1, {"PERSIST", "a"}),
+        C(0, {"MULTI"}), C(0, {"TTL", "a"}), C(0, {"EXEC"})}},
+      // ACL is checked at queueing (a refusal flags the transaction) and
+      // again at EXEC (a permission taken away meanwhile).
+      {"CommandTheUserMayNotRunAbortsExec",
+       {C(0, {"ACL", "SETUSER", "u", "on", ">p", "~*", "+@all", "-get"}), C(1, {"AUTH", "u", "p"}),
+        C(1, {"MULTI"}), C(1, {"SET", "a", "1"}), C(1, {"GET", "a"}), C(1, {"EXEC"}),
+        C(1, {"EXISTS", "a"})}},
+      {"KeyTheUserMayNotTouchAbortsExec",
+       {C(0, {"ACL", "SETUSER", "u", "on", ">p", "~a*", "+@all"}), C(1, {"AUTH", "u", "p"}),
+        C(1, {"MULTI"}), C(1, {"SET", "a1", "1"}), C(1, {"SET", "b1", "1"}), C(1, {"EXEC"}),
+        C(1, {"WATCH", "b1"}), C(1, {"EXISTS", "a1"})}},
       // Keys whose expire time has passed, not yet deleted, when a queued
       // FLUSHALL runs under EXEC's every-stripe lock.
       {"FlushallInMultiErasesExpiredKeysToo", FlushallOfExpiredKeys()},
@@ -546,6 +562,56 @@ void RunParity(const Script& script, bool pipelined) {
 }
 
 class ParityTest : public ::testing::TestWithParam<Script> {};
+
+// BUG (worker/dispatcher.cc, CommandService::RunQueued): a queued command
+// whose permission ACL SETUSER took away before EXEC gets, inside EXEC's
+// array, "-NOPERM ACLs rules changed between the moment the transaction was
+// accumulated and its execution"; redis-server 7.0.15 replies "-NOPERM ACLs
+// rules changed between the moment the transaction was accumulated and the
+// EXEC call. This command is no longer allowed for the following reason: no
+// permission to execute the command or subcommand" (for a command; "...: no
+// permission to touch the specified keys" for a key). The other commands
+// run, as in Redis.
+TEST(ParityBugTest, PermissionTakenAwayBeforeExecSaysWhy) {
+  const Script script = {
+      "PermissionTakenAwayBeforeExec",
+      {C(0, {"ACL", "SETUSER", "u", "on", ">p", "~a*", "+@all"}), C(1, {"AUTH", "u", "p"}),
+       C(1, {"MULTI"}), C(1, {"SET", "a", "1"}), C(1, {"GET", "a"}),
+       C(0, {"ACL", "SETUSER", "u", "-get"}), C(1, {"EXEC"}), C(1, {"EXISTS", "a"}),
+       C(1, {"MULTI"}), C(1, {"SET", "a2", "1"}), C(1, {"EXISTS", "a"}),
+       C(0, {"ACL", "SETUSER", "u", "resetkeys", "~b*"}), C(1, {"EXEC"})}};
+  ASSERT_NO_FATAL_FAILURE(RunParity(script, /*pipelined=*/false));
+}
+
+// That refusal at EXEC is in ACL LOG, as redis-server 7.0.15 logs it (reason
+// "command", context "multi", object "get", username "u").
+TEST(ParityBugTest, PermissionTakenAwayBeforeExecIsLogged) {
+  auto server = StartRedhubd({"--workers", "1", "--maxmemory", "16mb"});
+  ASSERT_NE(server, nullptr);
+  Socket admin = Socket::Connect(server->port()), user = Socket::Connect(server->port());
+  ASSERT_TRUE(admin.valid() && user.valid());
+  ASSERT_EQ(Raw(admin, {"ACL", "SETUSER", "u", "on", ">p", "~*", "+@all"}), "+OK\r\n");
+  ASSERT_EQ(Raw(user, {"AUTH", "u", "p"}), "+OK\r\n");
+  ASSERT_EQ(Raw(user, {"MULTI"}), "+OK\r\n");
+  ASSERT_EQ(Raw(user, {"GET", "x"}), "+QUEUED\r\n");
+  ASSERT_EQ(Raw(admin, {"ACL", "SETUSER", "u", "-get"}), "+OK\r\n");
+  ASSERT_EQ(Raw(user, {"EXEC"}).rfind("*1\r\n-NOPERM ", 0), 0u);
+  Reply log = SocketCommand(admin, {"ACL", "LOG"});
+  ASSERT_NE(log, nullptr);
+  ASSERT_EQ(log->type, REDIS_REPLY_ARRAY);
+  ASSERT_EQ(log->elements, 1u) << DescribeReply(log.get());
+  std::map<std::string, std::string> entry;
+  const redisReply* e = log->element[0];
+  for (size_t i = 0; i + 1 < e->elements; i += 2) {
+    if (e->element[i + 1]->type == REDIS_REPLY_STRING) {
+      entry[e->element[i]->str] = std::string(e->element[i + 1]->str, e->element[i + 1]->len);
+    }
+  }
+  EXPECT_EQ(entry["reason"], "command");
+  EXPECT_EQ(entry["context"], "multi");
+  EXPECT_EQ(entry["object"], "get");
+  EXPECT_EQ(entry["username"], "u");
+}
 
 TEST_P(ParityTest, RepliesAreRedisServersBytes) {
   ASSERT_NO_FATAL_FAILURE(RunParity(GetParam(), /*pipelined=*/false));
@@ -1052,10 +1118,12 @@ TEST(KillTest, TransactionsAreAllOrNothingWhileAWorkerIsKilledEvery200Ms) {
 // ---- 5. reload during a transaction ----
 
 // A connection inside MULTI with queued commands, and one watching a key,
-// when SIGHUP comes: both stay with the old (retiring) worker while an idle
-// connection moves; the queue runs whole at EXEC and the WATCH still
-// aborts on a change; then both move to the new worker and work there.
-TEST(ReloadTest, AConnectionInMultiStaysUntilExecThenMoves) {
+// when SIGHUP (reload) or SIGUSR2 (binary upgrade) comes: both stay with the old (retiring) worker
+// while an idle connection moves; the queue runs whole at EXEC and the WATCH still aborts on a
+// change; then both move to the new worker and work there.
+class ReloadTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(ReloadTest, AConnectionInMultiStaysUntilExecThenMoves) {
   auto server = StartRedhubd({"--workers", "1", "--maxmemory", "16mb"});
   ASSERT_NE(server, nullptr);
   Socket tx = Socket::Connect(server->port()), watcher = Socket::Connect(server->port()),
@@ -1070,7 +1138,7 @@ TEST(ReloadTest, AConnectionInMultiStaysUntilExecThenMoves) {
   ASSERT_EQ(Raw(tx, {"SET", "r1", "one"}), "+QUEUED\r\n");
   ASSERT_EQ(Raw(tx, {"INCR", "r2"}), "+QUEUED\r\n");
 
-  ASSERT_TRUE(server->Signal(SIGHUP));
+  ASSERT_TRUE(server->Signal(GetParam()));
   ASSERT_TRUE(WaitUntil([&] { return LogHasLineOf(server->Log(), first->pid, "Retiring"); }))
       << server->Log();
   // The idle connection moves (at its next request's end).
@@ -1105,6 +1173,11 @@ TEST(ReloadTest, AConnectionInMultiStaysUntilExecThenMoves) {
   int status = server->Stop();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
 }
+
+INSTANTIATE_TEST_SUITE_P(Signals, ReloadTest, ::testing::Values(SIGHUP, SIGUSR2),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return std::string(info.param == SIGHUP ? "Reload" : "Upgrade");
+                         });
 
 }  // namespace
 }  // namespace redhub::integration
