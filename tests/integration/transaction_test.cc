@@ -563,7 +563,7 @@ void RunParity(const Script& script, bool pipelined) {
 
 class ParityTest : public ::testing::TestWithParam<Script> {};
 
-// BUG (worker/dispatcher.cc, CommandService::RunQueued): a queued command
+// A queued command
 // whose permission ACL SETUSER took away before EXEC gets, inside EXEC's
 // array, "-NOPERM ACLs rules changed between the moment the transaction was
 // accumulated and its execution"; redis-server 7.0.15 replies "-NOPERM ACLs
