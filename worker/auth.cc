@@ -302,7 +302,7 @@ void CommandService::LogAclDenial(Conn& conn, const char* reason, std::string_vi
   if (acl_area_ == nullptr) return;
   shm::AclLogEntry e;
   e.reason = reason;
-  e.context = (conn.session_flags() & kSessionInMulti) != 0 ? "multi" : "toplevel";
+  e.context = InMulti(conn) ? "multi" : "toplevel";
   e.object = std::string(object);
   e.username = std::string(user);
   std::string info;

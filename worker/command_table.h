@@ -156,6 +156,8 @@ enum SessionFlag : uint32_t {
   kSessionAuthenticated = 1 << 1,
 };
 
+inline bool InMulti(const Conn& conn) { return (conn.session_flags() & kSessionInMulti) != 0; }
+
 // One subcommand of a container row, as Redis 7.0's COMMAND INFO gives it
 // in the container's subcommands: its flags (CommandFlag bits) and the
 // categories it declares. Arity and the handler stay the container's.

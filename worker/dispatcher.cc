@@ -155,8 +155,6 @@ constexpr auto kChecks = Refused<DispatchChecks::CrossProtocol,
 // any check inside MULTI flags the transaction (Redis's flagTransaction),
 // so that EXEC discards it with EXECABORT.
 
-bool InMulti(const Conn& conn) { return (conn.session_flags() & kSessionInMulti) != 0; }
-
 // Commands that ran this long are logged (and are in SLOWLOG).
 constexpr uint64_t kLongCommandMicros = 1000000;
 

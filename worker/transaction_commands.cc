@@ -37,8 +37,6 @@
 namespace redhub::worker {
 namespace {
 
-bool InMulti(const Conn& c) { return (c.session_flags() & kSessionInMulti) != 0; }
-
 // A fixed seed: digests are compared only within this process.
 constexpr uint64_t kDigestSeed = 0x5bd1e9955bd1e995ULL;
 

@@ -34,70 +34,7 @@ constexpr char kPassword[] = "s3cret";
 
 // ---- RESP3 bytes ----
 
-// The length of the first complete RESP2/RESP3 reply in data, 0 if it is
-// not complete (hiredis 0.14 cannot parse RESP3, and HELLO 3 sessions need
-// their replies' exact bytes).
-size_t ReplyLength(std::string_view data, size_t at = 0) {
-  if (at >= data.size()) return 0;
-  size_t eol = data.find("\r\n", at);
-  if (eol == std::string_view::npos) return 0;
-  const char type = data[at];
-  const std::string line(data.substr(at + 1, eol - at - 1));
-  const size_t after = eol + 2;
-  switch (type) {
-    case '+':
-    case '-':
-    case ':':
-    case '_':
-    case ',':
-    case '#':
-    case '(':
-      return after - at;
-    case '$':
-    case '!':
-    case '=': {
-      long n = atol(line.c_str());
-      if (n < 0) return after - at;
-      size_t end = after + static_cast<size_t>(n) + 2;
-      return end <= data.size() ? end - at : 0;
-    }
-    case '*':
-    case '~':
-    case '>':
-    case '%':
-    case '|': {
-      long n = atol(line.c_str());
-      if (n < 0) return after - at;
-      if (type == '%' || type == '|') n *= 2;
-      size_t pos = after;
-      for (long i = 0; i < n; i++) {
-        size_t len = ReplyLength(data, pos);
-        if (len == 0) return 0;
-        pos += len;
-      }
-      return pos - at;
-    }
-    default:
-      return 0;
-  }
-}
-
-// Sends argv and returns the exact bytes of its reply, RESP3 types
-// included; "" on EOF, an error or the timeout.
-std::string Raw3(Socket& s, const std::vector<std::string>& argv) {
-  if (!s.SendAll(FormatCommand(argv))) return "";
-  std::string raw;
-  char buf[16384];
-  Clock::time_point deadline = Clock::now() + kTimeout;
-  while (Clock::now() < deadline) {
-    size_t len = ReplyLength(raw);
-    if (len != 0) return raw.substr(0, len);
-    ssize_t n = s.RecvOnce(buf, sizeof(buf), milliseconds(100));
-    if (n == 0 || n == -1) return "";
-    if (n > 0) raw.append(buf, static_cast<size_t>(n));
-  }
-  return "";
-}
+std::string Raw3(Socket& s, const std::vector<std::string>& argv) { return RawReply(s, argv); }
 
 // ---- helpers ----
 

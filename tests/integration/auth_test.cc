@@ -19,30 +19,6 @@
 namespace redhub::integration {
 namespace {
 
-// "worker=<slot>" and "pid=<pid>" of CLIENT INFO on s.
-struct Served {
-  int slot = -1;
-  pid_t pid = 0;
-};
-std::optional<int64_t> After(std::string_view text, std::string_view key) {
-  size_t at = text.find(key);
-  if (at == std::string_view::npos) return std::nullopt;
-  int64_t v = 0;
-  const char* b = text.data() + at + key.size();
-  auto [e, ec] = std::from_chars(b, text.data() + text.size(), v);
-  if (ec != std::errc() || e == b) return std::nullopt;
-  return v;
-}
-std::optional<Served> ServedBy(Socket& s) {
-  Reply r = SocketCommand(s, {"CLIENT", "INFO"});
-  if (r == nullptr || r->type != REDIS_REPLY_STRING) return std::nullopt;
-  std::string_view text(r->str, r->len);
-  auto slot = After(text, " worker=");
-  auto pid = After(text, " pid=");
-  if (!slot || !pid) return std::nullopt;
-  return Served{static_cast<int>(*slot), static_cast<pid_t>(*pid)};
-}
-
 std::string Cmd(Socket& s, const std::vector<std::string>& argv) {
   return DescribeReply(SocketCommand(s, argv).get());
 }

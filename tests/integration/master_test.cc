@@ -49,46 +49,8 @@ constexpr int kWorkers = 2;
 
 // ---- who serves what ----
 
-struct WorkerId {
-  int slot = -1;
-  pid_t pid = -1;
-};
-
 std::string Describe(const WorkerId& w) {
   return "worker " + std::to_string(w.slot) + " (pid " + std::to_string(w.pid) + ")";
-}
-
-// The integer after "key=" in text, if any.
-std::optional<int64_t> FieldAfter(std::string_view text, std::string_view key) {
-  size_t at = text.find(key);
-  if (at == std::string_view::npos) return std::nullopt;
-  const char* begin = text.data() + at + key.size();
-  int64_t v = 0;
-  auto [end, ec] = std::from_chars(begin, text.data() + text.size(), v);
-  if (ec != std::errc() || end == begin) return std::nullopt;
-  return v;
-}
-
-// CLIENT INFO's "worker=<slot> pid=<pid>" for a CLIENT INFO reply.
-std::optional<WorkerId> ParseClientInfo(const redisReply* r) {
-  if (r == nullptr || r->type != REDIS_REPLY_STRING) {
-    return std::nullopt;
-  }
-  std::string_view text(r->str, r->len);
-  auto slot = FieldAfter(text, " worker=");
-  auto pid = FieldAfter(text, " pid=");
-  if (!slot || !pid) return std::nullopt;
-  return WorkerId{static_cast<int>(*slot), static_cast<pid_t>(*pid)};
-}
-
-std::optional<WorkerId> ServedBy(redisContext* c) {
-  Reply r = Command(c, {"CLIENT", "INFO"});
-  return ParseClientInfo(r.get());
-}
-
-std::optional<WorkerId> ServedBy(Socket& s) {
-  Reply r = SocketCommand(s, {"CLIENT", "INFO"});
-  return ParseClientInfo(r.get());
 }
 
 // The master's children titled "redhubd: worker <slot>" (serving, not

@@ -553,6 +553,95 @@ std::optional<int64_t> InfoInt(redisContext* c, std::string_view section, std::s
   return v;
 }
 
+size_t ReplyLength(std::string_view data, size_t at) {
+  if (at >= data.size()) return 0;
+  size_t eol = data.find("\r\n", at);
+  if (eol == std::string_view::npos) return 0;
+  const char type = data[at];
+  const std::string line(data.substr(at + 1, eol - at - 1));
+  const size_t after = eol + 2;
+  switch (type) {
+    case '+':
+    case '-':
+    case ':':
+    case '_':
+    case ',':
+    case '#':
+    case '(':
+      return after - at;
+    case '$':
+    case '!':
+    case '=': {
+      long n = atol(line.c_str());
+      if (n < 0) return after - at;
+      size_t end = after + static_cast<size_t>(n) + 2;
+      return end <= data.size() ? end - at : 0;
+    }
+    case '*':
+    case '~':
+    case '>':
+    case '%':
+    case '|': {
+      long n = atol(line.c_str());
+      if (n < 0) return after - at;
+      if (type == '%' || type == '|') n *= 2;
+      size_t pos = after;
+      for (long i = 0; i < n; i++) {
+        size_t len = ReplyLength(data, pos);
+        if (len == 0) return 0;
+        pos += len;
+      }
+      return pos - at;
+    }
+    default:
+      return 0;
+  }
+}
+
+std::string RawReply(Socket& s, const std::vector<std::string>& argv) {
+  if (!s.SendAll(FormatCommand(argv))) return "";
+  std::string raw;
+  char buf[16384];
+  Clock::time_point deadline = Clock::now() + kTimeout;
+  while (Clock::now() < deadline) {
+    size_t len = ReplyLength(raw);
+    if (len != 0) return raw.substr(0, len);
+    ssize_t n = s.RecvOnce(buf, sizeof(buf), milliseconds(100));
+    if (n == 0 || n == -1) return "";
+    if (n > 0) raw.append(buf, static_cast<size_t>(n));
+  }
+  return "";
+}
+
+std::optional<int64_t> FieldAfter(std::string_view text, std::string_view key) {
+  size_t at = text.find(key);
+  if (at == std::string_view::npos) return std::nullopt;
+  const char* begin = text.data() + at + key.size();
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(begin, text.data() + text.size(), v);
+  if (ec != std::errc() || end == begin) return std::nullopt;
+  return v;
+}
+
+std::optional<WorkerId> ParseClientInfo(const redisReply* r) {
+  if (r == nullptr || r->type != REDIS_REPLY_STRING) return std::nullopt;
+  std::string_view text(r->str, r->len);
+  auto slot = FieldAfter(text, " worker=");
+  auto pid = FieldAfter(text, " pid=");
+  if (!slot || !pid) return std::nullopt;
+  return WorkerId{static_cast<int>(*slot), static_cast<pid_t>(*pid)};
+}
+
+std::optional<WorkerId> ServedBy(redisContext* c) {
+  Reply r = Command(c, {"CLIENT", "INFO"});
+  return ParseClientInfo(r.get());
+}
+
+std::optional<WorkerId> ServedBy(Socket& s) {
+  Reply r = SocketCommand(s, {"CLIENT", "INFO"});
+  return ParseClientInfo(r.get());
+}
+
 bool WaitUntil(const std::function<bool()>& cond, milliseconds timeout) {
   Clock::time_point deadline = Clock::now() + timeout;
   while (true) {

@@ -210,6 +210,28 @@ std::optional<std::string> InfoField(std::string_view info, std::string_view fie
 // command failed or the field is missing or not a number.
 std::optional<int64_t> InfoInt(redisContext* c, std::string_view section, std::string_view field);
 
+// ---- RESP3 bytes and who serves a connection ----
+
+// The length of the first complete RESP2/RESP3 reply in data from `at`, 0
+// if it is not complete (hiredis 0.14 cannot parse RESP3, and HELLO 3
+// sessions need their replies' exact bytes).
+size_t ReplyLength(std::string_view data, size_t at = 0);
+// Sends argv and returns the exact bytes of its one reply, RESP3 types
+// included; "" on EOF, an error or the timeout. One command at a time, so
+// nothing after the reply is pending.
+std::string RawReply(Socket& s, const std::vector<std::string>& argv);
+
+// The integer after `key` in text ("pid=" in CLIENT INFO), if any.
+std::optional<int64_t> FieldAfter(std::string_view text, std::string_view key);
+// The redhubd worker serving a connection: CLIENT INFO's worker= and pid=.
+struct WorkerId {
+  int slot = -1;
+  pid_t pid = -1;
+};
+std::optional<WorkerId> ParseClientInfo(const redisReply* r);
+std::optional<WorkerId> ServedBy(redisContext* c);
+std::optional<WorkerId> ServedBy(Socket& s);
+
 // Re-checks cond every 10 ms until it holds (true) or the timeout (false).
 bool WaitUntil(const std::function<bool()>& cond, milliseconds timeout = kTimeout);
 

@@ -147,7 +147,8 @@ TEST_F(DispatcherTest, InsideMultiCommandsAreQueuedAndRefusalsFlagTheTransaction
   EXPECT_EQ(Run({"INCR", "k"}), "+QUEUED\r\n");
   EXPECT_EQ(Run({"GET", "k"}), "+QUEUED\r\n");
   EXPECT_EQ(Calls("set", slots::kCalls), 0u);
-  EXPECT_EQ(Run({"EXEC"}), "*3\r\n+OK\r\n-ERR value is not an integer or out of range\r\n$1\r\nv\r\n");
+  EXPECT_EQ(Run({"EXEC"}),
+            "*3\r\n+OK\r\n-ERR value is not an integer or out of range\r\n$1\r\nv\r\n");
   EXPECT_EQ(Calls("set", slots::kCalls), 1u);
   EXPECT_EQ(Calls("incr", slots::kFailed), 1u);
   EXPECT_EQ(Run({"MULTI"}), "+OK\r\n");
