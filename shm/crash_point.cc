@@ -65,6 +65,10 @@ const char* CrashPointName(CrashPoint point) {
       return "acl-before-publish";
     case CrashPoint::kAclLogAdd:
       return "acl-log-add";
+    case CrashPoint::kScriptAppend:
+      return "script-append";
+    case CrashPoint::kScriptBeforePublish:
+      return "script-before-publish";
     case CrashPoint::kCount:
       break;
   }

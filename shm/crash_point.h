@@ -35,6 +35,9 @@ enum class CrashPoint : uint32_t {
   kAclCopyMid,        // Update: half of the next text copied into the other copy
   kAclBeforePublish,  // Update: the next text and its length written, not yet published
   kAclLogAdd,         // LogAdd: a record half filled (hidden), not yet made visible
+  // The script area (script_area.cc), under its lock:
+  kScriptAppend,         // a record's header and key written past the end, its bytes not yet
+  kScriptBeforePublish,  // records (or a compacted half) written, the end not yet published
   kCount,
 };
 

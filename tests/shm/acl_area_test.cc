@@ -29,6 +29,7 @@ namespace redhub::shm {
 namespace {
 
 using testing::ForkChild;
+using testing::KilledBySigkill;
 using testing::WaitChild;
 using testing::WithWatchdog;
 using Clock = std::chrono::steady_clock;
@@ -59,8 +60,6 @@ std::string ReadText(AclArea& area) {
   area.Read(&t);
   return t;
 }
-
-bool KilledBySigkill(int status) { return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL; }
 
 // ---- Self-describing texts: "T <seq> <body length> <fnv-1a 64 of body>\n<body>".
 

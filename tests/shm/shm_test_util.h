@@ -173,4 +173,9 @@ inline std::string JoinErrors(const std::vector<std::string>& errors, size_t max
   return out;
 }
 
+// A child's wait status says it died of SIGKILL (a crash point was reached).
+inline bool KilledBySigkill(int status) {
+  return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+
 }  // namespace redhub::shm::testing
