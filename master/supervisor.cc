@@ -132,6 +132,10 @@ std::string Supervisor::Init() {
     acl_ = CreateAcl(config_, &err);
     if (!acl_ && !err.empty()) err = "users: " + err;
   }
+  if (err.empty() && !scripts_) {
+    scripts_ = shm::ScriptArea::Create({}, &err);
+    if (!scripts_) err = "scripts: " + err;
+  }
   return err;
 }
 

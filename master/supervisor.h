@@ -33,6 +33,7 @@
 #include "acl_area.h"
 #include "child_table.h"
 #include "config.h"
+#include "script_area.h"
 #include "signal_table.h"
 #include "upgrade_state.h"
 #include "worker_process.h"
@@ -150,6 +151,8 @@ class Supervisor {
   shm::CounterArea* counters_ = nullptr;
   // The users (acl_setup.h): made in Init, or handed over by an upgrade.
   std::unique_ptr<shm::AclArea> acl_;
+  // The scripts and function libraries (shm/script_area.h): likewise.
+  std::unique_ptr<shm::ScriptArea> scripts_;
   shm::CounterBlock* master_block_ = nullptr;
   Child admin_;  // pid 0 when not running
   Respawner admin_respawner_;

@@ -54,6 +54,7 @@ UpgradeState Supervisor::CurrentState() const {
   st.port = port_;
   st.shared_fds = shared_fds_;
   st.acl_fd = acl_ ? acl_->fd() : -1;
+  st.script_fd = scripts_ ? scripts_->fd() : -1;
   for (const Slot& s : slots_) st.slots.push_back({s.index, s.fds, s.tls_fds});
   // Retiring workers too: a lost one would see its control channel close
   // at execve and drop the connections it is still handing over, and a
@@ -82,6 +83,14 @@ std::string Supervisor::Inherit(const std::string& text) {
     std::string e;
     acl_ = AdoptAcl(st.acl_fd, config_, &e);
     if (!acl_) return "inherited users: " + e;
+  }
+  if (st.script_fd >= 0) {
+    if (std::string e = SetFdCloexec(st.script_fd, true); !e.empty()) {
+      return "inherited scripts: " + e;
+    }
+    std::string e;
+    scripts_ = shm::ScriptArea::Adopt(st.script_fd, &e);
+    if (!scripts_) return "inherited scripts: " + e;
   }
   for (const UpgradeState::Slot& s : st.slots) {
     if (s.index < 0 || s.index >= static_cast<int>(slots_.size())) {
@@ -166,6 +175,7 @@ void Supervisor::SetCloexec(bool on) {
   for (int fd : shared_fds_) set(fd);
   for (auto& w : workers_) set(w->control_fd);
   if (acl_) set(acl_->fd());
+  if (scripts_) set(scripts_->fd());
 }
 
 void Supervisor::Upgrade() {

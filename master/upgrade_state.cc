@@ -149,6 +149,10 @@ std::string DecodeFormat2(std::string_view hex, UpgradeState* st) {
         if (!Number(v, INT_MAX, &n)) return Bad("users descriptor");
         st->acl_fd = static_cast<int>(n);
         break;
+      case StateField::kScriptFd:
+        if (!Number(v, INT_MAX, &n)) return Bad("scripts descriptor");
+        st->script_fd = static_cast<int>(n);
+        break;
       case StateField::kSlot:
         return DecodeSlot(v, &st->slots.emplace_back());
       case StateField::kWorker:
@@ -236,6 +240,9 @@ std::string EncodeUpgradeState(const UpgradeState& st) {
   f.PutU64(Tag(StateField::kPort), st.port);
   for (int fd : st.shared_fds) f.PutU64(Tag(StateField::kSharedFd), static_cast<uint64_t>(fd));
   if (st.acl_fd >= 0) f.PutU64(Tag(StateField::kAclFd), static_cast<uint64_t>(st.acl_fd));
+  if (st.script_fd >= 0) {
+    f.PutU64(Tag(StateField::kScriptFd), static_cast<uint64_t>(st.script_fd));
+  }
   for (const UpgradeState::Slot& s : st.slots) {
     FieldWriter slot;
     slot.PutU64(Tag(SlotField::kIndex), static_cast<uint64_t>(s.index));

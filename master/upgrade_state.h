@@ -49,6 +49,7 @@ struct UpgradeState {
   uint16_t port = 0;            // the TCP port bound (for --port 0)
   std::vector<int> shared_fds;  // listeners every slot serves (unix socket)
   int acl_fd = -1;              // the users' shared area (acl_setup.h); -1: none
+  int script_fd = -1;           // the scripts' shared area (shm/script_area.h); -1: none
   std::vector<Slot> slots;
   std::vector<Worker> workers;
   bool operator==(const UpgradeState&) const = default;
@@ -65,7 +66,8 @@ enum class StateField : uint16_t {
   // Required and last (value 0): a state cut short anywhere, even between
   // two fields, lacks it. A later binary's fields go before it.
   kEnd = 6,
-  kAclFd = 7,  // optional: the users' area; a binary without it starts users afresh
+  kAclFd = 7,     // optional: the users' area; a binary without it starts users afresh
+  kScriptFd = 8,  // optional: the scripts' area; a binary without it starts scripts afresh
 };
 enum class SlotField : uint16_t { kIndex = 1, kFd = 2, kTlsFd = 3 };
 enum class WorkerField : uint16_t { kSlot = 1, kPid = 2, kControlFd = 3, kSeq = 4, kRetiring = 5 };

@@ -51,6 +51,7 @@ worker::WorkerSpec Supervisor::MakeWorkerSpec(const Slot& slot, uint64_t seq, co
   spec.store = store_;
   spec.counters = counters_;
   spec.acl = acl_.get();
+  spec.scripts = scripts_.get();
   spec.info.bind = config_.bind.empty() ? "" : config_.bind.front();
   spec.info.port = port_;
   spec.info.config_file = config_.config_file;

@@ -180,6 +180,8 @@ class Store {
     Store& store_;
   };
   bool in_scope() const { return scope_ != nullptr; }
+  // The scope's Txn came from LockAll (defined after Txn, below).
+  bool scope_holds_all() const;
 
   // A batch: between BeginBatch and EndBatch, a Txn from Lock leaves its
   // stripe locked when it ends, and the next Lock of the same stripe takes
@@ -422,5 +424,7 @@ class Store {
   bool batch_ = false;    // between BeginBatch and EndBatch
   Txn* scope_ = nullptr;  // Scope
 };
+
+inline bool Store::scope_holds_all() const { return scope_ != nullptr && scope_->holds_all(); }
 
 }  // namespace redhub::shm

@@ -247,6 +247,34 @@ bool CommandService::RefuseUnauthenticated(Conn& conn, const CommandSpec& spec, 
   return true;
 }
 
+bool CommandService::RefuseInScript(Conn& conn, const CommandSpec& spec,
+                                    std::span<const std::string_view> args, resp::Writer& w) {
+  if (acl_ == nullptr) return false;
+  Session* s = SessionOf(conn);
+  acl::Denial d;
+  if (!Resolve(s)) {
+    d.kind = acl::Denial::kCommand;
+    d.object = acl::FullName(spec, args);
+  } else if (s->user->unrestricted()) [[likely]] {
+    return false;
+  } else {
+    d = acl::Check(*s->user, spec, args);
+  }
+  if (d.kind == acl::Denial::kNone) return false;
+  // Redis 7.0's scriptVerifyACL: logged (context "lua"), and the script
+  // sees an error of its own wording.
+  const bool command = d.kind == acl::Denial::kCommand;
+  LogAclDenial(conn, command ? "command" : "key", d.object, UserName(conn),
+               command ? d.object : acl::FullName(spec, args));
+  if (block_ != nullptr) {
+    block_->Add(command ? shm::slots::kAclDeniedCommand : shm::slots::kAclDeniedKey, 1);
+  }
+  w.Error(command ? "ERR The user executing the script can't run this command or subcommand"
+                  : "ERR The user executing the script can't access at least one of the keys "
+                    "mentioned in the command");
+  return true;
+}
+
 bool CommandService::RefuseByAcl(Conn& conn, const CommandSpec& spec,
                                  std::span<const std::string_view> args, resp::Writer& w) {
   Session* s = SessionOf(conn);
@@ -302,7 +330,7 @@ void CommandService::LogAclDenial(Conn& conn, const char* reason, std::string_vi
   if (acl_area_ == nullptr) return;
   shm::AclLogEntry e;
   e.reason = reason;
-  e.context = InMulti(conn) ? "multi" : "toplevel";
+  e.context = script_depth_ > 0 ? "lua" : InMulti(conn) ? "multi" : "toplevel";
   e.object = std::string(object);
   e.username = std::string(user);
   std::string info;

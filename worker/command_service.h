@@ -27,6 +27,7 @@ class Store;
 class CounterArea;
 class CounterBlock;
 class AclArea;
+class ScriptArea;
 }  // namespace redhub::shm
 
 namespace redhub::worker {
@@ -88,6 +89,21 @@ class CommandService {
                  resp::Writer& w);
   // The connection's transaction state (multi_state.h), made at first use.
   MultiState& MultiOf(Conn& conn);
+  // One command of a script's redis.call, after the script host's checks
+  // (script_host.cc): the handler, counted as a call of its own.
+  void RunFromScript(Conn& conn, const CommandSpec& spec, std::span<const std::string_view> args,
+                     resp::Writer& w);
+  // The user's rules for a command a script calls: false if allowed, else
+  // the refusal is logged (context "lua"), counted and written in Redis
+  // 7.0's scriptVerifyACL words (auth.cc).
+  bool RefuseInScript(Conn& conn, const CommandSpec& spec, std::span<const std::string_view> args,
+                      resp::Writer& w);
+  // The shared scripts and function libraries (shm/script_area.h), which
+  // the scripting commands will read through a ScriptCache.
+  void set_script_area(shm::ScriptArea* area) { script_area_ = area; }
+  shm::ScriptArea* script_area() const { return script_area_; }
+  // While a script runs (nesting depth): the ACL LOG's context is "lua".
+  int script_depth_ = 0;
 
   shm::Store& store() { return *store_; }
   CommandStats stats;
@@ -191,6 +207,7 @@ class CommandService {
   std::unique_ptr<acl::Registry> acl_;
   shm::AclArea* acl_area_ = nullptr;
   bool protected_mode_ = false;
+  shm::ScriptArea* script_area_ = nullptr;
   Session* sessions_ = nullptr;  // every connection's, newest first
   Conn* last_conn_ = nullptr;    // SessionOf's last answer (cleared by ~Session)
   Session* last_session_ = nullptr;

@@ -46,6 +46,12 @@ enum CommandFlag : uint32_t {
   kFast = 1 << 9,
   kNoAuth = 1 << 10,
   kAllowBusy = 1 << 11,
+  kSkipMonitor = 1 << 12,
+  kNoMandatoryKeys = 1 << 13,
+  // The keys are found from the arguments, not only the row's positions:
+  // EVAL's and FCALL's numkeys at args[2], then that many keys
+  // (ForEachKeyArg).
+  kMovableKeys = 1 << 14,
   // The daemon's own, never reported: runs inside MULTI instead of being
   // queued, as its handler knows the state (EXEC, DISCARD, MULTI, WATCH,
   // QUIT; see the dispatcher).
@@ -61,10 +67,21 @@ struct CommandFlagName {
   const char* name;
 };
 inline constexpr CommandFlagName kCommandFlagNames[] = {
-    {kWrite, "write"},     {kReadOnly, "readonly"}, {kDenyOom, "denyoom"},
-    {kAdmin, "admin"},     {kPubSub, "pubsub"},     {kNoScript, "noscript"},
-    {kLoading, "loading"}, {kStale, "stale"},       {kSkipSlowlog, "skip_slowlog"},
-    {kFast, "fast"},       {kNoAuth, "no_auth"},    {kAllowBusy, "allow_busy"},
+    {kWrite, "write"},
+    {kReadOnly, "readonly"},
+    {kDenyOom, "denyoom"},
+    {kAdmin, "admin"},
+    {kPubSub, "pubsub"},
+    {kNoScript, "noscript"},
+    {kLoading, "loading"},
+    {kStale, "stale"},
+    {kSkipMonitor, "skip_monitor"},
+    {kSkipSlowlog, "skip_slowlog"},
+    {kFast, "fast"},
+    {kNoAuth, "no_auth"},
+    {kNoMandatoryKeys, "no_mandatory_keys"},
+    {kMovableKeys, "movablekeys"},
+    {kAllowBusy, "allow_busy"},
 };
 
 // Redis 7.0's ACL categories (src/server.h ACL_CATEGORY_*), in the order
@@ -217,6 +234,17 @@ constexpr bool ArityAllows(int arity, size_t argc) {
 // counting from 0. ACL's key check, EXEC and scripts find keys with it.
 template <typename Fn>
 void ForEachKeyArg(const CommandSpec& spec, std::span<const std::string_view> args, Fn&& fn) {
+  if (spec.flags & kMovableKeys) {
+    // EVAL, FCALL: numkeys, then the keys (a bad numkeys names none: the
+    // handler refuses it).
+    int64_t numkeys = 0;
+    if (args.size() < 3 || !resp::ParseInt64(args[2], &numkeys) || numkeys < 0 ||
+        numkeys > static_cast<int64_t>(args.size()) - 3) {
+      return;
+    }
+    for (int64_t i = 0; i < numkeys; i++) fn(static_cast<size_t>(i), args[3 + i]);
+    return;
+  }
   if (spec.first_key <= 0) return;
   const int argc = static_cast<int>(args.size());
   const int last = spec.last_key < 0 ? argc + spec.last_key : spec.last_key;

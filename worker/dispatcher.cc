@@ -238,6 +238,11 @@ Action CommandService::Dispatch(Conn& conn, const resp::Command& cmd, resp::Writ
 void CommandService::RunQueued(Conn& conn, const CommandSpec& spec,
                                std::span<const std::string_view> args, resp::Writer& w) {
   if (acl_ != nullptr && !StillAllowed(conn, spec, args, w)) return;
+  RunFromScript(conn, spec, args, w);
+}
+
+void CommandService::RunFromScript(Conn& conn, const CommandSpec& spec,
+                                   std::span<const std::string_view> args, resp::Writer& w) {
   CommandContext ctx{conn, args, w, *this};
   if (block_ == nullptr) {
     spec.handler(ctx);

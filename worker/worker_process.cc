@@ -206,6 +206,7 @@ int RunWorker(const WorkerSpec& spec) {
   }
   service.set_counters(spec.counters, block);
   service.set_acl_area(spec.acl);
+  service.set_script_area(spec.scripts);
   // The watchdog's second sign of life: long commands and lock waits bump it.
   if (block != nullptr) shm::SetProgressWord(block->Word(shm::slots::kProgress));
   EventLoop loop(options, service.MakeHandlers());

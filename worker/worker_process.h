@@ -18,6 +18,7 @@ namespace redhub::shm {
 class Store;
 class CounterArea;
 class AclArea;
+class ScriptArea;
 }  // namespace redhub::shm
 
 namespace redhub::worker {
@@ -40,6 +41,7 @@ struct WorkerSpec {
   shm::Store* store = nullptr;           // mapped by the master before fork()
   shm::CounterArea* counters = nullptr;  // likewise; this worker claims a block
   shm::AclArea* acl = nullptr;           // the users, likewise
+  shm::ScriptArea* scripts = nullptr;    // the scripts and function libraries, likewise
   double drain_timeout = 30;
   double heartbeat_interval = 1;
 };

@@ -29,6 +29,21 @@ std::string Hex(std::string_view bytes) {
 
 uint16_t Tag(auto f) { return static_cast<uint16_t>(f); }
 
+// The users' and the scripts' areas move to the new master by descriptor;
+// a state without them (an older binary's) decodes to -1 for both.
+TEST(UpgradeStateTest, RoundTripsTheSharedAreasDescriptors) {
+  UpgradeState in = Sample(), out, older;
+  in.acl_fd = 15;
+  in.script_fd = 16;
+  std::string error;
+  ASSERT_TRUE(DecodeUpgradeState(EncodeUpgradeState(in), &out, &error)) << error;
+  EXPECT_EQ(out.acl_fd, 15);
+  EXPECT_EQ(out.script_fd, 16);
+  ASSERT_TRUE(DecodeUpgradeState(EncodeUpgradeState(Sample()), &older, &error)) << error;
+  EXPECT_EQ(older.acl_fd, -1);
+  EXPECT_EQ(older.script_fd, -1);
+}
+
 TEST(UpgradeStateTest, RoundTrips) {
   UpgradeState in = Sample(), out;
   std::string error;
